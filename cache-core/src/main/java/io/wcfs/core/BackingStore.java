@@ -1,0 +1,47 @@
+package io.wcfs.core;
+
+import java.io.IOException;
+
+/**
+ * The origin the cache writes back to: a directory tree, addressed by paths relative to its root
+ * ("" is the root, no leading slash). Owned by the engine so that every ordering rule can be
+ * tested in-process, including with a store that fails.
+ */
+public interface BackingStore {
+  /** What the engine needs of a file's metadata. */
+  record Stat(long ino, long size, long mtimeNanos, int nlink, boolean regularFile,
+      boolean directory) {}
+
+  /** lstat; null when the path does not exist. */
+  Stat stat(String path) throws IOException;
+
+  /** Opens an existing regular file for reading and writing. */
+  BackingFile open(String path) throws IOException;
+
+  void unlink(String path) throws IOException;
+
+  void rename(String from, String to) throws IOException;
+
+  /** The directory's identity, recorded in the superblock. */
+  CacheLayout.BackingIdentity identity() throws IOException;
+
+  /** An open backing file; positional I/O with native addresses. */
+  interface BackingFile extends AutoCloseable {
+    /** Reads up to {@code length} bytes; fewer only at end of file. */
+    long read(long position, long dstAddress, long length) throws IOException;
+
+    void write(long position, long srcAddress, long length) throws IOException;
+
+    long size() throws IOException;
+
+    void truncate(long size) throws IOException;
+
+    /** fsync: data and size durable. */
+    void sync() throws IOException;
+
+    void setMtime(long mtimeNanos) throws IOException;
+
+    @Override
+    void close() throws IOException;
+  }
+}

@@ -1,0 +1,433 @@
+package io.wcfs.core;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.zip.CRC32C;
+
+/**
+ * The on-device format of a wcfs cache file; the only class that knows byte offsets. All integers
+ * are little-endian 64-bit words (the memory is read and written a word at a time, and both
+ * supported CPUs are little-endian).
+ *
+ * <pre>
+ * CacheFile   --> Superblock, FileTable, Entries, Data
+ * Superblock  --> Magic, Version|BlockSize, NBlocks, SeqCount, FileSlots|FileVersionSize,
+ *                 FileTableOffset, EntriesOffset, DataOffset, BackingIno, BackingPathLength,
+ *                 BackingPath (padded to words), ..., Checksum      (SUPERBLOCK_SIZE bytes)
+ * FileTable   --> FileSlot^FileSlots
+ * FileSlot    --> FileVersion, FileVersion             (two versions: copy-on-write)
+ * FileVersion --> Seq, Ino, Size, MtimeNanos, PathLength, Path (padded)  (FILE_VERSION_SIZE bytes)
+ * Entries     --> Entry^NBlocks
+ * Entry       --> Location (FileSlot+1 << 40 | BlockIndex), Seq      (16 bytes)
+ * Data        --> Block^NBlocks                        (block-aligned)
+ * </pre>
+ *
+ * <p>A record (entry or file version) is committed iff {@code seq < SeqCount}; a free one has
+ * {@code seq = -1}. SeqCount is the single word whose atomic store commits an epoch. The
+ * checksum covers every superblock word except SeqCount, which changes on every commit.
+ */
+public final class CacheLayout {
+  static final long MAGIC = 0x4843414353464357L; // "WCFSCACH" read as a little-endian word
+  static final int VERSION = 1;
+  static final int SUPERBLOCK_SIZE = 4096;
+  static final int FILE_VERSION_SIZE = 256;
+  static final int ENTRY_SIZE = 16;
+  static final int MAX_PATH_BYTES = FILE_VERSION_SIZE - 40;
+  static final int MAX_BACKING_PATH_BYTES = SUPERBLOCK_SIZE - 96;
+  static final long FREE = -1;
+  static final int BLOCK_INDEX_BITS = 40;
+  static final long BLOCK_INDEX_MASK = (1L << BLOCK_INDEX_BITS) - 1;
+
+  // Superblock word offsets.
+  private static final int SB_MAGIC = 0;
+  private static final int SB_VERSION_BLOCKSIZE = 8;
+  private static final int SB_NBLOCKS = 16;
+  private static final int SB_SEQ_COUNT = 24;
+  private static final int SB_FILESLOTS = 32;
+  private static final int SB_FILETABLE_OFFSET = 40;
+  private static final int SB_ENTRIES_OFFSET = 48;
+  private static final int SB_DATA_OFFSET = 56;
+  private static final int SB_BACKING_INO = 64;
+  private static final int SB_BACKING_PATH_LEN = 72;
+  private static final int SB_BACKING_PATH = 80;
+  private static final int SB_CHECKSUM = SUPERBLOCK_SIZE - 8;
+
+  // File version word offsets.
+  private static final int FV_SEQ = 0;
+  private static final int FV_INO = 8;
+  private static final int FV_SIZE = 16;
+  private static final int FV_MTIME = 24;
+  private static final int FV_PATH_LEN = 32;
+  private static final int FV_PATH = 40;
+
+  /** Where each region lies, derived from the file size and block size. */
+  public record Geometry(
+      int blockSize, long nBlocks, int fileSlots, long fileTableOffset, long entriesOffset,
+      long dataOffset) {
+
+    public long fileSize() {
+      return dataOffset + nBlocks * blockSize;
+    }
+
+    /** The largest geometry that fits in {@code fileSize} bytes, or nBlocks 0 if none does. */
+    public static Geometry fit(long fileSize, int blockSize) {
+      long n = fileSize / (blockSize + ENTRY_SIZE + 2L * FILE_VERSION_SIZE / 8);
+      while (n > 0) {
+        Geometry g = of(n, blockSize);
+        if (g.fileSize() <= fileSize) {
+          return g;
+        }
+        long over = g.fileSize() - fileSize;
+        n -= Math.max(1, over / blockSize);
+      }
+      return of(0, blockSize);
+    }
+
+    /** One file slot per 8 blocks (at least 64): a slot is needed per file with dirty blocks. */
+    static Geometry of(long nBlocks, int blockSize) {
+      int fileSlots = (int) Math.min(1 << 20, Math.max(64, nBlocks / 8));
+      long fileTable = SUPERBLOCK_SIZE;
+      long entries = align(fileTable + (long) fileSlots * 2 * FILE_VERSION_SIZE, 4096);
+      long data = align(entries + nBlocks * ENTRY_SIZE, Math.max(4096, blockSize));
+      return new Geometry(blockSize, nBlocks, fileSlots, fileTable, entries, data);
+    }
+
+    /** Smallest file that holds one block. */
+    public static long minFileSize(int blockSize) {
+      return of(1, blockSize).fileSize();
+    }
+  }
+
+  /** The backing directory a cache belongs to. */
+  public record BackingIdentity(long ino, String path) {}
+
+  /** One version of a file slot as stored. */
+  public record FileVersion(long seq, long ino, long size, long mtimeNanos, String path) {}
+
+  private final CacheMemory mem;
+  private final Geometry geometry;
+
+  private CacheLayout(CacheMemory mem, Geometry geometry) {
+    this.mem = mem;
+    this.geometry = geometry;
+  }
+
+  public Geometry geometry() {
+    return geometry;
+  }
+
+  static long align(long value, long alignment) {
+    return (value + alignment - 1) / alignment * alignment;
+  }
+
+  static void checkBlockSize(int blockSize) {
+    if (blockSize < 512 || blockSize > (1 << 20) || Integer.bitCount(blockSize) != 1) {
+      throw new IllegalArgumentException(
+          "block size " + blockSize + " is not a power of two between 512 and 1048576;"
+              + " use e.g. --block-size 4096");
+    }
+  }
+
+  /**
+   * Writes an empty cache: every entry and file version free, SeqCount 1, then commits, and only
+   * then stores the magic (as dm-writecache's init_memory): a crash during format leaves a file
+   * without magic, which the next mount formats again.
+   */
+  public static CacheLayout format(CacheMemory mem, int blockSize, BackingIdentity backing)
+      throws IOException {
+    checkBlockSize(blockSize);
+    Geometry g = Geometry.fit(mem.size(), blockSize);
+    if (g.nBlocks() == 0) {
+      throw new CacheFormatException(
+          "the cache file is " + mem.size() + " bytes, too small for one " + blockSize
+              + "-byte block (" + Geometry.minFileSize(blockSize) + " bytes needed);"
+              + " use a larger cache");
+    }
+    byte[] path = backing.path().getBytes(StandardCharsets.UTF_8);
+    if (path.length > MAX_BACKING_PATH_BYTES) {
+      throw new CacheFormatException("backing directory path is longer than "
+          + MAX_BACKING_PATH_BYTES + " bytes: " + backing.path());
+    }
+    CacheLayout layout = new CacheLayout(mem, g);
+    mem.assign(SB_MAGIC, 0);
+    mem.flush(SB_MAGIC, 8);
+    mem.commit();
+    for (int slot = 0; slot < g.fileSlots(); slot++) {
+      for (int v = 0; v < 2; v++) {
+        mem.assign(layout.fileVersionOffset(slot, v) + FV_SEQ, FREE);
+      }
+    }
+    for (long e = 0; e < g.nBlocks(); e++) {
+      mem.assign(layout.entryOffset(e), 0);
+      mem.assign(layout.entryOffset(e) + 8, FREE);
+    }
+    for (int off = 8; off < SUPERBLOCK_SIZE; off += 8) {
+      mem.assign(off, 0);
+    }
+    mem.assign(SB_VERSION_BLOCKSIZE, (long) VERSION << 32 | blockSize);
+    mem.assign(SB_NBLOCKS, g.nBlocks());
+    mem.assign(SB_SEQ_COUNT, 1);
+    mem.assign(SB_FILESLOTS, (long) g.fileSlots() << 32 | FILE_VERSION_SIZE);
+    mem.assign(SB_FILETABLE_OFFSET, g.fileTableOffset());
+    mem.assign(SB_ENTRIES_OFFSET, g.entriesOffset());
+    mem.assign(SB_DATA_OFFSET, g.dataOffset());
+    mem.assign(SB_BACKING_INO, backing.ino());
+    mem.assign(SB_BACKING_PATH_LEN, path.length);
+    layout.assignBytes(SB_BACKING_PATH, path);
+    mem.assign(SB_CHECKSUM, layout.superblockChecksum(MAGIC));
+    mem.flush(0, g.entriesOffset() + g.nBlocks() * ENTRY_SIZE);
+    mem.commit();
+    mem.assign(SB_MAGIC, MAGIC);
+    mem.flush(SB_MAGIC, 8);
+    mem.commit();
+    return layout;
+  }
+
+  /** What {@link #inspect} found in a cache file's first bytes. */
+  public enum Contents {
+    ZERO_FILLED,
+    WCFS_CACHE,
+    FOREIGN
+  }
+
+  /** Tells a wcfs cache from a zero-filled file and from anything else, reading only. */
+  public static Contents inspect(CacheMemory mem) throws IOException {
+    if (mem.size() >= 8 && mem.readLong(SB_MAGIC) == MAGIC) {
+      return Contents.WCFS_CACHE;
+    }
+    for (long off = 0; off + 8 <= mem.size(); off += 8) {
+      if (mem.readLong(off) != 0) {
+        return Contents.FOREIGN;
+      }
+    }
+    return Contents.ZERO_FILLED;
+  }
+
+  /**
+   * Validates an existing cache and returns its layout. Each check has its own message naming
+   * what was expected and what was found. {@code expected} null skips the backing check ({@code
+   * wcfs check}).
+   */
+  public static CacheLayout open(CacheMemory mem, BackingIdentity expected) throws IOException {
+    if (mem.size() < SUPERBLOCK_SIZE) {
+      throw new CacheFormatException("cache file is " + mem.size()
+          + " bytes, shorter than a superblock (" + SUPERBLOCK_SIZE + "): not a wcfs cache");
+    }
+    long magic = mem.readLong(SB_MAGIC);
+    if (magic != MAGIC) {
+      throw new CacheFormatException(String.format(
+          "bad magic 0x%016x (expected 0x%016x): this file is not a wcfs cache; pick another"
+              + " file, or zero it / delete it to let wcfs format a new one", magic, MAGIC));
+    }
+    long vb = mem.readLong(SB_VERSION_BLOCKSIZE);
+    int version = (int) (vb >>> 32);
+    int blockSize = (int) vb;
+    if (version != VERSION) {
+      throw new CacheFormatException("cache format version " + version
+          + " is not supported (this wcfs reads version " + VERSION + ")");
+    }
+    CacheLayout probe = new CacheLayout(mem, null);
+    long stored = mem.readLong(SB_CHECKSUM);
+    long computed = probe.superblockChecksum(magic);
+    if (stored != computed) {
+      throw new CacheFormatException(String.format(
+          "superblock checksum mismatch (stored 0x%08x, computed 0x%08x): the cache file's"
+              + " header is corrupted; `wcfs check` shows what is left", stored, computed));
+    }
+    try {
+      checkBlockSize(blockSize);
+    } catch (IllegalArgumentException e) {
+      throw new CacheFormatException("superblock block size: " + e.getMessage());
+    }
+    long nBlocks = mem.readLong(SB_NBLOCKS);
+    Geometry expectedGeometry = nBlocks > 0 && nBlocks < (1L << 40)
+        ? Geometry.of(nBlocks, blockSize) : null;
+    long slots = mem.readLong(SB_FILESLOTS);
+    Geometry found = new Geometry(blockSize, nBlocks, (int) (slots >>> 32),
+        mem.readLong(SB_FILETABLE_OFFSET), mem.readLong(SB_ENTRIES_OFFSET),
+        mem.readLong(SB_DATA_OFFSET));
+    if (expectedGeometry == null || !expectedGeometry.equals(found)
+        || (int) slots != FILE_VERSION_SIZE) {
+      throw new CacheFormatException("superblock geometry is inconsistent: found " + found
+          + ", expected " + expectedGeometry + " for " + nBlocks + " blocks");
+    }
+    if (found.fileSize() > mem.size()) {
+      throw new CacheFormatException("cache file is " + mem.size() + " bytes but its superblock"
+          + " describes " + found.fileSize() + " bytes: the file was truncated");
+    }
+    CacheLayout layout = new CacheLayout(mem, found);
+    long seqCount = layout.seqCount();
+    if (seqCount < 1) {
+      throw new CacheFormatException("superblock seq_count " + seqCount + " is invalid");
+    }
+    if (expected != null) {
+      BackingIdentity actual = layout.backingIdentity();
+      if (!actual.path().equals(expected.path()) || actual.ino() != expected.ino()) {
+        throw new CacheFormatException("this cache belongs to backing directory "
+            + actual.path() + " (inode " + actual.ino() + "), not " + expected.path()
+            + " (inode " + expected.ino() + "); mount it over its own directory, or write it"
+            + " back there with `wcfs writeback`, then `wcfs format --force` to reuse it");
+      }
+    }
+    return layout;
+  }
+
+  public BackingIdentity backingIdentity() throws IOException {
+    int len = (int) mem.readLong(SB_BACKING_PATH_LEN);
+    if (len < 0 || len > MAX_BACKING_PATH_BYTES) {
+      throw new CacheFormatException("superblock backing path length " + len + " is invalid");
+    }
+    return new BackingIdentity(mem.readLong(SB_BACKING_INO),
+        new String(readBytes(SB_BACKING_PATH, len), StandardCharsets.UTF_8));
+  }
+
+  private long superblockChecksum(long magic) throws IOException {
+    CRC32C crc = new CRC32C();
+    byte[] word = new byte[8];
+    for (int off = 0; off < SB_CHECKSUM; off += 8) {
+      if (off == SB_SEQ_COUNT) {
+        continue;
+      }
+      long v = off == SB_MAGIC ? magic : mem.readLong(off);
+      for (int i = 0; i < 8; i++) {
+        word[i] = (byte) (v >>> (8 * i));
+      }
+      crc.update(word);
+    }
+    return crc.getValue();
+  }
+
+  // ---- seq_count -------------------------------------------------------------------------
+
+  public long seqCount() throws IOException {
+    return mem.readLong(SB_SEQ_COUNT);
+  }
+
+  /** The commit point: one atomic store, flushed; the caller commits. */
+  void storeSeqCount(long seqCount) throws IOException {
+    mem.assign(SB_SEQ_COUNT, seqCount);
+    mem.flush(SB_SEQ_COUNT, 8);
+  }
+
+  // ---- entries ---------------------------------------------------------------------------
+
+  long entryOffset(long slot) {
+    return geometry.entriesOffset() + slot * ENTRY_SIZE;
+  }
+
+  long dataOffset(long slot) {
+    return geometry.dataOffset() + slot * geometry.blockSize();
+  }
+
+  static long location(int fileSlot, long blockIndex) {
+    return (long) (fileSlot + 1) << BLOCK_INDEX_BITS | blockIndex;
+  }
+
+  static int locationFileSlot(long location) {
+    return (int) (location >>> BLOCK_INDEX_BITS) - 1;
+  }
+
+  static long locationBlock(long location) {
+    return location & BLOCK_INDEX_MASK;
+  }
+
+  long entryLocation(long slot) throws IOException {
+    return mem.readLong(entryOffset(slot));
+  }
+
+  long entrySeq(long slot) throws IOException {
+    return mem.readLong(entryOffset(slot) + 8);
+  }
+
+  /** Location first, seq last: an entry whose seq store did not persist stays free or old. */
+  void storeEntry(long slot, long location, long seq) throws IOException {
+    mem.assign(entryOffset(slot), location);
+    mem.assign(entryOffset(slot) + 8, seq);
+  }
+
+  void storeEntryFree(long slot) throws IOException {
+    mem.assign(entryOffset(slot) + 8, FREE);
+  }
+
+  void flushEntry(long slot) throws IOException {
+    mem.flush(entryOffset(slot), ENTRY_SIZE);
+  }
+
+  void flushBlock(long slot) throws IOException {
+    mem.flush(dataOffset(slot), geometry.blockSize());
+  }
+
+  // ---- file table ------------------------------------------------------------------------
+
+  long fileVersionOffset(int fileSlot, int version) {
+    return geometry.fileTableOffset() + ((long) fileSlot * 2 + version) * FILE_VERSION_SIZE;
+  }
+
+  static boolean pathFits(String path) {
+    return path.getBytes(StandardCharsets.UTF_8).length <= MAX_PATH_BYTES;
+  }
+
+  FileVersion readFileVersion(int fileSlot, int version) throws IOException {
+    long base = fileVersionOffset(fileSlot, version);
+    long seq = mem.readLong(base + FV_SEQ);
+    if (seq == FREE) {
+      return new FileVersion(FREE, 0, 0, 0, null);
+    }
+    int len = (int) mem.readLong(base + FV_PATH_LEN);
+    String path = len >= 0 && len <= MAX_PATH_BYTES
+        ? new String(readBytes(base + FV_PATH, len), StandardCharsets.UTF_8) : null;
+    return new FileVersion(seq, mem.readLong(base + FV_INO), mem.readLong(base + FV_SIZE),
+        mem.readLong(base + FV_MTIME), path);
+  }
+
+  /** Writes a whole version; seq is stored last so a torn write stays uncommitted or old. */
+  void storeFileVersion(int fileSlot, int version, long seq, long ino, long size, long mtime,
+      String path) throws IOException {
+    long base = fileVersionOffset(fileSlot, version);
+    byte[] bytes = path.getBytes(StandardCharsets.UTF_8);
+    mem.assign(base + FV_INO, ino);
+    mem.assign(base + FV_SIZE, size);
+    mem.assign(base + FV_MTIME, mtime);
+    mem.assign(base + FV_PATH_LEN, bytes.length);
+    assignBytes(base + FV_PATH, bytes);
+    mem.assign(base + FV_SEQ, seq);
+  }
+
+  /** In-place update of an uncommitted version's size and mtime. */
+  void storeFileSizeMtime(int fileSlot, int version, long size, long mtime) throws IOException {
+    long base = fileVersionOffset(fileSlot, version);
+    mem.assign(base + FV_SIZE, size);
+    mem.assign(base + FV_MTIME, mtime);
+  }
+
+  void storeFileVersionFree(int fileSlot, int version) throws IOException {
+    mem.assign(fileVersionOffset(fileSlot, version) + FV_SEQ, FREE);
+  }
+
+  void flushFileVersion(int fileSlot, int version) throws IOException {
+    mem.flush(fileVersionOffset(fileSlot, version), FILE_VERSION_SIZE);
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------
+
+  private void assignBytes(long offset, byte[] bytes) throws IOException {
+    for (int i = 0; i < bytes.length; i += 8) {
+      long word = 0;
+      for (int j = 0; j < 8 && i + j < bytes.length; j++) {
+        word |= (bytes[i + j] & 0xFFL) << (8 * j);
+      }
+      mem.assign(offset + i, word);
+    }
+  }
+
+  private byte[] readBytes(long offset, int length) throws IOException {
+    byte[] out = new byte[length];
+    for (int i = 0; i < length; i += 8) {
+      long word = mem.readLong(offset + i);
+      for (int j = 0; j < 8 && i + j < length; j++) {
+        out[i + j] = (byte) (word >>> (8 * j));
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,46 @@
+package io.wcfs.core;
+
+import java.io.IOException;
+
+/**
+ * The persistent memory the engine writes its cache into: DESIGN.md's three-step API. To make
+ * data durable, {@link #copyIn} or {@link #assign}, then {@link #flush} the range, then {@link
+ * #commit}; nothing is durable before the commit that follows its flush. Only aligned 8-byte
+ * {@link #assign} stores are atomic.
+ *
+ * <p>Implementations: {@link PmemCacheMemory} over a mapped cache file, and a crash-simulating
+ * memory in the tests. Transfers use native addresses so FUSE buffers need no Java heap copy.
+ */
+public interface CacheMemory extends AutoCloseable {
+  long size();
+
+  /** pmem_memcpy from native memory at {@code srcAddress}. */
+  void copyIn(long offset, long srcAddress, long length) throws IOException;
+
+  /** pmem_assign: an aligned 8-byte store, atomic when persisted. */
+  void assign(long offset, long value) throws IOException;
+
+  /** pmem_flush of a range. */
+  void flush(long offset, long length) throws IOException;
+
+  /** pmem_commit: everything flushed so far is durable when this returns. */
+  void commit() throws IOException;
+
+  long readLong(long offset) throws IOException;
+
+  /** Copies cache bytes into native memory at {@code dstAddress}. */
+  void copyOut(long offset, long dstAddress, long length) throws IOException;
+
+  /** Copies cache bytes into native memory at {@code dstAddress} within this memory. */
+  default void copyWithin(long fromOffset, long toOffset, long length, long scratchAddress)
+      throws IOException {
+    copyOut(fromOffset, scratchAddress, length);
+    copyIn(toOffset, scratchAddress, length);
+  }
+
+  /** One line for status: backend, strategy, whether durability is real. */
+  String describe();
+
+  @Override
+  void close() throws IOException;
+}

@@ -1,0 +1,31 @@
+package io.wcfs.core;
+
+/**
+ * A snapshot of the engine's counters: dm-writecache's status line, plus what a user of a
+ * file cache asks next (dirty and uncommitted blocks, oldest dirty age, commit latency).
+ */
+public record CacheStats(
+    String error,
+    long blocks,
+    long freeBlocks,
+    long writebackBlocks,
+    long reads,
+    long readHits,
+    long writes,
+    long writeHitsUncommitted,
+    long writeHitsCommitted,
+    long writesAllocated,
+    long writesBlockedOnFreelist,
+    long flushes,
+    long dirtyBlocks,
+    long uncommittedBlocks,
+    long oldestDirtyAgeMs,
+    long commitP50Nanos,
+    long commitP99Nanos,
+    long commitMaxNanos,
+    long writtenBackBlocks,
+    long writebackErrors,
+    String lastWritebackError,
+    long blockedWriters,
+    int blockSize,
+    String memory) {}

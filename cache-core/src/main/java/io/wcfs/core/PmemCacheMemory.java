@@ -1,0 +1,69 @@
+package io.wcfs.core;
+
+import io.wcfs.nativ.FlushStrategy;
+import io.wcfs.nativ.PersistentMemory;
+import java.io.IOException;
+import java.nio.file.Path;
+
+/** {@link CacheMemory} over a mapped cache file (libpmem, or the msync fallback). */
+public final class PmemCacheMemory implements CacheMemory {
+  private final PersistentMemory pm;
+
+  public PmemCacheMemory(PersistentMemory pm) {
+    this.pm = pm;
+  }
+
+  public static PmemCacheMemory open(Path file, FlushStrategy strategy, boolean forceFallback)
+      throws IOException {
+    return new PmemCacheMemory(PersistentMemory.map(file, strategy, forceFallback));
+  }
+
+  public PersistentMemory persistentMemory() {
+    return pm;
+  }
+
+  @Override
+  public long size() {
+    return pm.size();
+  }
+
+  @Override
+  public void copyIn(long offset, long srcAddress, long length) {
+    pm.memcpy(offset, srcAddress, length);
+  }
+
+  @Override
+  public void assign(long offset, long value) {
+    pm.assign(offset, value);
+  }
+
+  @Override
+  public void flush(long offset, long length) throws IOException {
+    pm.flush(offset, length);
+  }
+
+  @Override
+  public void commit() {
+    pm.commit();
+  }
+
+  @Override
+  public long readLong(long offset) {
+    return pm.readLong(offset);
+  }
+
+  @Override
+  public void copyOut(long offset, long dstAddress, long length) {
+    pm.read(offset, dstAddress, length);
+  }
+
+  @Override
+  public String describe() {
+    return pm.describe();
+  }
+
+  @Override
+  public void close() throws IOException {
+    pm.close();
+  }
+}

@@ -1,0 +1,1690 @@
+package io.wcfs.core;
+
+import io.wcfs.nativ.NativeBuffer;
+import java.io.IOException;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.LongAdder;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The write cache: dm-writecache's engine over files. Writes land in cache blocks, {@link
+ * #commit} makes them durable with one flush/commit sequence of the cache memory, and a writeback
+ * thread copies committed blocks to the backing files, making them durable there before freeing
+ * the blocks.
+ *
+ * <h2>Persistence rules</h2>
+ *
+ * <ul>
+ *   <li>A committed block is never overwritten in place: a write to it goes to a free slot
+ *       (copy-on-write), and the old slot is freed after the new one commits.
+ *   <li>An entry or file version is committed iff its seq is below the superblock's seq_count.
+ *   <li>A slot is freed (seq = -1, flushed, committed) before it is reused, and a file slot only
+ *       after every entry naming it is free.
+ *   <li>Writeback frees a slot only after the backing file holding its data was fsync'd.
+ * </ul>
+ *
+ * <h2>Locks</h2>
+ *
+ * Order: {@code namespaceLock} -> {@link CachedFile#lock} -> {@code commitLock} -> {@code
+ * epochLock} -> {@code index} (monitor). No lock but a file's own is held across backing I/O, so
+ * a slow backing disk stalls only users of the file being written back.
+ */
+public final class WriteCache implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(WriteCache.class);
+
+  // Slot kinds (low bits of state[]); WB marks a slot whose data writeback is copying.
+  private static final byte FREE = 0;
+  private static final byte RESERVED = 1;
+  private static final byte UNCOMMITTED = 2;
+  private static final byte COMMITTED = 3;
+  /** Replaced by a newer version or dropped; freed after the open epoch commits. */
+  private static final byte SUPERSEDED = 4;
+  /** Freed on the device, waiting for writeback to stop reading it before reuse. */
+  private static final byte FREED_AFTER_WB = 5;
+  private static final byte KIND = 0x0f;
+  private static final byte WB = 0x10;
+  /** Recovery sorts (seq, slot) pairs packed in one long. */
+  private static final int SLOT_BITS = 31;
+
+  private final CacheMemory mem;
+  private final CacheLayout layout;
+  private final BackingStore backing;
+  private final CacheConfig config;
+  private final int blockSize;
+  private final int nBlocks;
+  private final int maxChunkBlocks;
+
+  /** Rename and unlink exclude writers that record a path in the file table. */
+  private final ReentrantReadWriteLock namespaceLock = new ReentrantReadWriteLock();
+  /** Serializes commits; group commit: a waiter whose epoch was committed meanwhile returns. */
+  private final ReentrantLock commitLock = new ReentrantLock();
+  /** Writers hold it shared while storing into the open epoch; a commit holds it exclusively. */
+  private final ReentrantReadWriteLock epochLock = new ReentrantReadWriteLock();
+  /** Guards every field below up to the counters. */
+  private final Object index = new Object();
+
+  private final byte[] state;
+  /** LRU of occupied slots in allocation order (oldest first); free slots chain via lruNext. */
+  private final int[] lruPrev;
+  private final int[] lruNext;
+  private int lruHead = -1;
+  private int lruTail = -1;
+  private int freeHead = -1;
+  private int freeCount;
+  private int dirtyCount;
+  private final int[] freeFileSlots;
+  private int freeFileSlotCount;
+  private final CachedFile[] byFileSlot;
+  private final Map<Long, CachedFile> files = new HashMap<>();
+  private IntList uncommitted = new IntList();
+  private IntList dirtyVersions = new IntList();
+  private IntList pendingFree = new IntList();
+  private IntList pendingFileFree = new IntList();
+  private List<CachedFile> writeThroughDirty = new ArrayList<>();
+  private long firstUncommittedNanos;
+  /** (epoch, nanoTime of its commit), oldest first: the age of the oldest dirty block. */
+  private final ArrayDeque<long[]> commitTimes = new ArrayDeque<>();
+  private int blockedWriters;
+  private int drainRequests;
+  private boolean writebackActive;
+  private boolean closing;
+  private long writebackBackoffUntil;
+
+  /** The epoch new writes belong to; written under epochLock exclusively. */
+  private volatile long openEpoch;
+  /** Persisted seq_count: epochs below it are committed. */
+  private volatile long committedSeq;
+  /** The first cache-memory error; sticky, as dm-writecache's writecache_error. */
+  private volatile IOException error;
+
+  private final LongAdder reads = new LongAdder();
+  private final LongAdder readHits = new LongAdder();
+  private final LongAdder writes = new LongAdder();
+  private final LongAdder writeHitsUncommitted = new LongAdder();
+  private final LongAdder writeHitsCommitted = new LongAdder();
+  private final LongAdder writesAllocated = new LongAdder();
+  private final LongAdder writesBlocked = new LongAdder();
+  private final LongAdder flushes = new LongAdder();
+  private final LongAdder writtenBack = new LongAdder();
+  private final LongAdder writebackErrors = new LongAdder();
+  private volatile String lastWritebackError;
+  private volatile int writebackInFlight;
+  private final long[] commitLatencies = new long[4096];
+  private long commitLatencyCount;
+  private long commitLatencyMax;
+
+  private final Thread writebackThread;
+  private final ThreadLocal<NativeBuffer> scratch;
+
+  private WriteCache(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig cfg) {
+    this.mem = mem;
+    this.layout = layout;
+    this.backing = backing;
+    this.blockSize = layout.geometry().blockSize();
+    this.config = cfg.blockSize() == blockSize ? cfg : cfg.withBlockSize(blockSize);
+    long n = layout.geometry().nBlocks();
+    if (n > Integer.MAX_VALUE - 8) {
+      throw new IllegalArgumentException("cache of " + n + " blocks is too large; use larger blocks");
+    }
+    this.nBlocks = (int) n;
+    this.maxChunkBlocks = Math.max(1, Math.min(64, nBlocks / 4));
+    this.state = new byte[nBlocks];
+    this.lruPrev = new int[nBlocks];
+    this.lruNext = new int[nBlocks];
+    int slots = layout.geometry().fileSlots();
+    this.byFileSlot = new CachedFile[slots];
+    this.freeFileSlots = new int[slots];
+    this.scratch = ThreadLocal.withInitial(() -> new NativeBuffer(2L * blockSize));
+    this.writebackThread = new Thread(this::writebackLoop, "wcfs-writeback");
+    this.writebackThread.setDaemon(true);
+  }
+
+  /**
+   * Opens a formatted cache, recovers it and starts writeback. The memory belongs to the cache
+   * from here on and is closed by {@link #close}.
+   */
+  public static WriteCache open(CacheMemory mem, BackingStore backing, CacheConfig config)
+      throws IOException {
+    WriteCache cache = openManual(mem, backing, config);
+    cache.writebackThread.start();
+    return cache;
+  }
+
+  /**
+   * Opens and recovers without starting the writeback thread: writeback then happens only in
+   * {@link #writebackStep} and inline when writers find the cache full. Deterministic, for tests.
+   */
+  static WriteCache openManual(CacheMemory mem, BackingStore backing, CacheConfig config)
+      throws IOException {
+    CacheLayout layout = CacheLayout.open(mem, backing.identity());
+    WriteCache cache = new WriteCache(mem, layout, backing, config);
+    cache.recover();
+    return cache;
+  }
+
+  long committedSeq() {
+    return committedSeq;
+  }
+
+  /** Formats {@code mem} for {@code backing} (a zero-filled or fresh file) and opens it. */
+  public static WriteCache format(CacheMemory mem, BackingStore backing, CacheConfig config)
+      throws IOException {
+    CacheLayout.format(mem, config.blockSize(), backing.identity());
+    return open(mem, backing, config);
+  }
+
+  public CacheConfig config() {
+    return config;
+  }
+
+  public CacheLayout.Geometry geometry() {
+    return layout.geometry();
+  }
+
+  // =============================================================================================
+  // Files
+  // =============================================================================================
+
+  /** A backing file known to the engine: open, or holding cached blocks, or both. */
+  static final class CachedFile {
+    final long ino;
+    final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+    /** Block index -> slot of the newest version. Guarded by lock (read for lookups). */
+    final LongIntMap blocks = new LongIntMap();
+    /** Path relative to the backing root, as recorded in the file table; null once unknown. */
+    volatile String path;
+    /** Logical size: what reads and getattr see. */
+    volatile long size;
+    volatile long mtimeNanos;
+    /** File table slot, -1 while the file has nothing in the cache. */
+    int fileSlot = -1;
+    /** Which of the slot's two versions is the newest, and its seq. */
+    int version;
+    long versionSeq = CacheLayout.FREE;
+    /** Writes go straight to the backing file: path too long for a slot, or name unlinked. */
+    volatile boolean writeThrough;
+    int handles;
+    BackingStore.BackingFile file;
+
+    CachedFile(long ino, String path, long size, long mtimeNanos) {
+      this.ino = ino;
+      this.path = path;
+      this.size = size;
+      this.mtimeNanos = mtimeNanos;
+    }
+  }
+
+  /** An open file: what the filesystem holds per file handle. */
+  public static final class OpenFile {
+    private final CachedFile file;
+    private boolean closed;
+
+    OpenFile(CachedFile file) {
+      this.file = file;
+    }
+
+    public long ino() {
+      return file.ino;
+    }
+  }
+
+  /** Opens an existing regular backing file. */
+  public OpenFile open(String path) throws IOException {
+    BackingStore.Stat st = backing.stat(path);
+    if (st == null) {
+      throw new java.nio.file.NoSuchFileException(path);
+    }
+    if (!st.regularFile()) {
+      throw new IOException(path + " is not a regular file");
+    }
+    synchronized (index) {
+      CachedFile f = files.get(st.ino());
+      if (f == null) {
+        f = new CachedFile(st.ino(), path, st.size(), st.mtimeNanos());
+        f.writeThrough = !CacheLayout.pathFits(path);
+        if (f.writeThrough) {
+          LOG.info("{}: path longer than {} bytes, writes go straight to the backing file", path,
+              CacheLayout.MAX_PATH_BYTES);
+        }
+        files.put(st.ino(), f);
+      }
+      f.handles++;
+      return new OpenFile(f);
+    }
+  }
+
+  public void close(OpenFile h) throws IOException {
+    CachedFile f = h.file;
+    f.lock.writeLock().lock();
+    try {
+      synchronized (index) {
+        if (h.closed) {
+          return;
+        }
+        h.closed = true;
+        f.handles--;
+        forgetIfUnused(f);
+      }
+    } finally {
+      f.lock.writeLock().unlock();
+    }
+  }
+
+  /** Drops an idle file from memory: no handle, nothing cached. Needs f.lock and index. */
+  private void forgetIfUnused(CachedFile f) throws IOException {
+    if (f.handles == 0 && f.fileSlot < 0 && f.versionSeq == CacheLayout.FREE) {
+      if (files.get(f.ino) == f) {
+        files.remove(f.ino);
+      }
+      if (f.file != null) {
+        f.file.close();
+        f.file = null;
+      }
+    }
+  }
+
+  private BackingStore.BackingFile backingFile(CachedFile f) throws IOException {
+    synchronized (f) {
+      if (f.file == null) {
+        if (f.path == null) {
+          throw new IOException("backing file of inode " + f.ino + " has no name left");
+        }
+        f.file = backing.open(f.path);
+      }
+      return f.file;
+    }
+  }
+
+  /** The logical size of a file the engine knows, or -1: getattr must show it, not the disk's. */
+  public long cachedSize(long ino) {
+    synchronized (index) {
+      CachedFile f = files.get(ino);
+      return f == null ? -1 : f.size;
+    }
+  }
+
+  /** The mtime of a file the engine knows (nanoseconds), or -1. */
+  public long cachedMtime(long ino) {
+    synchronized (index) {
+      CachedFile f = files.get(ino);
+      return f == null ? -1 : f.mtimeNanos;
+    }
+  }
+
+  public long size(OpenFile h) {
+    return h.file.size;
+  }
+
+  // =============================================================================================
+  // Write
+  // =============================================================================================
+
+  /** Writes {@code length} bytes from native memory at {@code src} at {@code offset}. */
+  public void write(OpenFile h, long offset, long src, long length) throws IOException {
+    if (length == 0) {
+      return;
+    }
+    checkError();
+    CachedFile f = h.file;
+    long chunkBytes = (long) maxChunkBlocks * blockSize;
+    long done = 0;
+    while (done < length) {
+      long pos = offset + done;
+      long n = Math.min(length - done, chunkBytes - (pos % blockSize));
+      writeChunk(f, pos, src + done, n);
+      done += n;
+    }
+    maybeAutocommit();
+  }
+
+  private void writeChunk(CachedFile f, long offset, long src, long length) throws IOException {
+    long first = offset / blockSize;
+    long last = (offset + length - 1) / blockSize;
+    int count = (int) (last - first + 1);
+    while (true) {
+      namespaceLock.readLock().lock();
+      f.lock.writeLock().lock();
+      int need;
+      try {
+        if (f.writeThrough) {
+          writeThrough(f, offset, src, length);
+          return;
+        }
+        NativeBuffer fill = scratch.get();
+        // Partial head/tail blocks not cached: read the rest from the backing file now, before
+        // entering the epoch, so a slow disk never holds up a commit.
+        boolean headFromDisk = prefill(f, first, offset, length, fill.address());
+        boolean tailFromDisk = last != first && prefill(f, last, offset, length,
+            fill.address() + blockSize);
+        epochLock.readLock().lock();
+        try {
+          need = slotsNeeded(f, first, count);
+          int[] reserved = reserve(f, need);
+          if (reserved != null) {
+            storeBlocks(f, offset, src, length, first, count, reserved,
+                headFromDisk ? fill.address() : 0, tailFromDisk ? fill.address() + blockSize : 0);
+            return;
+          }
+        } finally {
+          epochLock.readLock().unlock();
+        }
+      } finally {
+        f.lock.writeLock().unlock();
+        namespaceLock.readLock().unlock();
+      }
+      waitForFreeSlots(need + 1);
+    }
+  }
+
+  private void writeThrough(CachedFile f, long offset, long src, long length) throws IOException {
+    backingFile(f).write(offset, src, length);
+    writes.add((length + blockSize - 1) / blockSize);
+    if (offset + length > f.size) {
+      f.size = offset + length;
+    }
+    f.mtimeNanos = now();
+    synchronized (index) {
+      if (!writeThroughDirty.contains(f)) {
+        writeThroughDirty.add(f);
+      }
+    }
+  }
+
+  /** True when block {@code b} is written partly, is not cached, and was read from disk. */
+  private boolean prefill(CachedFile f, long b, long offset, long length, long buf)
+      throws IOException {
+    long start = b * blockSize;
+    boolean whole = offset <= start && offset + length >= start + blockSize;
+    if (whole || f.blocks.get(b) >= 0) {
+      return false;
+    }
+    long valid = Math.max(0, Math.min(blockSize, f.size - start));
+    long got = valid > 0 ? backingFile(f).read(start, buf, valid) : 0;
+    // Past the logical size a block reads as zeros, whatever the disk still holds there.
+    NativeBuffer.zero(buf + got, blockSize - got);
+    return true;
+  }
+
+  private int slotsNeeded(CachedFile f, long first, int count) {
+    int need = 0;
+    for (int i = 0; i < count; i++) {
+      int s = f.blocks.get(first + i);
+      if (s < 0 || (state[s] & KIND) != UNCOMMITTED) {
+        need++;
+      }
+    }
+    return need;
+  }
+
+  /** Takes {@code need} free slots (and a file slot if the file has none), or null if short. */
+  private int[] reserve(CachedFile f, int need) throws IOException {
+    synchronized (index) {
+      boolean needFileSlot = f.fileSlot < 0;
+      if (freeCount < need || (needFileSlot && freeFileSlotCount == 0)) {
+        return null;
+      }
+      if (needFileSlot) {
+        f.fileSlot = freeFileSlots[--freeFileSlotCount];
+        byFileSlot[f.fileSlot] = f;
+        f.version = 1; // storeFileMeta switches to version 0
+        f.versionSeq = CacheLayout.FREE;
+      }
+      int[] out = new int[need];
+      for (int i = 0; i < need; i++) {
+        int s = freeHead;
+        freeHead = lruNext[s];
+        freeCount--;
+        state[s] = RESERVED;
+        out[i] = s;
+      }
+      return out;
+    }
+  }
+
+  /** Copy, then assign the entry, for every block; then the file's size and mtime. */
+  private void storeBlocks(CachedFile f, long offset, long src, long length, long first,
+      int count, int[] reserved, long headFill, long tailFill) throws IOException {
+    int next = 0;
+    long end = offset + length;
+    long epoch = openEpoch;
+    try {
+      for (int i = 0; i < count; i++) {
+        long b = first + i;
+        long start = b * blockSize;
+        long from = Math.max(offset, start);
+        long to = Math.min(end, start + blockSize);
+        int old = f.blocks.get(b);
+        if (old >= 0 && (state[old] & KIND) == UNCOMMITTED) {
+          mem.copyIn(layout.dataOffset(old) + (from - start), src + (from - offset), to - from);
+          writeHitsUncommitted.increment();
+          continue;
+        }
+        int slot = reserved[next++];
+        long data = layout.dataOffset(slot);
+        if (to - from < blockSize) {
+          if (old >= 0) {
+            mem.copyWithin(layout.dataOffset(old), data, blockSize, scratch.get().address());
+          } else {
+            mem.copyIn(data, b == first ? headFill : tailFill, blockSize);
+          }
+        }
+        mem.copyIn(data + (from - start), src + (from - offset), to - from);
+        layout.storeEntry(slot, CacheLayout.location(f.fileSlot, b), epoch);
+        f.blocks.put(b, slot);
+        synchronized (index) {
+          state[slot] = UNCOMMITTED;
+          lruAppend(slot);
+          dirtyCount++;
+          noteUncommitted(slot);
+          if (old >= 0) {
+            supersede(old);
+            writeHitsCommitted.increment();
+          } else {
+            writesAllocated.increment();
+          }
+        }
+      }
+      writes.add(count);
+      if (end > f.size) {
+        f.size = end;
+      }
+      f.mtimeNanos = now();
+      storeFileMeta(f);
+    } catch (IOException | RuntimeException e) {
+      throw fail(e);
+    }
+  }
+
+  /** Needs index. */
+  private void noteUncommitted(int slot) {
+    if (uncommitted.isEmpty()) {
+      firstUncommittedNanos = System.nanoTime();
+    }
+    uncommitted.add(slot);
+  }
+
+  /** A slot whose block has a newer version (or was dropped): freed after the next commit. */
+  private void supersede(int slot) {
+    state[slot] = (byte) ((state[slot] & WB) | SUPERSEDED);
+    lruRemove(slot);
+    dirtyCount--;
+    pendingFree.add(slot);
+  }
+
+  /**
+   * Records the file's size, mtime and path in its file slot for the open epoch: in place if the
+   * newest version belongs to the open epoch, else into the other version (copy-on-write; the
+   * older version is only overwritten once the newer one is committed, which a commit holding
+   * epochLock exclusively guarantees). Caller holds f.lock and epochLock shared.
+   */
+  private void storeFileMeta(CachedFile f) throws IOException {
+    long epoch = openEpoch;
+    if (f.versionSeq == epoch) {
+      layout.storeFileSizeMtime(f.fileSlot, f.version, f.size, f.mtimeNanos);
+      return;
+    }
+    int v = 1 - f.version;
+    layout.storeFileVersion(f.fileSlot, v, epoch, f.ino, f.size, f.mtimeNanos, f.path);
+    f.version = v;
+    f.versionSeq = epoch;
+    synchronized (index) {
+      dirtyVersions.add(f.fileSlot * 2 + v);
+    }
+  }
+
+  private void waitForFreeSlots(int need) throws IOException {
+    writesBlocked.increment();
+    // The cache may be full of uncommitted blocks that writeback cannot take: commit them.
+    commit();
+    if (!writebackThread.isAlive()) {
+      writebackStep(); // manual mode: nobody else will make room
+      return;
+    }
+    synchronized (index) {
+      blockedWriters++;
+      index.notifyAll();
+      try {
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(200);
+        while (freeCount < need && error == null && !closing) {
+          long left = deadline - System.nanoTime();
+          if (left <= 0) {
+            break; // re-check under the caller's locks; the file may need fewer slots now
+          }
+          index.wait(Math.max(1, TimeUnit.NANOSECONDS.toMillis(left)));
+        }
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        throw new IOException("interrupted while waiting for free cache blocks");
+      } finally {
+        blockedWriters--;
+      }
+    }
+    checkError();
+  }
+
+  private void maybeAutocommit() throws IOException {
+    boolean due;
+    synchronized (index) {
+      due = uncommitted.size() >= config.autocommitBlocks();
+    }
+    if (due) {
+      commit();
+    }
+  }
+
+  // =============================================================================================
+  // Read
+  // =============================================================================================
+
+  /**
+   * Reads up to {@code length} bytes at {@code offset} into native memory at {@code dst}: cached
+   * blocks from the cache, the rest from the backing file, never past the logical size.
+   *
+   * @return bytes read (0 at or past end of file)
+   */
+  public int read(OpenFile h, long offset, long dst, int length) throws IOException {
+    CachedFile f = h.file;
+    f.lock.readLock().lock();
+    try {
+      long size = f.size;
+      if (offset >= size || length <= 0) {
+        return 0;
+      }
+      int n = (int) Math.min(length, size - offset);
+      long end = offset + n;
+      long runStart = -1; // start of a run of uncached bytes, read from disk in one call
+      long pos = offset;
+      long blocksRead = 0;
+      long hits = 0;
+      while (pos < end) {
+        long b = pos / blockSize;
+        long blockEnd = Math.min(end, (b + 1) * blockSize);
+        int slot = f.blocks.get(b);
+        blocksRead++;
+        if (slot >= 0) {
+          if (runStart >= 0) {
+            readBacking(f, runStart, dst + (runStart - offset), pos - runStart);
+            runStart = -1;
+          }
+          mem.copyOut(layout.dataOffset(slot) + (pos - b * blockSize), dst + (pos - offset),
+              blockEnd - pos);
+          hits++;
+        } else if (runStart < 0) {
+          runStart = pos;
+        }
+        pos = blockEnd;
+      }
+      if (runStart >= 0) {
+        readBacking(f, runStart, dst + (runStart - offset), end - runStart);
+      }
+      reads.add(blocksRead);
+      readHits.add(hits);
+      return n;
+    } finally {
+      f.lock.readLock().unlock();
+    }
+  }
+
+  private void readBacking(CachedFile f, long pos, long dst, long length) throws IOException {
+    long got = backingFile(f).read(pos, dst, length);
+    if (got < length) {
+      NativeBuffer.zero(dst + got, length - got); // a hole past the disk's end of file
+    }
+  }
+
+  // =============================================================================================
+  // Commit
+  // =============================================================================================
+
+  /**
+   * fsync: makes every write that returned before this call durable. Concurrent callers share
+   * one commit (group commit): a caller whose epoch another caller committed meanwhile returns.
+   */
+  public void commit() throws IOException {
+    checkError();
+    long target = openEpoch;
+    List<CachedFile> syncFiles;
+    synchronized (index) {
+      syncFiles = writeThroughDirty.isEmpty() ? List.of() : writeThroughDirty;
+      if (!syncFiles.isEmpty()) {
+        writeThroughDirty = new ArrayList<>();
+      }
+    }
+    for (CachedFile f : syncFiles) {
+      backingFile(f).sync(); // a write-through file's fsync is the backing fsync
+    }
+    commitLock.lock();
+    try {
+      if (committedSeq > target || nothingToCommit()) {
+        return;
+      }
+      commitEpoch();
+    } finally {
+      commitLock.unlock();
+    }
+  }
+
+  private boolean nothingToCommit() {
+    synchronized (index) {
+      return uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
+          && pendingFileFree.isEmpty();
+    }
+  }
+
+  /** DESIGN.md's commit sequence; holds epochLock exclusively from the first flush to the end. */
+  private void commitEpoch() throws IOException {
+    long startNanos = System.nanoTime();
+    epochLock.writeLock().lock();
+    try {
+      long epoch = openEpoch;
+      IntList blocks;
+      IntList versions;
+      IntList frees;
+      IntList fileFrees;
+      synchronized (index) {
+        blocks = uncommitted;
+        versions = dirtyVersions;
+        frees = pendingFree;
+        fileFrees = pendingFileFree;
+        uncommitted = new IntList();
+        dirtyVersions = new IntList();
+        pendingFree = new IntList();
+        pendingFileFree = new IntList();
+      }
+      // 1. pmem_flush every block, entry and file version of the epoch, then pmem_commit.
+      for (int i = 0; i < blocks.size(); i++) {
+        layout.flushBlock(blocks.get(i));
+        layout.flushEntry(blocks.get(i));
+      }
+      for (int i = 0; i < versions.size(); i++) {
+        layout.flushFileVersion(versions.get(i) / 2, versions.get(i) % 2);
+      }
+      mem.commit();
+      // 2. The commit point: seq_count = epoch + 1, one atomic store, flushed and committed.
+      layout.storeSeqCount(epoch + 1);
+      mem.commit();
+      committedSeq = epoch + 1;
+      openEpoch = epoch + 1;
+      // 3. Old versions the epoch replaced, then file slots it released, freed in that order.
+      releaseSlots(frees, fileFrees);
+      synchronized (index) {
+        for (int i = 0; i < blocks.size(); i++) {
+          int s = blocks.get(i);
+          if ((state[s] & KIND) == UNCOMMITTED) {
+            state[s] = (byte) ((state[s] & WB) | COMMITTED);
+          }
+        }
+        commitTimes.addLast(new long[] {epoch, System.nanoTime()});
+        oldestDirtyAgeNanos(System.nanoTime()); // prunes commitTimes
+        flushes.increment();
+        recordLatency(System.nanoTime() - startNanos);
+        index.notifyAll();
+      }
+    } catch (IOException | RuntimeException e) {
+      throw fail(e);
+    } finally {
+      epochLock.writeLock().unlock();
+    }
+  }
+
+  /** Frees entries (seq = -1) durably, then file slots; only then may they be reused. */
+  private void releaseSlots(IntList frees, IntList fileFrees) throws IOException {
+    if (frees.isEmpty() && fileFrees.isEmpty()) {
+      return;
+    }
+    for (int i = 0; i < frees.size(); i++) {
+      layout.storeEntryFree(frees.get(i));
+      layout.flushEntry(frees.get(i));
+    }
+    mem.commit();
+    for (int i = 0; i < fileFrees.size(); i++) {
+      storeFileSlotFree(fileFrees.get(i));
+    }
+    mem.commit();
+    synchronized (index) {
+      for (int i = 0; i < frees.size(); i++) {
+        int s = frees.get(i);
+        if ((state[s] & WB) != 0) {
+          state[s] = (byte) (WB | FREED_AFTER_WB);
+        } else {
+          pushFree(s);
+        }
+      }
+      for (int i = 0; i < fileFrees.size(); i++) {
+        pushFreeFileSlot(fileFrees.get(i));
+      }
+      index.notifyAll();
+    }
+  }
+
+  private void storeFileSlotFree(int fileSlot) throws IOException {
+    for (int v = 0; v < 2; v++) {
+      layout.storeFileVersionFree(fileSlot, v);
+      layout.flushFileVersion(fileSlot, v);
+    }
+  }
+
+  /** Needs index. */
+  private void pushFree(int s) {
+    state[s] = FREE;
+    lruNext[s] = freeHead;
+    freeHead = s;
+    freeCount++;
+  }
+
+  /** Needs index. */
+  private void pushFreeFileSlot(int fileSlot) {
+    byFileSlot[fileSlot] = null;
+    freeFileSlots[freeFileSlotCount++] = fileSlot;
+  }
+
+  private void recordLatency(long nanos) {
+    commitLatencies[(int) (commitLatencyCount++ % commitLatencies.length)] = nanos;
+    commitLatencyMax = Math.max(commitLatencyMax, nanos);
+  }
+
+  // =============================================================================================
+  // Namespace operations
+  // =============================================================================================
+
+  /** truncate/ftruncate through the cache; the file need not be open. */
+  public void truncate(String path, long size) throws IOException {
+    OpenFile h = open(path);
+    try {
+      truncate(h, size);
+    } finally {
+      close(h);
+    }
+  }
+
+  /**
+   * Truncate, ordered as DESIGN.md says: zero the tail of the last block, drop cached blocks
+   * past the new size, record the size, commit; only then truncate the backing file (and fsync
+   * it, so that no later extension can show its old bytes after a crash).
+   */
+  public void truncate(OpenFile h, long size) throws IOException {
+    if (size < 0) {
+      throw new IllegalArgumentException("negative size " + size);
+    }
+    checkError();
+    CachedFile f = h.file;
+    boolean shrinking = size < f.size;
+    if (shrinking && size % blockSize != 0 && !f.writeThrough) {
+      try (NativeBuffer zeros = new NativeBuffer(blockSize)) {
+        long tail = blockSize - size % blockSize;
+        long len = Math.min(tail, f.size - size);
+        f.lock.readLock().lock();
+        boolean cached;
+        try {
+          cached = f.blocks.get(size / blockSize) >= 0;
+        } finally {
+          f.lock.readLock().unlock();
+        }
+        if (cached) {
+          write(h, size, zeros.address(), len);
+        }
+      }
+    }
+    namespaceLock.readLock().lock();
+    f.lock.writeLock().lock();
+    try {
+      boolean cached = f.fileSlot >= 0;
+      if (cached) {
+        epochLock.readLock().lock();
+        try {
+          dropBlocks(f, (size + blockSize - 1) / blockSize);
+          f.size = size;
+          f.mtimeNanos = now();
+          storeFileMeta(f);
+        } finally {
+          epochLock.readLock().unlock();
+        }
+        commit();
+      } else {
+        f.size = size;
+        f.mtimeNanos = now();
+      }
+      BackingStore.BackingFile file = backingFile(f);
+      file.truncate(size);
+      if (shrinking) {
+        // Durable before any later write can extend the file again: after a crash the
+        // recovered file must not show the old bytes where the cut left a hole.
+        file.sync();
+      }
+    } finally {
+      f.lock.writeLock().unlock();
+      namespaceLock.readLock().unlock();
+    }
+  }
+
+  /** Supersedes every cached block of f from {@code fromBlock} on. Needs f.lock, epochLock. */
+  private void dropBlocks(CachedFile f, long fromBlock) {
+    long[] keys = f.blocks.keysSorted();
+    synchronized (index) {
+      for (long b : keys) {
+        if (b >= fromBlock) {
+          supersede(f.blocks.remove(b));
+        }
+      }
+    }
+  }
+
+  /** Sets a file's mtime (utimens); cached files keep it for writeback. */
+  public void setMtime(long ino, long mtimeNanos) throws IOException {
+    CachedFile f;
+    synchronized (index) {
+      f = files.get(ino);
+    }
+    if (f == null) {
+      return;
+    }
+    f.lock.writeLock().lock();
+    try {
+      f.mtimeNanos = mtimeNanos;
+      if (f.fileSlot >= 0) {
+        epochLock.readLock().lock();
+        try {
+          storeFileMeta(f);
+        } finally {
+          epochLock.readLock().unlock();
+        }
+      }
+    } finally {
+      f.lock.writeLock().unlock();
+    }
+  }
+
+  /**
+   * unlink: the name goes first, then the cached blocks, committed before returning (recovery
+   * also ignores slots whose path no longer leads to their inode). A file with other links is
+   * written back first, so the data survives under them.
+   */
+  public void unlink(String path) throws IOException {
+    namespaceLock.writeLock().lock();
+    try {
+      BackingStore.Stat st = backing.stat(path);
+      CachedFile f = st == null ? null : known(st.ino());
+      if (f == null) {
+        backing.unlink(path);
+        return;
+      }
+      if (st.nlink() > 1) {
+        writeBackFile(f);
+        backing.unlink(path);
+        f.writeThrough = true; // its recorded name is gone; the other names are unknown here
+        return;
+      }
+      backing.unlink(path);
+      discard(f);
+    } finally {
+      namespaceLock.writeLock().unlock();
+    }
+  }
+
+  /**
+   * rename: files under the old name that hold blocks are written back first, so a crash can
+   * never write their data to a path that no longer names them; a replaced target is dropped
+   * after the rename.
+   */
+  public void rename(String from, String to) throws IOException {
+    namespaceLock.writeLock().lock();
+    try {
+      BackingStore.Stat src = backing.stat(from);
+      BackingStore.Stat dst = backing.stat(to);
+      List<CachedFile> moving = new ArrayList<>();
+      synchronized (index) {
+        for (CachedFile f : files.values()) {
+          String p = f.path;
+          if (p != null && (p.equals(from) || p.startsWith(from + "/"))) {
+            moving.add(f);
+          }
+        }
+      }
+      for (CachedFile f : moving) {
+        writeBackFile(f);
+      }
+      CachedFile victim = null;
+      if (dst != null && dst.regularFile() && (src == null || src.ino() != dst.ino())) {
+        victim = known(dst.ino());
+        if (victim != null && dst.nlink() > 1) {
+          writeBackFile(victim);
+          victim.writeThrough = true;
+          victim = null;
+        }
+      }
+      backing.rename(from, to);
+      for (CachedFile f : moving) {
+        String p = f.path;
+        f.path = to + p.substring(from.length());
+        f.writeThrough = f.writeThrough || !CacheLayout.pathFits(f.path);
+      }
+      if (victim != null) {
+        discard(victim);
+      }
+    } finally {
+      namespaceLock.writeLock().unlock();
+    }
+  }
+
+  private CachedFile known(long ino) {
+    synchronized (index) {
+      return files.get(ino);
+    }
+  }
+
+  /** Drops a file whose last name is gone: blocks and file slot freed by a commit. */
+  private void discard(CachedFile f) throws IOException {
+    f.lock.writeLock().lock();
+    try {
+      f.writeThrough = true; // open handles write to the nameless inode directly
+      f.path = null;
+      if (f.fileSlot < 0) {
+        return;
+      }
+      epochLock.readLock().lock();
+      try {
+        dropBlocks(f, 0);
+        synchronized (index) {
+          pendingFileFree.add(f.fileSlot);
+          f.fileSlot = -1;
+          f.versionSeq = CacheLayout.FREE;
+          forgetIfUnused(f);
+        }
+      } finally {
+        epochLock.readLock().unlock();
+      }
+      commit();
+    } finally {
+      f.lock.writeLock().unlock();
+    }
+  }
+
+  // =============================================================================================
+  // Writeback
+  // =============================================================================================
+
+  /** Writes one file back completely and releases its file slot. Holds f.lock throughout. */
+  private void writeBackFile(CachedFile f) throws IOException {
+    f.lock.writeLock().lock();
+    try {
+      if (f.fileSlot < 0) {
+        return;
+      }
+      commit(); // every block of f is committed from here on: we hold its lock
+      long[] keys = f.blocks.keysSorted();
+      int[] slots = new int[keys.length];
+      for (int i = 0; i < keys.length; i++) {
+        slots[i] = f.blocks.get(keys[i]);
+      }
+      copyToBacking(f, keys, slots);
+      freeWrittenBack(f, keys, slots);
+    } finally {
+      f.lock.writeLock().unlock();
+    }
+  }
+
+  /** Writes blocks to the backing file in contiguous runs, then fsyncs it with size and mtime. */
+  private void copyToBacking(CachedFile f, long[] blockIdx, int[] slots) throws IOException {
+    BackingStore.BackingFile file = backingFile(f);
+    int jobs = config.writebackJobs();
+    try (NativeBuffer buf = new NativeBuffer((long) Math.min(jobs, Math.max(1, slots.length))
+        * blockSize)) {
+      int maxRun = (int) (buf.size() / blockSize);
+      int i = 0;
+      while (i < slots.length) {
+        int j = i;
+        while (j + 1 < slots.length && j + 1 - i < maxRun && blockIdx[j + 1] == blockIdx[j] + 1) {
+          j++;
+        }
+        long start = blockIdx[i] * blockSize;
+        long len = Math.min((long) (j - i + 1) * blockSize, f.size - start);
+        if (len > 0) {
+          for (int k = i; k <= j; k++) {
+            mem.copyOut(layout.dataOffset(slots[k]), buf.address() + (long) (k - i) * blockSize,
+                blockSize);
+          }
+          file.write(start, buf.address(), len);
+        }
+        i = j + 1;
+      }
+    }
+    if (file.size() != f.size) {
+      file.truncate(f.size);
+    }
+    file.setMtime(f.mtimeNanos);
+    file.sync();
+  }
+
+  /**
+   * Frees slots whose data is now durable in the backing file: seq = -1 durably, then the file
+   * slot if the file has nothing left. Needs f.lock exclusively.
+   */
+  private void freeWrittenBack(CachedFile f, long[] blockIdx, int[] slots) throws IOException {
+    IntList freed = new IntList();
+    for (int i = 0; i < slots.length; i++) {
+      int s = slots[i];
+      if (f.blocks.get(blockIdx[i]) == s && (state[s] & KIND) == COMMITTED) {
+        layout.storeEntryFree(s);
+        layout.flushEntry(s);
+        freed.add(s);
+      }
+    }
+    mem.commit();
+    boolean releaseFile;
+    synchronized (index) {
+      for (int i = 0; i < freed.size(); i++) {
+        int s = freed.get(i);
+        f.blocks.remove(CacheLayout.locationBlock(layout.entryLocation(s)));
+        lruRemove(s);
+        dirtyCount--;
+        if ((state[s] & WB) != 0) {
+          state[s] = (byte) (WB | FREED_AFTER_WB);
+        } else {
+          pushFree(s);
+        }
+      }
+      writtenBack.add(freed.size());
+      releaseFile = f.blocks.size() == 0 && f.fileSlot >= 0 && f.versionSeq < committedSeq;
+    }
+    if (releaseFile) {
+      int fs = f.fileSlot;
+      storeFileSlotFree(fs);
+      mem.commit();
+      synchronized (index) {
+        f.fileSlot = -1;
+        f.versionSeq = CacheLayout.FREE;
+        pushFreeFileSlot(fs);
+        forgetIfUnused(f);
+      }
+    }
+    synchronized (index) {
+      index.notifyAll();
+    }
+  }
+
+  private void writebackLoop() {
+    long backoffMs = 100;
+    while (true) {
+      try {
+        List<CachedFile> groupFiles = new ArrayList<>();
+        List<int[]> groupSlots = new ArrayList<>();
+        if (!nextBatch(groupFiles, groupSlots)) {
+          return;
+        }
+        writeBackBatch(groupFiles, groupSlots);
+        backoffMs = 100;
+      } catch (IOException | RuntimeException e) {
+        writebackErrors.increment();
+        lastWritebackError = e.getMessage();
+        LOG.warn("writeback failed, blocks stay in the cache, retrying in {} ms: {}", backoffMs,
+            e.toString());
+        synchronized (index) {
+          writebackBackoffUntil = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(backoffMs);
+        }
+        backoffMs = Math.min(5000, backoffMs * 2);
+      } catch (Error e) {
+        LOG.error("writeback thread died", e);
+        throw e;
+      }
+    }
+  }
+
+  private void writeBackBatch(List<CachedFile> groupFiles, List<int[]> groupSlots)
+      throws IOException {
+    try {
+      for (int g = 0; g < groupFiles.size(); g++) {
+        writeBackGroup(groupFiles.get(g), groupSlots.get(g));
+      }
+    } finally {
+      synchronized (index) {
+        for (int[] slots : groupSlots) {
+          for (int s : slots) {
+            clearWriteback(s);
+          }
+        }
+        writebackInFlight = 0;
+        index.notifyAll();
+      }
+    }
+  }
+
+  /**
+   * One writeback batch of the oldest committed blocks, now, whatever the watermarks; returns
+   * the number of blocks taken. Drives writeback in tests that run without the thread.
+   */
+  int writebackStep() throws IOException {
+    List<CachedFile> groupFiles = new ArrayList<>();
+    List<int[]> groupSlots = new ArrayList<>();
+    int taken;
+    synchronized (index) {
+      collectBatch(groupFiles, groupSlots);
+      taken = writebackInFlight;
+    }
+    try {
+      writeBackBatch(groupFiles, groupSlots);
+    } catch (IOException | RuntimeException e) {
+      writebackErrors.increment();
+      lastWritebackError = e.getMessage();
+      throw e;
+    }
+    return taken;
+  }
+
+  /** Needs index. */
+  private void clearWriteback(int s) {
+    if ((state[s] & WB) == 0) {
+      return;
+    }
+    if ((state[s] & KIND) == FREED_AFTER_WB) {
+      pushFree(s);
+    } else {
+      state[s] &= ~WB;
+    }
+  }
+
+  /**
+   * Waits for work and takes the oldest committed blocks, grouped per file and sorted by block.
+   * Returns false when the cache is closing and everything is written back.
+   */
+  private boolean nextBatch(List<CachedFile> groupFiles, List<int[]> groupSlots)
+      throws IOException {
+    boolean needCommit = false;
+    synchronized (index) {
+      while (true) {
+        long now = System.nanoTime();
+        boolean draining = drainRequests > 0 || config.cleaner() || closing;
+        long used = nBlocks - freeCount;
+        if (used * 100 > (long) config.highWatermark() * nBlocks) {
+          writebackActive = true;
+        } else if (used * 100 < (long) config.lowWatermark() * nBlocks) {
+          writebackActive = false;
+        }
+        boolean aged = config.maxAgeMs() > 0 && oldestDirtyAgeNanos(now)
+            >= TimeUnit.MILLISECONDS.toNanos(config.maxAgeMs());
+        boolean autocommitDue = !uncommitted.isEmpty() && now - firstUncommittedNanos
+            >= TimeUnit.MILLISECONDS.toNanos(config.autocommitTimeMs());
+        boolean backingOff = now < writebackBackoffUntil;
+        boolean want = (draining || writebackActive || blockedWriters > 0 || aged) && !backingOff
+            && error == null;
+        if (want) {
+          collectBatch(groupFiles, groupSlots);
+          if (!groupFiles.isEmpty()) {
+            return true;
+          }
+          if (!uncommitted.isEmpty() && (draining || blockedWriters > 0)) {
+            needCommit = true;
+            break;
+          }
+          if (dirtyCount == 0 && closing) {
+            return false;
+          }
+        } else if (closing && (error != null || dirtyCount == 0)) {
+          return false;
+        }
+        if (autocommitDue) {
+          needCommit = true;
+          break;
+        }
+        long waitMs = 100;
+        if (!uncommitted.isEmpty()) {
+          long due = firstUncommittedNanos
+              + TimeUnit.MILLISECONDS.toNanos(config.autocommitTimeMs()) - now;
+          waitMs = Math.max(1, Math.min(waitMs, TimeUnit.NANOSECONDS.toMillis(due)));
+        }
+        try {
+          index.wait(waitMs);
+        } catch (InterruptedException e) {
+          return false;
+        }
+      }
+    }
+    if (needCommit) {
+      commit();
+    }
+    return true;
+  }
+
+  /** Needs index. Takes up to writeback_jobs committed slots from the LRU head. */
+  private void collectBatch(List<CachedFile> groupFiles, List<int[]> groupSlots)
+      throws IOException {
+    Map<CachedFile, IntList> byFile = new HashMap<>();
+    int taken = 0;
+    for (int s = lruHead; s >= 0 && taken < config.writebackJobs(); s = lruNext[s]) {
+      if ((state[s] & KIND) != COMMITTED) {
+        break; // allocation order = epoch order: everything after is uncommitted too
+      }
+      if ((state[s] & WB) != 0) {
+        continue;
+      }
+      CachedFile f = byFileSlot[CacheLayout.locationFileSlot(layout.entryLocation(s))];
+      state[s] |= WB;
+      byFile.computeIfAbsent(f, k -> new IntList()).add(s);
+      taken++;
+    }
+    writebackInFlight = taken;
+    for (Map.Entry<CachedFile, IntList> e : byFile.entrySet()) {
+      IntList l = e.getValue();
+      int[] slots = new int[l.size()];
+      for (int i = 0; i < slots.length; i++) {
+        slots[i] = l.get(i);
+      }
+      groupFiles.add(e.getKey());
+      groupSlots.add(slots);
+    }
+  }
+
+  /**
+   * One file's share of a batch: copy under the file's read lock (a truncate cannot slip
+   * between our size check and the write), fsync without it, free under its write lock.
+   */
+  private void writeBackGroup(CachedFile f, int[] slots) throws IOException {
+    long[] blockIdx = new long[slots.length];
+    for (int i = 0; i < slots.length; i++) {
+      blockIdx[i] = CacheLayout.locationBlock(layout.entryLocation(slots[i]));
+    }
+    sortByBlock(blockIdx, slots);
+    f.lock.readLock().lock();
+    try {
+      // Blocks replaced or dropped since the batch was taken are not written.
+      int n = 0;
+      for (int i = 0; i < slots.length; i++) {
+        if (f.blocks.get(blockIdx[i]) == slots[i]) {
+          blockIdx[n] = blockIdx[i];
+          slots[n++] = slots[i];
+        }
+      }
+      blockIdx = Arrays.copyOf(blockIdx, n);
+      slots = Arrays.copyOf(slots, n);
+      if (n == 0 || f.path == null) {
+        return;
+      }
+      copyToBacking(f, blockIdx, slots);
+    } finally {
+      f.lock.readLock().unlock();
+    }
+    f.lock.writeLock().lock();
+    try {
+      freeWrittenBack(f, blockIdx, slots);
+    } finally {
+      f.lock.writeLock().unlock();
+    }
+  }
+
+  private static void sortByBlock(long[] blockIdx, int[] slots) {
+    Integer[] order = new Integer[slots.length];
+    for (int i = 0; i < order.length; i++) {
+      order[i] = i;
+    }
+    Arrays.sort(order, (a, b) -> Long.compare(blockIdx[a], blockIdx[b]));
+    long[] bi = blockIdx.clone();
+    int[] sl = slots.clone();
+    for (int i = 0; i < order.length; i++) {
+      blockIdx[i] = bi[order[i]];
+      slots[i] = sl[order[i]];
+    }
+  }
+
+  /** Needs index. */
+  private long oldestDirtyAgeNanos(long now) throws IOException {
+    if (lruHead < 0) {
+      while (commitTimes.size() > 1) {
+        commitTimes.pollFirst();
+      }
+      return 0;
+    }
+    long seq = layout.entrySeq(lruHead);
+    while (commitTimes.size() > 1 && commitTimes.peekFirst()[0] < seq) {
+      commitTimes.pollFirst();
+    }
+    long[] first = commitTimes.peekFirst();
+    return first == null || first[0] < seq ? 0 : now - first[1];
+  }
+
+  /**
+   * Commits, then writes everything back and waits until the cache is empty (wcfs flush,
+   * unmount). Throws if writeback keeps failing past {@code timeoutMs}, leaving data cached.
+   */
+  public void flush(long timeoutMs) throws IOException {
+    long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
+    synchronized (index) {
+      drainRequests++;
+      index.notifyAll();
+    }
+    try {
+      while (true) {
+        commit();
+        if (!writebackThread.isAlive() && !closing) {
+          writebackStep(); // manual mode
+        }
+        synchronized (index) {
+          if (dirtyCount == 0 && uncommitted.isEmpty() && writeThroughDirty.isEmpty()) {
+            return;
+          }
+          checkError();
+          if (System.nanoTime() > deadline) {
+            throw new IOException("writeback did not finish in " + timeoutMs + " ms: "
+                + dirtyCount + " blocks still dirty and kept in the cache"
+                + (lastWritebackError == null ? "" : "; last error: " + lastWritebackError));
+          }
+          index.wait(50);
+        }
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IOException("interrupted while flushing");
+    } finally {
+      synchronized (index) {
+        drainRequests--;
+      }
+    }
+  }
+
+  // =============================================================================================
+  // Recovery
+  // =============================================================================================
+
+  /**
+   * Rebuilds the index from the device: uncommitted records are freed; of duplicate versions of
+   * a block the highest committed seq wins, equal seqs are corruption; files whose recorded path
+   * no longer leads to their inode (unlinked or replaced before a crash) are dropped; blocks past
+   * a file's recorded size are dropped and the backing file is cut to that size.
+   */
+  private void recover() throws IOException {
+    long seqCount = layout.seqCount();
+    openEpoch = seqCount;
+    committedSeq = seqCount;
+    int fileSlots = layout.geometry().fileSlots();
+    IntList freedFileSlots = new IntList();
+    for (int fs = fileSlots - 1; fs >= 0; fs--) {
+      CacheLayout.FileVersion best = null;
+      int bestV = -1;
+      for (int v = 0; v < 2; v++) {
+        CacheLayout.FileVersion fv = layout.readFileVersion(fs, v);
+        if (fv.seq() != CacheLayout.FREE && fv.seq() >= seqCount) {
+          layout.storeFileVersionFree(fs, v); // an uncommitted version never happened
+          layout.flushFileVersion(fs, v);
+        } else if (fv.seq() != CacheLayout.FREE && (best == null || fv.seq() > best.seq())) {
+          best = fv;
+          bestV = v;
+        }
+      }
+      CachedFile f = best == null ? null : recoverFile(fs, best, bestV);
+      if (f == null) {
+        if (best != null) {
+          freedFileSlots.add(fs);
+        }
+        freeFileSlots[freeFileSlotCount++] = fs;
+      } else {
+        byFileSlot[fs] = f;
+        files.put(f.ino, f);
+      }
+    }
+    long[] order = new long[nBlocks];
+    int live = 0;
+    IntList dropped = new IntList();
+    for (int s = 0; s < nBlocks; s++) {
+      long seq = layout.entrySeq(s);
+      if (seq == CacheLayout.FREE) {
+        continue;
+      }
+      long loc = layout.entryLocation(s);
+      int fs = CacheLayout.locationFileSlot(loc);
+      CachedFile f = seq >= seqCount || fs < 0 || fs >= fileSlots ? null : byFileSlot[fs];
+      long b = CacheLayout.locationBlock(loc);
+      if (f == null || b * blockSize >= f.size) {
+        dropped.add(s);
+        continue;
+      }
+      int other = f.blocks.get(b);
+      if (other >= 0) {
+        long otherSeq = layout.entrySeq(other);
+        if (otherSeq == seq) {
+          throw new CacheFormatException("cache corruption: slots " + other + " and " + s
+              + " both hold block " + b + " of " + f.path + " with seq " + seq
+              + "; `wcfs check` lists the cache contents");
+        }
+        if (otherSeq > seq) {
+          dropped.add(s);
+          continue;
+        }
+        dropped.add(other);
+        state[other] = FREE;
+      }
+      f.blocks.put(b, s);
+      state[s] = COMMITTED;
+      if (seq >= (1L << (63 - SLOT_BITS))) {
+        throw new CacheFormatException("entry seq " + seq + " out of range at slot " + s);
+      }
+      order[live++] = seq << SLOT_BITS | s;
+    }
+    for (int i = 0; i < dropped.size(); i++) {
+      layout.storeEntryFree(dropped.get(i));
+      layout.flushEntry(dropped.get(i));
+    }
+    mem.commit();
+    for (int i = 0; i < freedFileSlots.size(); i++) {
+      storeFileSlotFree(freedFileSlots.get(i));
+    }
+    mem.commit();
+    // Oldest first: the LRU order writeback follows.
+    Arrays.sort(order, 0, live);
+    int liveCount = 0;
+    for (int i = 0; i < live; i++) {
+      int s = (int) (order[i] & ((1L << SLOT_BITS) - 1));
+      if (state[s] == COMMITTED) {
+        lruAppend(s);
+        liveCount++;
+      }
+    }
+    dirtyCount = liveCount;
+    for (int s = nBlocks - 1; s >= 0; s--) {
+      if (state[s] == FREE) {
+        pushFree(s);
+      }
+    }
+    commitTimes.addLast(new long[] {seqCount - 1, System.nanoTime()});
+    // Files with a recorded size but no blocks left: apply the size, release the slot.
+    for (CachedFile f : new ArrayList<>(files.values())) {
+      if (f.blocks.size() == 0) {
+        f.lock.writeLock().lock();
+        try {
+          copyToBacking(f, new long[0], new int[0]);
+          freeWrittenBack(f, new long[0], new int[0]);
+        } catch (IOException e) {
+          LOG.warn("{}: could not apply the recorded size {} yet ({}); kept in the cache", f.path,
+              f.size, e.toString());
+        } finally {
+          f.lock.writeLock().unlock();
+        }
+      }
+    }
+    if (liveCount > 0 || dropped.size() > 0) {
+      LOG.info("recovered {} committed blocks in {} files; dropped {} uncommitted or stale",
+          liveCount, files.size(), dropped.size());
+    }
+  }
+
+  private CachedFile recoverFile(int fs, CacheLayout.FileVersion v, int version)
+      throws IOException {
+    BackingStore.Stat st = v.path() == null ? null : backing.stat(v.path());
+    if (st == null || st.ino() != v.ino() || !st.regularFile()) {
+      LOG.warn("cache slot {}: {} no longer names inode {} (unlinked or replaced); dropping its"
+          + " cached blocks", fs, v.path(), v.ino());
+      return null;
+    }
+    CachedFile f = new CachedFile(v.ino(), v.path(), v.size(), v.mtimeNanos());
+    f.fileSlot = fs;
+    f.version = version;
+    f.versionSeq = v.seq();
+    if (st.size() > v.size()) {
+      // A truncate committed before the crash; finish it before anyone reads the old tail.
+      try (BackingStore.BackingFile file = backing.open(v.path())) {
+        file.truncate(v.size());
+        file.sync();
+      }
+    }
+    return f;
+  }
+
+  // =============================================================================================
+  // LRU, errors, stats, close
+  // =============================================================================================
+
+  /** Needs index. */
+  private void lruAppend(int s) {
+    lruPrev[s] = lruTail;
+    lruNext[s] = -1;
+    if (lruTail >= 0) {
+      lruNext[lruTail] = s;
+    } else {
+      lruHead = s;
+    }
+    lruTail = s;
+  }
+
+  /** Needs index. */
+  private void lruRemove(int s) {
+    int p = lruPrev[s];
+    int n = lruNext[s];
+    if (p >= 0) {
+      lruNext[p] = n;
+    } else {
+      lruHead = n;
+    }
+    if (n >= 0) {
+      lruPrev[n] = p;
+    } else {
+      lruTail = p;
+    }
+    lruPrev[s] = -1;
+    lruNext[s] = -1;
+  }
+
+  private void checkError() throws IOException {
+    IOException e = error;
+    if (e != null) {
+      throw new CacheErrorException(e);
+    }
+  }
+
+  /** Latches the first cache-memory failure: later writes and commits fail, reads go on. */
+  private IOException fail(Exception e) {
+    IOException io = e instanceof IOException ? (IOException) e : new IOException(e.toString(), e);
+    synchronized (index) {
+      if (error == null) {
+        error = io;
+        LOG.error("cache memory failed; writes and fsync now fail with EIO, reads continue", e);
+      }
+      index.notifyAll();
+    }
+    return new CacheErrorException(io);
+  }
+
+  /** The latched cache error, or null. */
+  public IOException error() {
+    return error;
+  }
+
+  private static long now() {
+    java.time.Instant t = java.time.Instant.now();
+    return t.getEpochSecond() * 1_000_000_000L + t.getNano();
+  }
+
+  public CacheStats stats() {
+    synchronized (index) {
+      long[] lat = Arrays.copyOf(commitLatencies,
+          (int) Math.min(commitLatencyCount, commitLatencies.length));
+      Arrays.sort(lat);
+      long p50 = lat.length == 0 ? 0 : lat[(int) ((lat.length - 1) * 0.50)];
+      long p99 = lat.length == 0 ? 0 : lat[(int) ((lat.length - 1) * 0.99)];
+      long age;
+      try {
+        age = TimeUnit.NANOSECONDS.toMillis(oldestDirtyAgeNanos(System.nanoTime()));
+      } catch (IOException e) {
+        age = -1;
+      }
+      return new CacheStats(error == null ? null : error.getMessage(), nBlocks, freeCount,
+          writebackInFlight, reads.sum(), readHits.sum(), writes.sum(),
+          writeHitsUncommitted.sum(), writeHitsCommitted.sum(), writesAllocated.sum(),
+          writesBlocked.sum(), flushes.sum(), dirtyCount, uncommitted.size(), age, p50, p99,
+          commitLatencyMax, writtenBack.sum(), writebackErrors.sum(), lastWritebackError,
+          blockedWriters, blockSize, mem.describe());
+    }
+  }
+
+  /** Heap held by the in-memory index (for the memory benchmark). */
+  public long indexHeapBytes() {
+    synchronized (index) {
+      long bytes = state.length + 4L * lruPrev.length + 4L * lruNext.length
+          + 4L * freeFileSlots.length + 8L * byFileSlot.length;
+      for (CachedFile f : files.values()) {
+        bytes += f.blocks.heapBytes() + 128;
+      }
+      return bytes;
+    }
+  }
+
+  /** Commits and writes everything back (bounded by {@code timeoutMs}), then stops. */
+  public void close(long timeoutMs) throws IOException {
+    IOException failure = null;
+    try {
+      if (error == null) {
+        flush(timeoutMs);
+      }
+    } catch (IOException e) {
+      failure = e;
+    }
+    synchronized (index) {
+      closing = true;
+      index.notifyAll();
+    }
+    try {
+      writebackThread.join(TimeUnit.SECONDS.toMillis(30));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    synchronized (index) {
+      for (CachedFile f : files.values()) {
+        if (f.file != null) {
+          f.file.close();
+          f.file = null;
+        }
+      }
+    }
+    mem.close();
+    if (failure != null) {
+      throw failure;
+    }
+  }
+
+  /**
+   * Stops without writing back (as a crash would, but with the memory unmapped cleanly): for
+   * tests and for shutting down after a fatal error. Committed data stays in the cache.
+   */
+  public void abandon() throws IOException {
+    synchronized (index) {
+      closing = true;
+      error = error != null ? error : new IOException("cache abandoned");
+      index.notifyAll();
+    }
+    try {
+      writebackThread.join(TimeUnit.SECONDS.toMillis(10));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  @Override
+  public void close() throws IOException {
+    close(TimeUnit.MINUTES.toMillis(10));
+  }
+}

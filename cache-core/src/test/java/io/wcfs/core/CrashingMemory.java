@@ -1,0 +1,151 @@
+package io.wcfs.core;
+
+import io.wcfs.nativ.NativeBuffer;
+import java.util.BitSet;
+import java.util.Random;
+
+/**
+ * A cache memory that remembers what is durable, after Lucene's MockDirectoryWrapper.crash():
+ * every 8-byte word is either durable, stored (written, not flushed) or flushed (not yet
+ * committed). {@link #crash} keeps a random subset of the words that were not committed, word by
+ * word: only aligned 8-byte stores are atomic. {@link #crashAfter} makes the n-th later
+ * operation throw {@link SimulatedCrash}, to crash in the middle of a commit or a write.
+ */
+final class CrashingMemory implements CacheMemory {
+  /** Thrown by a memory operation when the countdown set by {@link #crashAfter} runs out. */
+  static final class SimulatedCrash extends RuntimeException {
+    SimulatedCrash() {
+      super("simulated crash");
+    }
+  }
+
+  private final byte[] current;
+  private final byte[] durable;
+  private final BitSet stored = new BitSet();
+  private final BitSet flushed = new BitSet();
+  private long countdown = -1;
+  private boolean crashed;
+
+  CrashingMemory(int size) {
+    this(new byte[size]);
+  }
+
+  private CrashingMemory(byte[] image) {
+    current = image.clone();
+    durable = image.clone();
+  }
+
+  /** The n-th memory operation from now throws (n = 0: the next one). */
+  synchronized void crashAfter(long n) {
+    countdown = n;
+  }
+
+  synchronized boolean hasCrashed() {
+    return crashed;
+  }
+
+  /** What a restart would find: the durable image plus a random subset of pending words. */
+  synchronized CrashingMemory crash(Random random) {
+    byte[] image = durable.clone();
+    for (int w = stored.nextSetBit(0); w >= 0; w = stored.nextSetBit(w + 1)) {
+      if (random.nextBoolean()) {
+        System.arraycopy(current, w * 8, image, w * 8, 8);
+      }
+    }
+    crashed = true;
+    return new CrashingMemory(image);
+  }
+
+  private void tick() {
+    if (crashed) {
+      throw new SimulatedCrash();
+    }
+    if (countdown >= 0 && countdown-- == 0) {
+      crashed = true;
+      throw new SimulatedCrash();
+    }
+  }
+
+  private void markStored(long offset, long length) {
+    int from = (int) (offset / 8);
+    int to = (int) ((offset + length + 7) / 8);
+    stored.set(from, to);
+    flushed.clear(from, to); // a store after a flush needs another flush
+  }
+
+  @Override
+  public long size() {
+    return current.length;
+  }
+
+  @Override
+  public synchronized void copyIn(long offset, long srcAddress, long length) {
+    tick();
+    NativeBuffer.getBytes(srcAddress, current, (int) offset, (int) length);
+    markStored(offset, length);
+  }
+
+  @Override
+  public synchronized void assign(long offset, long value) {
+    tick();
+    if ((offset & 7) != 0) {
+      throw new IllegalArgumentException("unaligned pmem_assign at " + offset);
+    }
+    for (int i = 0; i < 8; i++) {
+      current[(int) offset + i] = (byte) (value >>> (8 * i));
+    }
+    markStored(offset, 8);
+  }
+
+  @Override
+  public synchronized void flush(long offset, long length) {
+    tick();
+    int from = (int) (offset / 8);
+    int to = (int) ((offset + length + 7) / 8);
+    for (int w = stored.nextSetBit(from); w >= 0 && w < to; w = stored.nextSetBit(w + 1)) {
+      flushed.set(w);
+    }
+  }
+
+  @Override
+  public synchronized void commit() {
+    tick();
+    for (int w = flushed.nextSetBit(0); w >= 0; w = flushed.nextSetBit(w + 1)) {
+      System.arraycopy(current, w * 8, durable, w * 8, 8);
+      stored.clear(w);
+    }
+    flushed.clear();
+  }
+
+  @Override
+  public synchronized long readLong(long offset) {
+    long v = 0;
+    for (int i = 0; i < 8; i++) {
+      v |= (current[(int) offset + i] & 0xFFL) << (8 * i);
+    }
+    return v;
+  }
+
+  @Override
+  public synchronized void copyOut(long offset, long dstAddress, long length) {
+    NativeBuffer.putBytes(dstAddress, current, (int) offset, (int) length);
+  }
+
+  /** Raw durable bytes, for tests that corrupt or inspect the image. */
+  synchronized byte[] image() {
+    return current.clone();
+  }
+
+  synchronized void poke(int offset, byte value) {
+    current[offset] = value;
+    durable[offset] = value;
+  }
+
+  @Override
+  public String describe() {
+    return "crash-simulating heap memory";
+  }
+
+  @Override
+  public void close() {}
+}

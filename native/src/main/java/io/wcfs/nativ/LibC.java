@@ -1,0 +1,204 @@
+package io.wcfs.nativ;
+
+import jnr.ffi.LibraryLoader;
+import jnr.ffi.Runtime;
+import jnr.ffi.annotations.IgnoreError;
+import jnr.ffi.annotations.SaveError;
+import jnr.ffi.types.off_t;
+import jnr.ffi.types.size_t;
+import jnr.ffi.types.ssize_t;
+
+/**
+ * The few libc calls wcfs needs that the JDK does not expose with native addresses: positional
+ * I/O straight from and into FUSE buffers, and the mmap/msync pair the fallback cache memory is
+ * built on. Every call's result is checked here and turned into a {@link NativeIOException}.
+ *
+ * <p>Pointer arguments are raw addresses passed as {@code long}: both supported ABIs (x86-64,
+ * arm64) pass pointers and 64-bit integers the same way, and it avoids a Pointer object per call.
+ */
+public final class LibC {
+  public static final int O_RDONLY = 0;
+  public static final int O_WRONLY = 1;
+  public static final int O_RDWR = 2;
+  public static final int O_CREAT = 0100;
+  public static final int O_EXCL = 0200;
+  public static final int O_TRUNC = 01000;
+  public static final int O_CLOEXEC = 02000000;
+
+  public static final int PROT_READ = 1;
+  public static final int PROT_WRITE = 2;
+  public static final int MAP_SHARED = 1;
+  public static final int MS_SYNC = 4;
+
+  public static final int EIO = 5;
+  public static final int ENOSPC = 28;
+
+  /**
+   * The jnr-ffi view of libc. Public only because jnr-ffi generates its implementation in
+   * another class loader; wcfs code calls the checked wrappers below.
+   */
+  public interface Api {
+    @SaveError
+    int open(String path, int flags, int mode);
+
+    @SaveError
+    int close(int fd);
+
+    @SaveError
+    @ssize_t
+    long pread(int fd, long buf, @size_t long count, @off_t long offset);
+
+    @SaveError
+    @ssize_t
+    long pwrite(int fd, long buf, @size_t long count, @off_t long offset);
+
+    @SaveError
+    int fsync(int fd);
+
+    @SaveError
+    int fdatasync(int fd);
+
+    @SaveError
+    int ftruncate(int fd, @off_t long length);
+
+    @IgnoreError
+    int posix_fallocate(int fd, @off_t long offset, @off_t long len);
+
+    @SaveError
+    long mmap(long addr, @size_t long length, int prot, int flags, int fd, @off_t long offset);
+
+    @SaveError
+    int munmap(long addr, @size_t long length);
+
+    @SaveError
+    int msync(long addr, @size_t long length, int flags);
+
+    @IgnoreError
+    String strerror(int errnum);
+
+    @IgnoreError
+    int getpid();
+
+    @IgnoreError
+    int geteuid();
+  }
+
+  private static final Api API = LibraryLoader.create(Api.class).failImmediately().load("c");
+  private static final Runtime RUNTIME = Runtime.getRuntime(API);
+  private static final long PAGE_SIZE = 4096;
+
+  private LibC() {}
+
+  public static int open(String path, int flags, int mode) throws NativeIOException {
+    int fd = API.open(path, flags | O_CLOEXEC, mode);
+    if (fd < 0) {
+      throw error("open " + path);
+    }
+    return fd;
+  }
+
+  public static void close(int fd) throws NativeIOException {
+    if (API.close(fd) != 0) {
+      throw error("close");
+    }
+  }
+
+  /** Reads up to {@code count} bytes; returns the bytes read, fewer only at end of file. */
+  public static long pread(int fd, long address, long count, long offset) throws NativeIOException {
+    long done = 0;
+    while (done < count) {
+      long n = API.pread(fd, address + done, count - done, offset + done);
+      if (n < 0) {
+        if (RUNTIME.getLastError() == 4) { // EINTR
+          continue;
+        }
+        throw error("pread");
+      }
+      if (n == 0) {
+        break;
+      }
+      done += n;
+    }
+    return done;
+  }
+
+  /** Writes all {@code count} bytes or throws. */
+  public static void pwrite(int fd, long address, long count, long offset) throws NativeIOException {
+    long done = 0;
+    while (done < count) {
+      long n = API.pwrite(fd, address + done, count - done, offset + done);
+      if (n < 0) {
+        if (RUNTIME.getLastError() == 4) {
+          continue;
+        }
+        throw error("pwrite");
+      }
+      done += n;
+    }
+  }
+
+  public static void fsync(int fd) throws NativeIOException {
+    if (API.fsync(fd) != 0) {
+      throw error("fsync");
+    }
+  }
+
+  public static void fdatasync(int fd) throws NativeIOException {
+    if (API.fdatasync(fd) != 0) {
+      throw error("fdatasync");
+    }
+  }
+
+  public static void ftruncate(int fd, long length) throws NativeIOException {
+    if (API.ftruncate(fd, length) != 0) {
+      throw error("ftruncate");
+    }
+  }
+
+  /** Allocates the range for real, so a later store into a mapping of it cannot fault on ENOSPC. */
+  public static void fallocate(int fd, long offset, long length) throws NativeIOException {
+    int rc = API.posix_fallocate(fd, offset, length);
+    if (rc != 0) {
+      throw new NativeIOException("posix_fallocate: " + API.strerror(rc), rc);
+    }
+  }
+
+  public static long mmapShared(int fd, long length) throws NativeIOException {
+    long addr = API.mmap(0, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (addr == -1) {
+      throw error("mmap");
+    }
+    return addr;
+  }
+
+  public static void munmap(long address, long length) throws NativeIOException {
+    if (API.munmap(address, length) != 0) {
+      throw error("munmap");
+    }
+  }
+
+  /** msync(MS_SYNC) of every page the range touches (msync wants a page-aligned start). */
+  public static void msync(long address, long length) throws NativeIOException {
+    long start = address & ~(PAGE_SIZE - 1);
+    if (API.msync(start, length + (address - start), MS_SYNC) != 0) {
+      throw error("msync");
+    }
+  }
+
+  public static String strerror(int errno) {
+    return API.strerror(errno);
+  }
+
+  public static int getpid() {
+    return API.getpid();
+  }
+
+  public static int geteuid() {
+    return API.geteuid();
+  }
+
+  private static NativeIOException error(String call) {
+    int errno = RUNTIME.getLastError();
+    return new NativeIOException(call + ": " + API.strerror(errno), errno);
+  }
+}

@@ -1,0 +1,269 @@
+package io.wcfs.nativ;
+
+import com.kenai.jffi.MemoryIO;
+import java.io.IOException;
+import java.nio.file.FileStore;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A mapped cache file and the three-step persistence API over it: {@link #memcpy} (pmem_memcpy),
+ * {@link #assign} (pmem_assign, the 8-byte store that is atomic once persisted), {@link #flush}
+ * (pmem_flush of a range) and {@link #commit} (pmem_commit). To make data durable all three are
+ * called, in that order. Offsets are relative to the start of the mapping.
+ *
+ * <p>The mapping comes from libpmem when it loads, else from a plain {@code mmap} whose flush is
+ * {@code msync} (the fallback). Data-path methods take native addresses so FUSE buffers are copied
+ * straight into and out of the mapping; the {@code byte[]} variants exist for tests and headers.
+ *
+ * <p>Thread safety: stores to disjoint ranges may run concurrently; callers order the rest.
+ */
+public final class PersistentMemory implements AutoCloseable {
+  private static final Logger LOG = LoggerFactory.getLogger(PersistentMemory.class);
+  private static final MemoryIO IO = MemoryIO.getInstance();
+
+  /** Where the mapping came from. */
+  public enum Backend {
+    LIBPMEM,
+    FALLBACK
+  }
+
+  private final Path path;
+  private final long base;
+  private final long size;
+  private final Backend backend;
+  private final boolean isPmem;
+  private final FlushStrategy strategy;
+  private final boolean simulated;
+  private final int copyFlags;
+  private boolean closed;
+
+  private PersistentMemory(
+      Path path, long base, long size, Backend backend, boolean isPmem, FlushStrategy strategy,
+      boolean simulated) {
+    this.path = path;
+    this.base = base;
+    this.size = size;
+    this.backend = backend;
+    this.isPmem = isPmem;
+    this.strategy = strategy;
+    this.simulated = simulated;
+    // EAGER: non-temporal copy, nothing left to flush, the drain happens at commit.
+    // LATE: cached copy without flushing; commit flushes the ranges it was told about.
+    this.copyFlags =
+        strategy == FlushStrategy.EAGER
+            ? LibPmem.PMEM_F_MEM_NONTEMPORAL | LibPmem.PMEM_F_MEM_NODRAIN
+            : LibPmem.PMEM_F_MEM_TEMPORAL | LibPmem.PMEM_F_MEM_NOFLUSH | LibPmem.PMEM_F_MEM_NODRAIN;
+  }
+
+  /**
+   * Maps an existing cache file.
+   *
+   * @param requested the flush strategy; AUTO picks what the seed thread measured
+   * @param forceFallback ignore libpmem even when it is installed (tests, comparisons)
+   */
+  public static PersistentMemory map(Path file, FlushStrategy requested, boolean forceFallback)
+      throws IOException {
+    boolean simulated = isSimulated(file);
+    String arch = System.getProperty("os.arch");
+    if (!forceFallback && LibPmem.isAvailable()) {
+      LibPmem.Mapping m = LibPmem.mapFile(file.toString());
+      try {
+        FlushStrategy strategy = resolve(requested, m.isPmem(), arch, file);
+        PersistentMemory pm =
+            new PersistentMemory(
+                file, m.address(), m.length(), Backend.LIBPMEM, m.isPmem(), strategy, simulated);
+        pm.logChoice();
+        return pm;
+      } catch (IOException | RuntimeException e) {
+        LibPmem.unmap(m.address(), m.length());
+        throw e;
+      }
+    }
+    if (!forceFallback) {
+      LOG.warn("{}; using the msync fallback", LibPmem.unavailableReason());
+    }
+    FlushStrategy strategy = resolve(requested, false, arch, file);
+    long length = Files.size(file);
+    int fd = LibC.open(file.toString(), LibC.O_RDWR, 0);
+    try {
+      long addr = LibC.mmapShared(fd, length);
+      PersistentMemory pm =
+          new PersistentMemory(file, addr, length, Backend.FALLBACK, false, strategy, simulated);
+      pm.logChoice();
+      return pm;
+    } finally {
+      LibC.close(fd);
+    }
+  }
+
+  private static FlushStrategy resolve(
+      FlushStrategy requested, boolean isPmem, String arch, Path file) throws IOException {
+    if (requested == FlushStrategy.AUTO || requested == null) {
+      return FlushStrategy.autoFor(isPmem, arch);
+    }
+    if (requested != FlushStrategy.MSYNC && !isPmem) {
+      throw new IOException(
+          "flush strategy '"
+              + requested
+              + "' needs a persistent-memory mapping, but "
+              + file
+              + " is not one (no libpmem, or not on DAX): use --flush-strategy msync or auto"
+              + " (for tests on tmpfs, PMEM_IS_PMEM_FORCE=1 makes libpmem treat it as pmem)");
+    }
+    return requested;
+  }
+
+  /** tmpfs and PMEM_IS_PMEM_FORCE lose everything at power-off: durability is only simulated. */
+  private static boolean isSimulated(Path file) {
+    if ("1".equals(System.getenv("PMEM_IS_PMEM_FORCE"))) {
+      return true;
+    }
+    try {
+      FileStore store = Files.getFileStore(file);
+      return store.type().equals("tmpfs") || store.type().equals("ramfs");
+    } catch (IOException e) {
+      return false;
+    }
+  }
+
+  private void logChoice() {
+    LOG.info("cache memory {}: {}", path, describe());
+    if (simulated) {
+      LOG.warn(
+          "durability is only simulated: {} is on tmpfs or PMEM_IS_PMEM_FORCE=1 is set;"
+              + " committed data does not survive a power failure",
+          path);
+    }
+  }
+
+  /** One line for logs and {@code wcfs status}. */
+  public String describe() {
+    return String.format(
+        "%s, strategy %s, %s, durability %s",
+        backend == Backend.LIBPMEM ? "libpmem" : "fallback mmap+msync",
+        strategy,
+        isPmem ? "pmem mapping" : "page-cache mapping",
+        simulated ? "simulated" : "real");
+  }
+
+  public Path path() {
+    return path;
+  }
+
+  public long size() {
+    return size;
+  }
+
+  public Backend backend() {
+    return backend;
+  }
+
+  public boolean isPmem() {
+    return isPmem;
+  }
+
+  public FlushStrategy strategy() {
+    return strategy;
+  }
+
+  public boolean durabilitySimulated() {
+    return simulated;
+  }
+
+  /** pmem_memcpy: copies {@code length} bytes from native memory at {@code src} into the cache. */
+  public void memcpy(long offset, long src, long length) {
+    check(offset, length);
+    if (backend == Backend.LIBPMEM) {
+      LibPmem.memcpy(base + offset, src, length, copyFlags);
+    } else {
+      IO.copyMemory(src, base + offset, length);
+    }
+  }
+
+  /** pmem_memcpy from the Java heap (tests, headers). */
+  public void memcpy(long offset, byte[] src, int srcOffset, int length) {
+    check(offset, length);
+    IO.putByteArray(base + offset, src, srcOffset, length);
+    if (strategy == FlushStrategy.EAGER) {
+      LibPmem.flush(base + offset, length); // what a non-temporal copy would have done
+    }
+  }
+
+  /** pmem_assign: one aligned 8-byte store, atomic with respect to persistence. */
+  public void assign(long offset, long value) {
+    check(offset, 8);
+    if ((offset & 7) != 0) {
+      throw new IllegalArgumentException("pmem_assign at unaligned offset " + offset);
+    }
+    IO.putLong(base + offset, value);
+    if (strategy == FlushStrategy.EAGER) {
+      // Eager mode promises that nothing is left in the CPU cache after a store; a one-line
+      // flush is the 8-byte equivalent of a non-temporal store.
+      LibPmem.flush(base + offset, 8);
+    }
+  }
+
+  /** pmem_flush: starts writing the range back (EAGER: nothing to do, the copy bypassed caches). */
+  public void flush(long offset, long length) throws NativeIOException {
+    check(offset, length);
+    switch (strategy) {
+      case EAGER:
+        break;
+      case LATE:
+        LibPmem.flush(base + offset, length);
+        break;
+      default:
+        if (backend == Backend.LIBPMEM) {
+          LibPmem.msync(base + offset, length);
+        } else {
+          LibC.msync(base + offset, length);
+        }
+    }
+  }
+
+  /** pmem_commit: waits until everything flushed so far is durable. */
+  public void commit() {
+    if (strategy != FlushStrategy.MSYNC) {
+      LibPmem.drain();
+    }
+  }
+
+  public long readLong(long offset) {
+    check(offset, 8);
+    return IO.getLong(base + offset);
+  }
+
+  /** Copies from the cache into native memory at {@code dst} (a FUSE reply buffer). */
+  public void read(long offset, long dst, long length) {
+    check(offset, length);
+    IO.copyMemory(base + offset, dst, length);
+  }
+
+  public void read(long offset, byte[] dst, int dstOffset, int length) {
+    check(offset, length);
+    IO.getByteArray(base + offset, dst, dstOffset, length);
+  }
+
+  private void check(long offset, long length) {
+    if (offset < 0 || length < 0 || offset + length > size) {
+      throw new IndexOutOfBoundsException(
+          "cache range [" + offset + ", " + (offset + length) + ") outside mapping of " + size);
+    }
+  }
+
+  @Override
+  public synchronized void close() throws IOException {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    if (backend == Backend.LIBPMEM) {
+      LibPmem.unmap(base, size);
+    } else {
+      LibC.munmap(base, size);
+    }
+  }
+}
