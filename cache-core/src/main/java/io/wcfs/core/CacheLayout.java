@@ -272,6 +272,17 @@ public final class CacheLayout {
     return layout;
   }
 
+  /** Recomputes the superblock checksum (tests that corrupt single fields; repair tools). */
+  void storeChecksum() throws IOException {
+    mem.assign(SB_CHECKSUM, superblockChecksum(MAGIC));
+    mem.flush(SB_CHECKSUM, 8);
+    mem.commit();
+  }
+
+  /** Word offsets of superblock fields, for tests that corrupt them one at a time. */
+  static final int[] SUPERBLOCK_FIELDS = {SB_VERSION_BLOCKSIZE, SB_NBLOCKS, SB_FILESLOTS,
+      SB_FILETABLE_OFFSET, SB_ENTRIES_OFFSET, SB_DATA_OFFSET, SB_BACKING_INO};
+
   public BackingIdentity backingIdentity() throws IOException {
     int len = (int) mem.readLong(SB_BACKING_PATH_LEN);
     if (len < 0 || len > MAX_BACKING_PATH_BYTES) {
@@ -361,6 +372,11 @@ public final class CacheLayout {
 
   long fileVersionOffset(int fileSlot, int version) {
     return geometry.fileTableOffset() + ((long) fileSlot * 2 + version) * FILE_VERSION_SIZE;
+  }
+
+  /** A layout over a memory whose superblock may be invalid (tests, repair). */
+  static CacheLayout raw(CacheMemory mem) {
+    return new CacheLayout(mem, null);
   }
 
   static boolean pathFits(String path) {

@@ -8,7 +8,6 @@ import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.FileTime;
 import java.time.Instant;
 import java.util.Map;
@@ -63,12 +62,13 @@ public final class DirectoryBackingStore implements BackingStore {
 
   @Override
   public void unlink(String path) throws IOException {
-    Files.delete(resolve(path));
+    LibC.check(LibC.unlink(resolve(path).toString()), "unlink " + path);
   }
 
   @Override
   public void rename(String from, String to) throws IOException {
-    Files.move(resolve(from), resolve(to), StandardCopyOption.ATOMIC_MOVE);
+    LibC.check(LibC.rename(resolve(from).toString(), resolve(to).toString()),
+        "rename " + from + " to " + to);
   }
 
   @Override

@@ -766,11 +766,19 @@ public final class WriteCache implements AutoCloseable {
     }
   }
 
+  /**
+   * Frees both versions of a file slot, the older one durably first: were the newer one freed
+   * alone, a crash would let the older version (stale size and path) win recovery.
+   */
   private void storeFileSlotFree(int fileSlot) throws IOException {
-    for (int v = 0; v < 2; v++) {
-      layout.storeFileVersionFree(fileSlot, v);
-      layout.flushFileVersion(fileSlot, v);
-    }
+    long seq0 = layout.readFileVersion(fileSlot, 0).seq();
+    long seq1 = layout.readFileVersion(fileSlot, 1).seq();
+    int older = Long.compareUnsigned(seq0 + 1, seq1 + 1) < 0 ? 0 : 1; // FREE (-1) sorts first
+    layout.storeFileVersionFree(fileSlot, older);
+    layout.flushFileVersion(fileSlot, older);
+    mem.commit();
+    layout.storeFileVersionFree(fileSlot, 1 - older);
+    layout.flushFileVersion(fileSlot, 1 - older);
   }
 
   /** Needs index. */
@@ -1652,14 +1660,7 @@ public final class WriteCache implements AutoCloseable {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
-    synchronized (index) {
-      for (CachedFile f : files.values()) {
-        if (f.file != null) {
-          f.file.close();
-          f.file = null;
-        }
-      }
-    }
+    closeBackingFiles();
     mem.close();
     if (failure != null) {
       throw failure;
@@ -1680,6 +1681,18 @@ public final class WriteCache implements AutoCloseable {
       writebackThread.join(TimeUnit.SECONDS.toMillis(10));
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
+    }
+    closeBackingFiles();
+  }
+
+  private void closeBackingFiles() throws IOException {
+    synchronized (index) {
+      for (CachedFile f : files.values()) {
+        if (f.file != null) {
+          f.file.close();
+          f.file = null;
+        }
+      }
     }
   }
 

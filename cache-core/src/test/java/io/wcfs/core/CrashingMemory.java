@@ -30,6 +30,10 @@ final class CrashingMemory implements CacheMemory {
     this(new byte[size]);
   }
 
+  static CrashingMemory of(byte[] image) {
+    return new CrashingMemory(image);
+  }
+
   private CrashingMemory(byte[] image) {
     current = image.clone();
     durable = image.clone();
@@ -136,9 +140,11 @@ final class CrashingMemory implements CacheMemory {
     return current.clone();
   }
 
-  synchronized void poke(int offset, byte value) {
-    current[offset] = value;
-    durable[offset] = value;
+  synchronized void pokeLong(int offset, long value) {
+    for (int i = 0; i < 8; i++) {
+      current[offset + i] = (byte) (value >>> (8 * i));
+      durable[offset + i] = current[offset + i];
+    }
   }
 
   @Override

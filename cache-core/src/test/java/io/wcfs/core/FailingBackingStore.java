@@ -1,0 +1,86 @@
+package io.wcfs.core;
+
+import java.io.IOException;
+import java.nio.file.Path;
+
+/** A real directory whose file writes and fsyncs fail (EIO-like) while {@link #failing} is set. */
+final class FailingBackingStore implements BackingStore {
+  private final DirectoryBackingStore real;
+  volatile boolean failing;
+  volatile int failures;
+
+  FailingBackingStore(Path root) throws IOException {
+    real = new DirectoryBackingStore(root);
+  }
+
+  private void maybeFail(String what) throws IOException {
+    if (failing) {
+      failures++;
+      throw new IOException("injected backing failure: " + what);
+    }
+  }
+
+  @Override
+  public Stat stat(String path) throws IOException {
+    return real.stat(path);
+  }
+
+  @Override
+  public BackingFile open(String path) throws IOException {
+    BackingFile f = real.open(path);
+    return new BackingFile() {
+      @Override
+      public long read(long position, long dstAddress, long length) throws IOException {
+        return f.read(position, dstAddress, length);
+      }
+
+      @Override
+      public void write(long position, long srcAddress, long length) throws IOException {
+        maybeFail("write");
+        f.write(position, srcAddress, length);
+      }
+
+      @Override
+      public long size() throws IOException {
+        return f.size();
+      }
+
+      @Override
+      public void truncate(long size) throws IOException {
+        maybeFail("truncate");
+        f.truncate(size);
+      }
+
+      @Override
+      public void sync() throws IOException {
+        maybeFail("fsync");
+        f.sync();
+      }
+
+      @Override
+      public void setMtime(long mtimeNanos) throws IOException {
+        f.setMtime(mtimeNanos);
+      }
+
+      @Override
+      public void close() throws IOException {
+        f.close();
+      }
+    };
+  }
+
+  @Override
+  public void unlink(String path) throws IOException {
+    real.unlink(path);
+  }
+
+  @Override
+  public void rename(String from, String to) throws IOException {
+    real.rename(from, to);
+  }
+
+  @Override
+  public CacheLayout.BackingIdentity identity() throws IOException {
+    return real.identity();
+  }
+}
