@@ -120,7 +120,8 @@ public final class CacheLayout {
     return (value + alignment - 1) / alignment * alignment;
   }
 
-  static void checkBlockSize(int blockSize) {
+  /** Refuses block sizes that are not a power of two in [512, 1 MiB]. */
+  public static void checkBlockSize(int blockSize) {
     if (blockSize < 512 || blockSize > (1 << 20) || Integer.bitCount(blockSize) != 1) {
       throw new IllegalArgumentException(
           "block size " + blockSize + " is not a power of two between 512 and 1048576;"

@@ -1,0 +1,159 @@
+package io.wcfs.fs;
+
+import io.wcfs.core.DirectoryBackingStore;
+import io.wcfs.core.WriteCache;
+import io.wcfs.nativ.LibC;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A mounted wcfs in this process: lock the cache, open (format or recover) it, mount FUSE,
+ * serve the control socket; when the filesystem is unmounted (wcfs umount, fusermount -u,
+ * umount, SIGTERM) write everything back, then exit.
+ */
+final class Daemon {
+  private static final Logger LOG = LoggerFactory.getLogger(Daemon.class);
+  /** Set once a JVM shutdown (SIGTERM) began: Main must not call System.exit then. */
+  static volatile boolean shuttingDown;
+
+  private Daemon() {}
+
+  /** Mounts and blocks until unmounted; {@code ready} gets "READY" once the mount is usable. */
+  static void run(MountSpec spec, PrintStream ready) throws IOException {
+    CacheSetup.createIfMissing(spec.cacheFile(), spec.cacheSize(), spec.config().blockSize());
+    try (FileChannel lockChannel = FileChannel.open(spec.cacheFile(), StandardOpenOption.READ,
+        StandardOpenOption.WRITE)) {
+      FileLock lock = lockChannel.tryLock();
+      if (lock == null) {
+        throw new UsageException("cache " + spec.cacheFile() + " is in use by " + owner(spec)
+            + "; unmount that first (wcfs umount MOUNTPOINT)");
+      }
+      Path ownerFile = RuntimeDir.ownerFileFor(spec.cacheFile());
+      Files.writeString(ownerFile, "the wcfs mount at " + spec.mountpoint() + " (pid "
+          + ProcessHandle.current().pid() + ")");
+      try {
+        DirectoryBackingStore backing = new DirectoryBackingStore(spec.backing());
+        WriteCache cache = CacheSetup.open(spec.cacheFile(), backing, spec.config(),
+            spec.strategy());
+        serve(spec, cache, ready);
+      } finally {
+        Files.deleteIfExists(ownerFile);
+      }
+    }
+  }
+
+  private static String owner(MountSpec spec) {
+    try {
+      return Files.readString(RuntimeDir.ownerFileFor(spec.cacheFile()));
+    } catch (IOException e) {
+      return "another wcfs process";
+    }
+  }
+
+  private static void serve(MountSpec spec, WriteCache cache, PrintStream ready)
+      throws IOException {
+    WcfsFileSystem fs = new WcfsFileSystem(cache, spec.backing());
+    CountDownLatch drained = new CountDownLatch(1);
+    Thread hook = new Thread(() -> {
+      shuttingDown = true;
+      LOG.info("signal received: unmounting {} and writing back", spec.mountpoint());
+      try {
+        drained.await(10, TimeUnit.MINUTES); // jnr-fuse's own hook runs fusermount -u
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }, "wcfs-shutdown");
+    Runtime.getRuntime().addShutdownHook(hook);
+    ControlServer[] control = new ControlServer[1];
+    Thread watcher = new Thread(() -> announceWhenMounted(spec, cache, ready, control),
+        "wcfs-mount-watch");
+    watcher.setDaemon(true);
+    watcher.start();
+    try {
+      fs.mount(spec.mountpoint(), true, false, fuseArgs(spec));
+    } catch (RuntimeException e) {
+      throw new IOException("FUSE mount of " + spec.mountpoint() + " failed: " + e.getMessage()
+          + " (the log has libfuse's reason)", e);
+    } finally {
+      watcher.interrupt();
+      if (control[0] != null) {
+        control[0].close();
+      }
+      LOG.info("{} unmounted; writing back every cached block", spec.mountpoint());
+      try {
+        cache.close(TimeUnit.HOURS.toMillis(24));
+        LOG.info("all data written back to {}; cache {} is clean", spec.backing(),
+            spec.cacheFile());
+      } catch (IOException e) {
+        LOG.error("writeback at unmount failed; committed data stays in {} and is written back"
+            + " at the next mount or by `wcfs writeback`", spec.cacheFile(), e);
+        throw e;
+      } finally {
+        drained.countDown();
+        if (!shuttingDown) {
+          Runtime.getRuntime().removeShutdownHook(hook);
+        }
+      }
+    }
+  }
+
+  static String[] fuseArgs(MountSpec spec) {
+    List<String> opts = new ArrayList<>(List.of("big_writes", "max_write=131072", "fsname=wcfs",
+        "subtype=wcfs", "use_ino"));
+    if (spec.allowOther()) {
+      opts.add("default_permissions"); // the kernel checks modes for every user
+    }
+    opts.addAll(spec.fuseOptions());
+    return new String[] {"-o", String.join(",", opts)};
+  }
+
+  private static void announceWhenMounted(MountSpec spec, WriteCache cache, PrintStream ready,
+      ControlServer[] control) {
+    try {
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+      while (!Mounts.isWcfs(spec.mountpoint())) {
+        if (System.nanoTime() > deadline) {
+          LOG.error("{} did not appear in /proc/self/mountinfo within 30 s", spec.mountpoint());
+          return;
+        }
+        Thread.sleep(10);
+      }
+      control[0] = new ControlServer(RuntimeDir.socketFor(spec.mountpoint()), cache,
+          () -> mountInfo(spec));
+      LOG.info("mounted {} over {} with cache {} ({})", spec.mountpoint(), spec.backing(),
+          spec.cacheFile(), cache.stats().memory());
+      if (ready != null) {
+        ready.println("READY");
+        ready.flush();
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    } catch (IOException e) {
+      LOG.error("control socket for {} could not start", spec.mountpoint(), e);
+    }
+  }
+
+  static Map<String, Object> mountInfo(MountSpec spec) {
+    Map<String, Object> m = new LinkedHashMap<>();
+    m.put("mountpoint", spec.mountpoint().toString());
+    m.put("backing", spec.backing().toString());
+    m.put("cache", spec.cacheFile().toString());
+    m.put("pid", ProcessHandle.current().pid());
+    m.put("log", spec.logFile() == null ? "stderr" : spec.logFile().toString());
+    m.put("uid", LibC.geteuid());
+    return m;
+  }
+}

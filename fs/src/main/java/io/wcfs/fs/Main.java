@@ -1,0 +1,538 @@
+package io.wcfs.fs;
+
+import io.wcfs.core.CacheConfig;
+import io.wcfs.core.CacheInspector;
+import io.wcfs.core.CacheLayout;
+import io.wcfs.core.DirectoryBackingStore;
+import io.wcfs.core.PmemCacheMemory;
+import io.wcfs.core.WriteCache;
+import io.wcfs.nativ.CacheFiles;
+import io.wcfs.nativ.FlushStrategy;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** The {@code wcfs} command line. */
+@Command(name = "wcfs", mixinStandardHelpOptions = true, version = "wcfs 0.1.0",
+    description = "Write-caching overlay filesystem: dm-writecache for files.",
+    subcommands = {Main.Mount.class, Main.Umount.class, Main.Status.class, Main.Flush.class,
+        Main.Format.class, Main.Check.class, Main.Writeback.class})
+public final class Main {
+  static final int EXIT_FAILURE = 1;
+  static final int EXIT_USAGE = 2;
+
+  public static void main(String[] args) {
+    configureLogging(args);
+    int rc = commandLine().execute(args);
+    if (!Daemon.shuttingDown) {
+      System.exit(rc);
+    }
+  }
+
+  /** slf4j-simple reads its settings once, when the first logger is made: set them first. */
+  private static void configureLogging(String[] args) {
+    for (int i = 0; i + 1 < args.length; i++) {
+      if (args[i].equals("--log-file")) {
+        System.setProperty("org.slf4j.simpleLogger.logFile", args[i + 1]);
+      }
+    }
+    System.setProperty("org.slf4j.simpleLogger.showDateTime", "true");
+    System.setProperty("org.slf4j.simpleLogger.dateTimeFormat", "yyyy-MM-dd HH:mm:ss.SSS");
+    System.setProperty("org.slf4j.simpleLogger.levelInBrackets", "true");
+    System.setProperty("org.slf4j.simpleLogger.log.jnr", "warn");
+    if (args.length == 0 || !args[0].equals("mount")) {
+      // One-shot commands print their result; only warnings belong on stderr.
+      System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn");
+    }
+  }
+
+  static CommandLine commandLine() {
+    CommandLine cl = new CommandLine(new Main());
+    cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
+      cmd.getErr().println("wcfs: " + message(e));
+      return e instanceof UsageException || e instanceof IllegalArgumentException
+          ? EXIT_USAGE : EXIT_FAILURE;
+    });
+    cl.setParameterExceptionHandler((e, args) -> {
+      e.getCommandLine().getErr().println("wcfs: " + e.getMessage() + "; see `wcfs "
+          + e.getCommandLine().getCommandName() + " --help`");
+      return EXIT_USAGE;
+    });
+    return cl;
+  }
+
+  private static String message(Throwable e) {
+    if (e instanceof java.nio.file.NoSuchFileException) {
+      return e.getMessage() + ": no such file or directory";
+    }
+    if (e instanceof java.nio.file.AccessDeniedException a) {
+      return a.getFile() + ": permission denied"
+          + (a.getReason() == null ? "" : " (" + a.getReason() + ")");
+    }
+    return e.getMessage() == null ? e.toString() : e.getMessage();
+  }
+
+  /** "64M", "1G", "4096": sizes with binary suffixes. */
+  static long parseSize(String text) {
+    String t = text.trim().toUpperCase(Locale.ROOT).replaceAll("I?B$", "");
+    long mult = 1;
+    char last = t.isEmpty() ? ' ' : t.charAt(t.length() - 1);
+    switch (last) {
+      case 'K' -> mult = 1L << 10;
+      case 'M' -> mult = 1L << 20;
+      case 'G' -> mult = 1L << 30;
+      case 'T' -> mult = 1L << 40;
+      default -> mult = 1;
+    }
+    try {
+      return Long.parseLong(mult == 1 ? t : t.substring(0, t.length() - 1)) * mult;
+    } catch (NumberFormatException e) {
+      throw new UsageException("cannot read size '" + text + "'; give bytes or a number with"
+          + " K, M, G or T, e.g. 256M");
+    }
+  }
+
+  /** Engine tunables shared by mount, format and writeback, with dm-writecache's names. */
+  static final class EngineOptions {
+    @Option(names = "--block-size", paramLabel = "BYTES", defaultValue = "4096",
+        description = "Cache block size, a power of two (default ${DEFAULT-VALUE}).")
+    int blockSize;
+
+    @Option(names = "--high-watermark", defaultValue = "50",
+        description = "Start writeback above this %% of used blocks (default ${DEFAULT-VALUE}).")
+    int highWatermark;
+
+    @Option(names = "--low-watermark", defaultValue = "45",
+        description = "Stop writeback below this %% of used blocks (default ${DEFAULT-VALUE}).")
+    int lowWatermark;
+
+    @Option(names = "--writeback-jobs", defaultValue = "1024",
+        description = "Blocks in flight per writeback batch (default ${DEFAULT-VALUE}).")
+    int writebackJobs;
+
+    @Option(names = "--autocommit-blocks", defaultValue = "64",
+        description = "Commit after this many uncommitted blocks (default ${DEFAULT-VALUE}).")
+    int autocommitBlocks;
+
+    @Option(names = "--autocommit-time", paramLabel = "MS", defaultValue = "1000",
+        description = "Commit blocks left uncommitted this long (default ${DEFAULT-VALUE} ms).")
+    long autocommitTime;
+
+    @Option(names = "--max-age", paramLabel = "MS", defaultValue = "0",
+        description = "Write back blocks older than this, whatever the watermarks (0: off).")
+    long maxAge;
+
+    @Option(names = "--cleaner", description = "Write everything back and keep the cache clean.")
+    boolean cleaner;
+
+    @Option(names = "--flush-strategy", defaultValue = "auto",
+        description = "auto, eager, late or msync (default ${DEFAULT-VALUE}).")
+    String flushStrategy;
+
+    CacheConfig config() {
+      return new CacheConfig(blockSize, highWatermark, lowWatermark, writebackJobs,
+          autocommitBlocks, autocommitTime, maxAge, cleaner);
+    }
+
+    FlushStrategy strategy() {
+      return FlushStrategy.parse(flushStrategy);
+    }
+  }
+
+  // =============================================================================================
+
+  @Command(name = "mount", description = {
+      "Show BACKING at MOUNTPOINT, caching writes in CACHE.",
+      "CACHE is a pmem device or file, or a directory to hold wcfs.cache; a new cache is",
+      "created (--cache-size), a zero-filled one formatted, an existing one recovered."})
+  static final class Mount implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "CACHE") Path cache;
+    @Parameters(index = "1", paramLabel = "BACKING") Path backing;
+    @Parameters(index = "2", paramLabel = "MOUNTPOINT") Path mountpoint;
+    @Mixin EngineOptions engine;
+
+    @Option(names = "--cache-size", paramLabel = "SIZE",
+        description = "Size of a new cache file (default: 1G, at most a quarter of free space).")
+    String cacheSize;
+
+    @Option(names = "-o", paramLabel = "OPTS", description = "FUSE mount options (allow_other,"
+        + " ...), comma-separated; may repeat.")
+    List<String> fuseOptions = new ArrayList<>();
+
+    @Option(names = "--log-file", paramLabel = "FILE",
+        description = "Daemon log (default: wcfs.log next to the cache file).")
+    Path logFile;
+
+    @Option(names = {"-f", "--foreground"}, description = "Stay attached; log to stderr.")
+    boolean foreground;
+
+    @Option(names = "--ready-fd-stdout", hidden = true)
+    boolean readyOnStdout;
+
+    @Override
+    public Integer call() throws Exception {
+      MountSpec spec = validate();
+      if (foreground) {
+        PrintStream ready = readyOnStdout ? System.out : null;
+        try {
+          Daemon.run(spec, ready);
+        } catch (IOException | RuntimeException e) {
+          if (readyOnStdout) {
+            System.out.println("ERROR " + message(e));
+            System.out.flush();
+          }
+          throw e;
+        }
+        return 0;
+      }
+      return spawnDaemon(spec);
+    }
+
+    /** Every check that can fail before anything is touched, one sentence each. */
+    MountSpec validate() throws IOException {
+      if (!Files.exists(Path.of("/dev/fuse"))) {
+        throw new UsageException("/dev/fuse is missing: load the fuse module (modprobe fuse)"
+            + " or, in a container, pass --device /dev/fuse");
+      }
+      Path back = CacheSetup.realDirectory(backing, "backing directory",
+          "create it or give an existing directory");
+      Path mp = CacheSetup.realDirectory(mountpoint, "mount point",
+          "create it (mkdir -p " + mountpoint + ") first");
+      String mounted = Mounts.typeAt(mp);
+      if ("fuse.wcfs".equals(mounted) && !Files.exists(RuntimeDir.socketFor(mp))) {
+        // A daemon killed with -9 leaves a dead mount: clear it, the cache recovers the data.
+        Mounts.fusermountUnmount(mp, true);
+        mounted = Mounts.typeAt(mp);
+      }
+      if (mounted != null) {
+        throw new UsageException("mount point " + mp + " is already mounted (" + mounted
+            + "); unmount it first or pick another directory");
+      }
+      if (mp.equals(back) || CacheSetup.inside(mp, back)) {
+        throw new UsageException("mount point " + mp + " is inside backing directory " + back
+            + "; pick a mount point outside it");
+      }
+      if (CacheSetup.inside(back, mp)) {
+        throw new UsageException("backing directory " + back + " is inside mount point " + mp
+            + "; the mount would hide it: pick a mount point outside it");
+      }
+      Path cacheFile = CacheSetup.resolveCacheFile(cache);
+      Path cacheReal = Files.exists(cacheFile) ? cacheFile.toRealPath()
+          : cacheFile.getParent().toRealPath().resolve(cacheFile.getFileName());
+      if (CacheSetup.inside(cacheReal, back) || CacheSetup.inside(cacheReal, mp)) {
+        throw new UsageException("cache " + cacheReal + " is inside "
+            + (CacheSetup.inside(cacheReal, back) ? "backing directory " + back
+            : "mount point " + mp) + "; keep the cache outside both");
+      }
+      CacheConfig config;
+      FlushStrategy strategy;
+      try {
+        config = engine.config();
+        strategy = engine.strategy();
+      } catch (IllegalArgumentException e) {
+        throw new UsageException(e.getMessage());
+      }
+      long size = cacheSize != null ? parseSize(cacheSize)
+          : Files.exists(cacheReal) ? 0 : CacheSetup.defaultSize(cacheReal);
+      long min = CacheLayout.Geometry.minFileSize(config.blockSize());
+      if (!Files.exists(cacheReal) && size < min) {
+        throw new UsageException("cache size " + size + " bytes is too small for one "
+            + config.blockSize() + "-byte block plus headers (" + min + " bytes); give a larger"
+            + " --cache-size");
+      }
+      if (Files.exists(cacheReal) && !Files.isRegularFile(cacheReal)
+          && !cacheReal.toString().startsWith("/dev/")) {
+        throw new UsageException("cache " + cacheReal + " is not a regular file or device");
+      }
+      if (Files.exists(cacheReal) && (!Files.isReadable(cacheReal)
+          || !Files.isWritable(cacheReal))) {
+        throw new UsageException("cache file " + cacheReal + " is not readable and writable by"
+            + " this user; run wcfs as its owner or fix its permissions");
+      }
+      boolean allowOther = false;
+      List<String> opts = new ArrayList<>();
+      for (String o : fuseOptions) {
+        for (String one : o.split(",")) {
+          if (one.isBlank()) {
+            continue;
+          }
+          allowOther |= one.equals("allow_other");
+          opts.add(one);
+        }
+      }
+      checkLibfuse();
+      Path log = logFile != null ? logFile.toAbsolutePath()
+          : foreground ? null : cacheReal.getParent().resolve("wcfs.log");
+      if (log != null && cacheReal.getParent().toString().startsWith("/dev")) {
+        log = RuntimeDir.dir().resolve("wcfs-" + mp.getFileName() + ".log");
+      }
+      return new MountSpec(cacheReal, back, mp, config, strategy, size, opts, allowOther, log);
+    }
+
+    private static void checkLibfuse() {
+      try {
+        jnr.ffi.LibraryLoader.create(LibFuseProbe.class).failImmediately().load("fuse");
+      } catch (LinkageError | RuntimeException e) {
+        throw new UsageException("libfuse.so.2 cannot be loaded (" + e.getMessage() + ");"
+            + " install it: apt-get install libfuse2 fuse3");
+      }
+    }
+
+    /** Starts `wcfs mount --foreground` detached, returns once it is mounted (or failed). */
+    private int spawnDaemon(MountSpec spec) throws IOException, InterruptedException {
+      String java = ProcessHandle.current().info().command().orElse("java");
+      List<String> cmd = new ArrayList<>(List.of("setsid", java,
+          "-cp", System.getProperty("java.class.path")));
+      cmd.add(Main.class.getName());
+      cmd.add("mount");
+      cmd.add("--foreground");
+      cmd.add("--ready-fd-stdout");
+      cmd.add("--log-file");
+      cmd.add(spec.logFile().toString());
+      if (cacheSize != null) {
+        cmd.add("--cache-size");
+        cmd.add(cacheSize);
+      }
+      cmd.addAll(List.of("--block-size", "" + engine.blockSize, "--high-watermark",
+          "" + engine.highWatermark, "--low-watermark", "" + engine.lowWatermark,
+          "--writeback-jobs", "" + engine.writebackJobs, "--autocommit-blocks",
+          "" + engine.autocommitBlocks, "--autocommit-time", "" + engine.autocommitTime,
+          "--max-age", "" + engine.maxAge, "--flush-strategy", engine.flushStrategy));
+      if (engine.cleaner) {
+        cmd.add("--cleaner");
+      }
+      for (String o : fuseOptions) {
+        cmd.add("-o");
+        cmd.add(o);
+      }
+      cmd.add(cache.toAbsolutePath().toString());
+      cmd.add(spec.backing().toString());
+      cmd.add(spec.mountpoint().toString());
+      ProcessBuilder pb = new ProcessBuilder(cmd);
+      pb.redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")));
+      pb.redirectError(ProcessBuilder.Redirect.appendTo(spec.logFile().toFile()));
+      Process p = pb.start();
+      try (BufferedReader out = new BufferedReader(new InputStreamReader(p.getInputStream(),
+          StandardCharsets.UTF_8))) {
+        for (String line; (line = out.readLine()) != null; ) {
+          if (line.equals("READY")) {
+            System.out.println("wcfs: mounted " + spec.mountpoint() + " (backing "
+                + spec.backing() + ", cache " + spec.cacheFile() + ", log " + spec.logFile()
+                + ")");
+            return 0;
+          }
+          if (line.startsWith("ERROR ")) {
+            System.err.println("wcfs: " + line.substring(6));
+            p.waitFor(10, TimeUnit.SECONDS);
+            return p.isAlive() || p.exitValue() == 0 ? EXIT_FAILURE : p.exitValue();
+          }
+        }
+      }
+      p.waitFor(10, TimeUnit.SECONDS);
+      System.err.println("wcfs: the daemon exited before the mount was ready; see "
+          + spec.logFile());
+      return EXIT_FAILURE;
+    }
+  }
+
+  /** The smallest jnr-ffi view of libfuse, to tell early whether it loads. */
+  public interface LibFuseProbe {
+    int fuse_version();
+  }
+
+  @Command(name = "umount", description = "Commit, write everything back, unmount; the daemon"
+      + " exits.")
+  static final class Umount implements Callable<Integer> {
+    @Parameters(paramLabel = "MOUNTPOINT") Path mountpoint;
+
+    @Override
+    public Integer call() throws Exception {
+      Path mp = mountpoint.toAbsolutePath().normalize();
+      if (Files.isDirectory(mp)) {
+        mp = mp.toRealPath();
+      }
+      long pid = daemonPid(mp);
+      Flush.drain(mp, "writing back before unmount");
+      Mounts.fusermountUnmount(mp, false);
+      ProcessHandle.of(pid).ifPresent(h -> {
+        try {
+          h.onExit().get(10, TimeUnit.MINUTES);
+        } catch (Exception e) {
+          throw new IllegalStateException("daemon " + pid + " did not exit: " + e);
+        }
+      });
+      System.out.println("wcfs: unmounted " + mp);
+      return 0;
+    }
+
+    private static long daemonPid(Path mp) throws IOException {
+      long[] pid = {-1};
+      ControlClient.request(mp, "status-json", line -> {
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("\"pid\": (\\d+)")
+            .matcher(line);
+        if (m.find()) {
+          pid[0] = Long.parseLong(m.group(1));
+        }
+      });
+      return pid[0];
+    }
+  }
+
+  @Command(name = "status", description = "Counters, latencies and backend of a mount (or, for"
+      + " a CACHE that is not mounted, what `check` reports).")
+  static final class Status implements Callable<Integer> {
+    @Parameters(paramLabel = "MOUNTPOINT|CACHE") Path target;
+
+    @Option(names = "--json", description = "One JSON object.") boolean json;
+
+    @Override
+    public Integer call() throws Exception {
+      Path t = target.toAbsolutePath().normalize();
+      if (Files.isDirectory(t) && Mounts.isWcfs(t.toRealPath())) {
+        ControlClient.request(t.toRealPath(), json ? "status-json" : "status",
+            System.out::println);
+        return 0;
+      }
+      return Check.report(t);
+    }
+  }
+
+  @Command(name = "flush", description = "Write every cached block back now and wait.")
+  static final class Flush implements Callable<Integer> {
+    @Parameters(paramLabel = "MOUNTPOINT") Path mountpoint;
+
+    @Override
+    public Integer call() throws Exception {
+      Path mp = mountpoint.toAbsolutePath().normalize();
+      drain(Files.isDirectory(mp) ? mp.toRealPath() : mp, "writing back");
+      System.out.println("wcfs: " + mp + " is clean: everything is in the backing directory");
+      return 0;
+    }
+
+    static void drain(Path mp, String what) throws IOException {
+      long start = System.nanoTime();
+      String[] error = {null};
+      ControlClient.request(mp, "flush", line -> {
+        if (line.startsWith("progress ") && System.nanoTime() - start > 1_000_000_000L) {
+          System.err.println("wcfs: " + what + ": " + line.substring(9) + " blocks left");
+        } else if (line.startsWith("error ")) {
+          error[0] = line.substring(6);
+        }
+      });
+      if (error[0] != null) {
+        throw new IOException("writeback failed, data stays in the cache: " + error[0]);
+      }
+    }
+  }
+
+  @Command(name = "format", description = "Create or format a cache for BACKING.")
+  static final class Format implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "CACHE") Path cache;
+    @Parameters(index = "1", paramLabel = "BACKING") Path backing;
+
+    @Option(names = "--cache-size", paramLabel = "SIZE") String cacheSize;
+
+    @Option(names = "--block-size", defaultValue = "4096") int blockSize;
+
+    @Option(names = "--force", description = "Format even over a foreign file or a cache that"
+        + " still holds data not written back (that data is lost).")
+    boolean force;
+
+    @Override
+    public Integer call() throws Exception {
+      Path back = CacheSetup.realDirectory(backing, "backing directory",
+          "create it or give an existing directory");
+      Path file = CacheSetup.resolveCacheFile(cache);
+      try {
+        CacheLayout.checkBlockSize(blockSize);
+      } catch (IllegalArgumentException e) {
+        throw new UsageException(e.getMessage());
+      }
+      if (!Files.exists(file)) {
+        long size = cacheSize != null ? parseSize(cacheSize) : CacheSetup.defaultSize(file);
+        CacheFiles.create(file, size, CacheLayout.Geometry.minFileSize(blockSize));
+      }
+      try (PmemCacheMemory mem = CacheSetup.map(file, FlushStrategy.AUTO)) {
+        CacheLayout.Contents c = CacheLayout.inspect(mem);
+        if (c == CacheLayout.Contents.FOREIGN && !force) {
+          throw new UsageException(file + " is not a wcfs cache; refusing to overwrite it (pass"
+              + " --force if its contents may be destroyed)");
+        }
+        if (c == CacheLayout.Contents.WCFS_CACHE && !force) {
+          CacheInspector.Report r = CacheInspector.inspect(mem);
+          if (r.committedBlocks() > 0) {
+            throw new UsageException(file + " holds " + r.committedBlocks() + " blocks not yet"
+                + " written back; run `wcfs writeback` first, or pass --force to discard them");
+          }
+        }
+        CacheLayout.format(mem, blockSize, new DirectoryBackingStore(back).identity());
+      }
+      System.out.println("wcfs: formatted " + file + " for " + back);
+      return 0;
+    }
+  }
+
+  @Command(name = "check", description = "Verify a cache offline and report what is in it.")
+  static final class Check implements Callable<Integer> {
+    @Parameters(paramLabel = "CACHE") Path cache;
+
+    @Override
+    public Integer call() throws Exception {
+      return report(cache);
+    }
+
+    static int report(Path cacheArg) throws IOException {
+      Path file = CacheSetup.resolveCacheFile(cacheArg);
+      if (!Files.exists(file)) {
+        throw new UsageException("cache " + file + " does not exist");
+      }
+      try (PmemCacheMemory mem = CacheSetup.map(file, FlushStrategy.MSYNC)) {
+        CacheInspector.Report r = CacheInspector.inspect(mem);
+        System.out.print(file + ": " + r.text());
+        return r.ok() ? 0 : EXIT_FAILURE;
+      }
+    }
+  }
+
+  @Command(name = "writeback", description = "Write a cache's committed data back into its"
+      + " backing directory without mounting.")
+  static final class Writeback implements Callable<Integer> {
+    @Parameters(index = "0", paramLabel = "CACHE") Path cache;
+    @Parameters(index = "1", paramLabel = "BACKING") Path backing;
+
+    @Override
+    public Integer call() throws Exception {
+      Path back = CacheSetup.realDirectory(backing, "backing directory",
+          "give the directory the cache belongs to");
+      Path file = CacheSetup.resolveCacheFile(cache);
+      if (!Files.exists(file)) {
+        throw new UsageException("cache " + file + " does not exist");
+      }
+      try (PmemCacheMemory mem = CacheSetup.map(file, FlushStrategy.AUTO)) {
+        if (CacheLayout.inspect(mem) != CacheLayout.Contents.WCFS_CACHE) {
+          throw new UsageException(file + " is not a wcfs cache; nothing to write back");
+        }
+      }
+      WriteCache wc = CacheSetup.open(file, new DirectoryBackingStore(back),
+          CacheConfig.DEFAULTS, FlushStrategy.AUTO);
+      long blocks = wc.stats().dirtyBlocks();
+      wc.close(TimeUnit.HOURS.toMillis(24));
+      System.out.println("wcfs: wrote " + blocks + " blocks back to " + back);
+      return 0;
+    }
+  }
+}

@@ -1,0 +1,11 @@
+package io.wcfs.fs;
+
+import io.wcfs.core.CacheConfig;
+import io.wcfs.nativ.FlushStrategy;
+import java.nio.file.Path;
+import java.util.List;
+
+/** A validated mount request: real paths, engine config, FUSE options. */
+record MountSpec(Path cacheFile, Path backing, Path mountpoint, CacheConfig config,
+    FlushStrategy strategy, long cacheSize, List<String> fuseOptions, boolean allowOther,
+    Path logFile) {}
