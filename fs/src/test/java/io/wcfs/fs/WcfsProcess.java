@@ -79,7 +79,10 @@ final class WcfsProcess implements AutoCloseable {
 
   /** Mounts (daemonized, as a user would); fails the test with wcfs's own message if refused. */
   WcfsProcess mount(String... extra) throws IOException, InterruptedException {
-    List<String> args = new ArrayList<>(List.of("mount", "--cache-size", "64M"));
+    List<String> args = new ArrayList<>(List.of("mount"));
+    if (!List.of(extra).contains("--cache-size")) {
+      args.addAll(List.of("--cache-size", "64M"));
+    }
     args.addAll(List.of(extra));
     args.addAll(List.of(cacheDir.toString(), backing.toString(), mountpoint.toString()));
     Result r = run(60, args.toArray(String[]::new));
