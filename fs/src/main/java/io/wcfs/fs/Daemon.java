@@ -5,11 +5,8 @@ import io.wcfs.core.WriteCache;
 import io.wcfs.nativ.LibC;
 import java.io.IOException;
 import java.io.PrintStream;
-import java.nio.channels.FileChannel;
-import java.nio.channels.FileLock;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -34,10 +31,9 @@ final class Daemon {
   /** Mounts and blocks until unmounted; {@code ready} gets "READY" once the mount is usable. */
   static void run(MountSpec spec, PrintStream ready) throws IOException {
     CacheSetup.createIfMissing(spec.cacheFile(), spec.cacheSize(), spec.config().blockSize());
-    try (FileChannel lockChannel = FileChannel.open(spec.cacheFile(), StandardOpenOption.READ,
-        StandardOpenOption.WRITE)) {
-      FileLock lock = lockChannel.tryLock();
-      if (lock == null) {
+    int lockFd = LibC.open(spec.cacheFile().toString(), LibC.O_RDONLY, 0);
+    try {
+      if (!LibC.tryLockExclusive(lockFd)) {
         throw new UsageException("cache " + spec.cacheFile() + " is in use by " + owner(spec)
             + "; unmount that first (wcfs umount MOUNTPOINT)");
       }
@@ -52,6 +48,8 @@ final class Daemon {
       } finally {
         Files.deleteIfExists(ownerFile);
       }
+    } finally {
+      LibC.close(lockFd); // releases the lock
     }
   }
 

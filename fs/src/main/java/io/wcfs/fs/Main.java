@@ -277,7 +277,8 @@ public final class Main {
       checkLibfuse();
       Path log = logFile != null ? logFile.toAbsolutePath()
           : foreground ? null : cacheReal.getParent().resolve("wcfs.log");
-      if (log != null && cacheReal.getParent().toString().startsWith("/dev")) {
+      if (log != null && (cacheReal.getParent().equals(Path.of("/dev"))
+          || !Files.isWritable(cacheReal.getParent()))) {
         log = RuntimeDir.dir().resolve("wcfs-" + mp.getFileName() + ".log");
       }
       return new MountSpec(cacheReal, back, mp, config, strategy, size, opts, allowOther, log);

@@ -93,6 +93,10 @@ final class WcfsProcess implements AutoCloseable {
     return this;
   }
 
+  void markMounted() {
+    mounted = true;
+  }
+
   String log() {
     try {
       Path log = cacheDir.resolve("wcfs.log");

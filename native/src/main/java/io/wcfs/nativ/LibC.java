@@ -77,6 +77,9 @@ public final class LibC {
     String strerror(int errnum);
 
     @SaveError
+    int flock(int fd, int operation);
+
+    @SaveError
     int lstat(String path, long statBuf);
 
     @SaveError
@@ -232,6 +235,22 @@ public final class LibC {
 
   public static final int AT_FDCWD = -100;
   public static final int AT_SYMLINK_NOFOLLOW = 0x100;
+
+  /**
+   * flock(LOCK_EX | LOCK_NB): true if taken. A BSD lock belongs to the open file description,
+   * so unlike fcntl locks it survives other descriptors of the same file being closed (libpmem
+   * opens and closes the cache file while mapping it).
+   */
+  public static boolean tryLockExclusive(int fd) throws NativeIOException {
+    if (API.flock(fd, 2 | 4) == 0) {
+      return true;
+    }
+    int errno = RUNTIME.getLastError();
+    if (errno == 11) { // EWOULDBLOCK
+      return false;
+    }
+    throw new NativeIOException("flock: " + API.strerror(errno), errno);
+  }
 
   public static int lstat(String path, long statBuf) {
     return rc(API.lstat(path, statBuf));
