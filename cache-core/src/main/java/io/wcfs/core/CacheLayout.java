@@ -106,6 +106,14 @@ public final class CacheLayout {
 
   private final CacheMemory mem;
   private final Geometry geometry;
+  /**
+   * Records are staged here and stored with one pmem_memcpy: on x86-64 pmem each assign is a
+   * native call (store + flush of its line), and an entry or file version written whole costs
+   * one call instead of up to 30. Safe because each record's seq word decides whether the rest
+   * counts, and every word of the copy is an aligned 8-byte store.
+   */
+  private final ThreadLocal<io.wcfs.nativ.NativeBuffer> staging =
+      ThreadLocal.withInitial(() -> new io.wcfs.nativ.NativeBuffer(FILE_VERSION_SIZE));
 
   private CacheLayout(CacheMemory mem, Geometry geometry) {
     this.mem = mem;
@@ -351,10 +359,15 @@ public final class CacheLayout {
     return mem.readLong(entryOffset(slot) + 8);
   }
 
-  /** Location first, seq last: an entry whose seq store did not persist stays free or old. */
+  /**
+   * Location and seq in one copy. A crash can persist either word alone: a new seq without its
+   * location belongs to an uncommitted epoch and is discarded; the slot was free before.
+   */
   void storeEntry(long slot, long location, long seq) throws IOException {
-    mem.assign(entryOffset(slot), location);
-    mem.assign(entryOffset(slot) + 8, seq);
+    io.wcfs.nativ.NativeBuffer b = staging.get();
+    b.putLong(0, location);
+    b.putLong(8, seq);
+    mem.copyIn(entryOffset(slot), b.address(), ENTRY_SIZE);
   }
 
   void storeEntryFree(long slot) throws IOException {
@@ -397,24 +410,33 @@ public final class CacheLayout {
         mem.readLong(base + FV_MTIME), path);
   }
 
-  /** Writes a whole version; seq is stored last so a torn write stays uncommitted or old. */
+  /**
+   * Writes a whole version in one copy. Torn, it is harmless: with the new seq it is
+   * uncommitted, with the old seq it is older than the slot's other version, so it loses.
+   */
   void storeFileVersion(int fileSlot, int version, long seq, long ino, long size, long mtime,
       String path) throws IOException {
-    long base = fileVersionOffset(fileSlot, version);
     byte[] bytes = path.getBytes(StandardCharsets.UTF_8);
-    mem.assign(base + FV_INO, ino);
-    mem.assign(base + FV_SIZE, size);
-    mem.assign(base + FV_MTIME, mtime);
-    mem.assign(base + FV_PATH_LEN, bytes.length);
-    assignBytes(base + FV_PATH, bytes);
-    mem.assign(base + FV_SEQ, seq);
+    io.wcfs.nativ.NativeBuffer b = staging.get();
+    b.putLong(FV_SEQ, seq);
+    b.putLong(FV_INO, ino);
+    b.putLong(FV_SIZE, size);
+    b.putLong(FV_MTIME, mtime);
+    b.putLong(FV_PATH_LEN, bytes.length);
+    if ((bytes.length & 7) != 0) {
+      b.putLong(FV_PATH + (bytes.length & ~7), 0); // zero the tail of the last path word
+    }
+    b.put(FV_PATH, bytes, 0, bytes.length);
+    mem.copyIn(fileVersionOffset(fileSlot, version), b.address(),
+        align(FV_PATH + bytes.length, 8));
   }
 
-  /** In-place update of an uncommitted version's size and mtime. */
+  /** In-place update of an uncommitted version's size and mtime (adjacent words). */
   void storeFileSizeMtime(int fileSlot, int version, long size, long mtime) throws IOException {
-    long base = fileVersionOffset(fileSlot, version);
-    mem.assign(base + FV_SIZE, size);
-    mem.assign(base + FV_MTIME, mtime);
+    io.wcfs.nativ.NativeBuffer b = staging.get();
+    b.putLong(0, size);
+    b.putLong(8, mtime);
+    mem.copyIn(fileVersionOffset(fileSlot, version) + FV_SIZE, b.address(), 16);
   }
 
   void storeFileVersionFree(int fileSlot, int version) throws IOException {

@@ -746,10 +746,12 @@ public final class WriteCache implements AutoCloseable {
       layout.flushEntry(frees.get(i));
     }
     mem.commit();
-    for (int i = 0; i < fileFrees.size(); i++) {
-      storeFileSlotFree(fileFrees.get(i));
+    if (!fileFrees.isEmpty()) {
+      for (int i = 0; i < fileFrees.size(); i++) {
+        storeFileSlotFree(fileFrees.get(i));
+      }
+      mem.commit();
     }
-    mem.commit();
     synchronized (index) {
       for (int i = 0; i < frees.size(); i++) {
         int s = frees.get(i);

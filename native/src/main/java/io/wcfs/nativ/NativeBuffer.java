@@ -33,6 +33,10 @@ public final class NativeBuffer implements AutoCloseable {
     IO.getByteArray(address + offset, dst, dstOffset, length);
   }
 
+  public void putLong(long offset, long value) {
+    IO.putLong(address + offset, value);
+  }
+
   public static void zero(long address, long length) {
     IO.setMemory(address, length, (byte) 0);
   }
