@@ -93,6 +93,10 @@ final class WcfsProcess implements AutoCloseable {
     return this;
   }
 
+  void markUnmounted() {
+    mounted = false;
+  }
+
   void markMounted() {
     mounted = true;
   }
