@@ -52,6 +52,8 @@ public final class WriteCache implements AutoCloseable {
   private static final byte FREED_AFTER_WB = 5;
   private static final byte KIND = 0x0f;
   private static final byte WB = 0x10;
+  /** Writeback batches hold this many writeback_jobs buffers' worth of blocks per fsync. */
+  private static final int WRITEBACK_BATCH_JOBS = 16;
   /** Recovery sorts (seq, slot) pairs packed in one long. */
   private static final int SLOT_BITS = 31;
 
@@ -1263,12 +1265,18 @@ public final class WriteCache implements AutoCloseable {
     return true;
   }
 
-  /** Needs index. Takes up to writeback_jobs committed slots from the LRU head. */
+  /**
+   * Needs index. Takes up to {@code WRITEBACK_BATCH_JOBS} x writeback_jobs committed slots from
+   * the LRU head. Memory in flight stays bounded by writeback_jobs blocks (the copy buffer is
+   * reused run after run); the larger batch spreads one fsync per file over more data: with
+   * one fsync per 4 MiB, draining 1 GiB ran at 0.2x a plain sequential write on this machine.
+   */
   private void collectBatch(List<CachedFile> groupFiles, List<int[]> groupSlots)
       throws IOException {
     Map<CachedFile, IntList> byFile = new HashMap<>();
     int taken = 0;
-    for (int s = lruHead; s >= 0 && taken < config.writebackJobs(); s = lruNext[s]) {
+    int limit = config.writebackJobs() * WRITEBACK_BATCH_JOBS;
+    for (int s = lruHead; s >= 0 && taken < limit; s = lruNext[s]) {
       if ((state[s] & KIND) != COMMITTED) {
         break; // allocation order = epoch order: everything after is uncommitted too
       }

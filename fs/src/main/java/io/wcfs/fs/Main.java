@@ -296,8 +296,18 @@ public final class Main {
     /** Starts `wcfs mount --foreground` detached, returns once it is mounted (or failed). */
     private int spawnDaemon(MountSpec spec) throws IOException, InterruptedException {
       String java = ProcessHandle.current().info().command().orElse("java");
-      List<String> cmd = new ArrayList<>(List.of("setsid", java,
-          "-cp", System.getProperty("java.class.path")));
+      List<String> cmd = new ArrayList<>(List.of("setsid", java));
+      // The engine's index is ~40 bytes per cache block; the rest of the heap is FUSE
+      // request garbage. A bounded heap keeps the daemon's footprint predictable.
+      String jvmOpts = System.getenv().getOrDefault("WCFS_DAEMON_JAVA_OPTS",
+          "-Xms64m -Xmx384m -XX:+UseParallelGC");
+      for (String o : jvmOpts.trim().split("\\s+")) {
+        if (!o.isEmpty()) {
+          cmd.add(o);
+        }
+      }
+      cmd.add("-cp");
+      cmd.add(System.getProperty("java.class.path"));
       cmd.add(Main.class.getName());
       cmd.add("mount");
       cmd.add("--foreground");

@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark (issue 4): fio, SQLite and PostgreSQL on
+#   plain  - the backing directory on disk
+#   wcfs   - a wcfs mount over it, cache on tmpfs with PMEM_IS_PMEM_FORCE=1 (stand-in for pmem:
+#            durability is SIMULATED in this benchmark)
+#   fuse   - libfuse's passthrough_ll example over the same directory (reference FUSE cost)
+# Prints one table with ratios to plain, writes examples/results/bench.csv and bench.png.
+#
+#   examples/bench-databases.sh [SECONDS_PER_FIO_RUN] [PGBENCH_SECONDS]
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+FIO_T="${1:-10}"
+PG_T="${2:-30}"
+results="$here/examples/results"
+mkdir -p "$results"
+csv="$results/bench.csv"
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "run as root: it installs packages, mounts, and starts PostgreSQL as user postgres" >&2
+  exit 1
+fi
+pkgs=()
+command -v fio >/dev/null || pkgs+=(fio)
+command -v sqlite3 >/dev/null || pkgs+=(sqlite3)
+ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || pkgs+=(postgresql)
+[ -f /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c ] || pkgs+=(libfuse3-dev)
+command -v pkg-config >/dev/null || pkgs+=(pkg-config)
+command -v gnuplot >/dev/null || pkgs+=(gnuplot-nox)
+if [ ${#pkgs[@]} -gt 0 ]; then
+  echo "installing ${pkgs[*]} ..." >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >/dev/null; }
+fi
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+"$here/wcfs" --version >/dev/null   # builds if needed
+
+work=$(mktemp -d /var/tmp/wcfs-bench.XXXXXX)
+cache=$(mktemp -d /dev/shm/wcfs-bench-cache.XXXXXX)
+pt_src="/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c"
+gcc -O2 -Wall "$pt_src" -o "$work/passthrough_ll" $(pkg-config fuse3 --cflags --libs)
+mkdir -p "$work/backing" "$work/wcfs" "$work/fuse" "$work/pgsock"
+chown postgres "$work/pgsock"
+chmod 755 "$work"
+export PMEM_IS_PMEM_FORCE=1
+pt_pid=""
+rss_pid=""
+
+cleanup() {
+  set +e
+  for d in "$work/wcfs" "$work/fuse"; do
+    for pgd in "$d/pg" "$work/backing/pg"; do
+      [ -f "$pgd/postmaster.pid" ] && su postgres -s /bin/sh -c "$pgbin/pg_ctl -D $pgd -m immediate stop" >/dev/null 2>&1
+    done
+  done
+  grep -q " $work/wcfs " /proc/mounts && "$here/wcfs" umount "$work/wcfs" >/dev/null 2>&1
+  grep -q " $work/wcfs " /proc/mounts && fusermount -u -z "$work/wcfs"
+  grep -q " $work/fuse " /proc/mounts && fusermount3 -u -z "$work/fuse"
+  [ -n "$pt_pid" ] && kill "$pt_pid" 2>/dev/null
+  [ -n "$rss_pid" ] && kill "$rss_pid" 2>/dev/null
+  rm -rf "$work" "$cache"
+}
+trap cleanup EXIT INT TERM
+
+mount_wcfs() {
+  "$here/wcfs" mount --cache-size 2G -o allow_other "$cache" "$work/backing" "$work/wcfs" >/dev/null
+}
+mount_fuse() {
+  "$work/passthrough_ll" -o source="$work/backing",allow_other -f "$work/fuse" >/dev/null 2>&1 &
+  pt_pid=$!
+  for _ in $(seq 100); do grep -q " $work/fuse " /proc/mounts && return; sleep 0.1; done
+  echo "passthrough_ll did not mount" >&2; exit 1
+}
+dir_of() { case "$1" in plain) echo "$work/backing";; wcfs) echo "$work/wcfs";; fuse) echo "$work/fuse";; esac; }
+
+echo "setup,metric,value" > "$csv"
+record() { echo "$1,$2,$3" >> "$csv"; }
+
+# ---- fio -------------------------------------------------------------------------------------
+fio_json() { # dir name extra-args...
+  local d=$1 name=$2; shift 2
+  # No --filename: each job gets its own file (name.JOB.0), as each database backend would.
+  timeout $((FIO_T * 3 + 120)) fio --name="$name" --directory="$d" \
+    --size=256M --bs=4k --ioengine=psync --time_based --runtime="$FIO_T" --group_reporting \
+    --output-format=json "$@" 2>/dev/null
+}
+fio_field() { # json-on-stdin kind(read|write|sync) field
+  python3 -c '
+import json,sys
+j=json.load(sys.stdin)["jobs"][0]; kind, field = sys.argv[1], sys.argv[2]
+if field == "iops": print(round(j[kind]["iops"]))
+elif field == "bw": print(round(j[kind]["bw_bytes"]/1e6,1))
+else:
+  p = j["sync"]["lat_ns"].get("percentile", {})
+  key = {"p50":"50.000000","p99":"99.000000"}[field]
+  print(round(p.get(key, 0)/1000, 1))' "$@"
+}
+wcfs_pid() {
+  "$here/wcfs" status --json "$work/wcfs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])'
+}
+# Peak anonymous RSS (heap, stacks, native buffers) of the daemon, sampled while fio runs. The
+# mapped cache file is not counted: those pages belong to the cache medium, not the process.
+start_rss_sampler() {
+  local pid; pid=$(wcfs_pid)
+  ( peak=0; while kill -0 "$pid" 2>/dev/null; do
+      a=$(awk '/RssAnon/ {print $2}' /proc/$pid/status 2>/dev/null || echo 0)
+      [ "${a:-0}" -gt "$peak" ] && peak=$a && echo $((peak / 1024)) > "$work/rss.peak"
+      sleep 0.2; done ) &
+  rss_pid=$!
+}
+
+run_fio() { # setup
+  local s=$1 d; d=$(dir_of "$s")
+  local j
+  [ "$s" = wcfs ] && start_rss_sampler
+  j=$(fio_json "$d" fsync1 --rw=randwrite --fsync=1 --numjobs=1)
+  record "$s" fio_fsync_1job_iops "$(echo "$j" | fio_field write iops)"
+  record "$s" fio_fsync_1job_p50_us "$(echo "$j" | fio_field sync p50)"
+  record "$s" fio_fsync_1job_p99_us "$(echo "$j" | fio_field sync p99)"
+  j=$(fio_json "$d" fsync4 --rw=randwrite --fsync=1 --numjobs=4 --size=64M)
+  record "$s" fio_fsync_4jobs_iops "$(echo "$j" | fio_field write iops)"
+  record "$s" fio_fsync_4jobs_p99_us "$(echo "$j" | fio_field sync p99)"
+  j=$(fio_json "$d" nofsync --rw=randwrite)
+  record "$s" fio_randwrite_iops "$(echo "$j" | fio_field write iops)"
+  j=$(fio_json "$d" seq --rw=write --bs=1M --size=1G)
+  record "$s" fio_seqwrite_1M_MBps "$(echo "$j" | fio_field write bw)"
+  j=$(fio_json "$d" nofsync --rw=randread --invalidate=1)
+  record "$s" fio_randread_cached_iops "$(echo "$j" | fio_field read iops)"
+  if [ "$s" = wcfs ]; then
+    "$here/wcfs" flush "$work/wcfs" >/dev/null
+  fi
+  j=$(fio_json "$d" nofsync --rw=randread --invalidate=1)
+  record "$s" fio_randread_writtenback_iops "$(echo "$j" | fio_field read iops)"
+  if [ "$s" = wcfs ]; then
+    kill "$rss_pid" 2>/dev/null || true
+    record wcfs daemon_peak_anon_rss_MiB "$(cat "$work/rss.peak" 2>/dev/null || echo 0)"
+  fi
+  rm -f "$d"/fsync1.* "$d"/fsync4.* "$d"/nofsync.* "$d"/seq.*
+}
+
+# ---- SQLite ------------------------------------------------------------------------------------
+run_sqlite() { # setup
+  local s=$1 d; d=$(dir_of "$s")
+  for mode in wal delete; do
+    local n=2000 db="$d/bench-$mode.db" t0 t1
+    rm -f "$db" "$db-wal" "$db-shm" "$db-journal"
+    {
+      echo "PRAGMA journal_mode=$mode; PRAGMA synchronous=FULL;"
+      echo "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);"
+      for i in $(seq $n); do echo "BEGIN; INSERT INTO t(v) VALUES('row $i'); COMMIT;"; done
+    } > "$work/sqlite.sql"
+    t0=$(date +%s.%N)
+    timeout 600 sqlite3 "$db" < "$work/sqlite.sql" >/dev/null
+    t1=$(date +%s.%N)
+    record "$s" "sqlite_${mode}_tps" "$(python3 -c "print(round($n/($t1-$t0)))")"
+    rm -f "$db" "$db-wal" "$db-shm" "$db-journal"
+  done
+}
+
+# ---- PostgreSQL --------------------------------------------------------------------------------
+run_pg() { # setup
+  local s=$1 d; d=$(dir_of "$s")
+  local pgd="$d/pg"
+  mkdir -p "$pgd" && chown postgres "$pgd" && chmod 700 "$pgd"
+  su postgres -s /bin/sh -c "$pgbin/initdb -D $pgd -A trust >/dev/null"
+  su postgres -s /bin/sh -c "$pgbin/pg_ctl -D $pgd -w -l $work/pgsock/pg-$s.log -o '-k $work/pgsock -c listen_addresses= -c synchronous_commit=on -c fsync=on' start >/dev/null"
+  su postgres -s /bin/sh -c "$pgbin/pgbench -h $work/pgsock -i -s 10 postgres >/dev/null 2>&1"
+  local out
+  out=$(su postgres -s /bin/sh -c "timeout $((PG_T + 120)) $pgbin/pgbench -h $work/pgsock -c 4 -j 2 -T $PG_T postgres 2>/dev/null")
+  record "$s" pgbench_tps "$(echo "$out" | awk '/^tps/ {print int($3); exit}')"
+  record "$s" pgbench_latency_ms "$(echo "$out" | awk '/latency average/ {print $4}')"
+  su postgres -s /bin/sh -c "$pgbin/pg_ctl -D $pgd -m fast stop >/dev/null"
+  rm -rf "$pgd"
+}
+
+# ---- writeback drain and mount of a full cache (wcfs only) ------------------------------------
+run_drain() {
+  "$here/wcfs" umount "$work/wcfs" >/dev/null
+  rm -rf "$cache"/*
+  "$here/wcfs" mount --cache-size 1400M --high-watermark 100 --low-watermark 100 \
+    "$cache" "$work/backing" "$work/wcfs" >/dev/null
+  dd if=/dev/urandom of="$work/rand.bin" bs=1M count=1024 status=none
+  dd if="$work/rand.bin" of="$work/wcfs/drain.bin" bs=1M conv=fsync status=none
+  local t0 t1 pid
+  # Mount of a full cache: kill the daemon, time a remount (recovery of 262144 blocks).
+  pid=$("$here/wcfs" status --json "$work/wcfs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
+  kill -9 "$pid"; sleep 0.5; fusermount -u -z "$work/wcfs"
+  t0=$(date +%s.%N)
+  "$here/wcfs" mount "$cache" "$work/backing" "$work/wcfs" >/dev/null
+  t1=$(date +%s.%N)
+  record wcfs mount_full_1GiB_cache_s "$(python3 -c "print(round($t1-$t0,2))")"
+  t0=$(date +%s.%N)
+  "$here/wcfs" flush "$work/wcfs" >/dev/null
+  t1=$(date +%s.%N)
+  record wcfs writeback_drain_MBps "$(python3 -c "print(round(1073.741824/($t1-$t0)))")"
+  cmp "$work/rand.bin" "$work/backing/drain.bin"
+  rm -f "$work/wcfs/drain.bin"
+  t0=$(date +%s.%N)
+  dd if="$work/rand.bin" of="$work/backing/plain.bin" bs=1M conv=fsync status=none
+  t1=$(date +%s.%N)
+  record plain writeback_drain_MBps "$(python3 -c "print(round(1073.741824/($t1-$t0)))")"
+  rm -f "$work/backing/plain.bin" "$work/rand.bin"
+}
+
+echo "== plain directory" >&2
+run_fio plain; run_sqlite plain; run_pg plain
+echo "== wcfs" >&2
+mount_wcfs
+run_fio wcfs; run_sqlite wcfs; run_pg wcfs
+run_drain
+"$here/wcfs" umount "$work/wcfs" >/dev/null
+echo "== passthrough_ll" >&2
+mount_fuse
+run_fio fuse; run_sqlite fuse; run_pg fuse
+fusermount3 -u "$work/fuse"; wait "$pt_pid" 2>/dev/null || true; pt_pid=""
+
+# ---- report ------------------------------------------------------------------------------------
+python3 - "$csv" "$results" <<'PY'
+import csv, sys, collections, datetime, platform, os
+rows = collections.OrderedDict()
+for r in csv.DictReader(open(sys.argv[1])):
+    rows.setdefault(r["metric"], {})[r["setup"]] = float(r["value"] or 0)
+lower_better = ("_us", "_ms", "_s", "_MiB")
+print(f"# wcfs vs plain directory vs FUSE passthrough_ll — {datetime.date.today()}, "
+      f"{os.cpu_count()} cores, {platform.machine()}, cache on tmpfs with PMEM_IS_PMEM_FORCE=1 "
+      "(durability simulated)")
+print(f"{'metric':32} {'plain':>10} {'wcfs':>10} {'passthru':>10} {'wcfs/plain':>11} {'wcfs/passthru':>14}")
+out = open(os.path.join(sys.argv[2], "bench-ratios.dat"), "w")
+for i, (m, v) in enumerate(rows.items()):
+    p, w, f = v.get("plain"), v.get("wcfs"), v.get("fuse")
+    fmt = lambda x: "-" if x is None else (f"{x:.1f}" if x < 100 else f"{x:.0f}")
+    r1 = f"{w/p:.2f}x" if p and w is not None else "-"
+    r2 = f"{w/f:.2f}x" if f and w is not None else "-"
+    print(f"{m:32} {fmt(p):>10} {fmt(w):>10} {fmt(f):>10} {r1:>11} {r2:>14}")
+    if p and w is not None and not m.endswith(lower_better):
+        out.write(f"{i} \"{m}\" {w/p:.3f}\n")
+out.close()
+PY
+gnuplot <<GP 2>/dev/null || true
+set terminal png size 1000,500
+set output "$results/bench.png"
+set title "wcfs throughput relative to the plain directory (higher is better)"
+set style fill solid
+set boxwidth 0.6
+set logscale y
+set xtics rotate by -30
+set ylabel "wcfs / plain"
+plot "$results/bench-ratios.dat" using 1:3:xtic(2) with boxes notitle, 1 with lines notitle
+GP
