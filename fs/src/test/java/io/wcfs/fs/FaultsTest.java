@@ -1,0 +1,117 @@
+package io.wcfs.fs;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/** A backing filesystem that fills up, and a cache file corrupted while unmounted. */
+@Timeout(300)
+class FaultsTest {
+  @TempDir Path tmp;
+  Path cacheDir;
+
+  @BeforeEach
+  void setUp() throws Exception {
+    cacheDir = WcfsProcess.tmpfsCacheDir("faults");
+  }
+
+  @AfterEach
+  void tearDown() throws Exception {
+    WcfsProcess.deleteTree(cacheDir);
+  }
+
+  private static void sh(String... cmd) throws Exception {
+    Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes());
+    assertTrue(p.waitFor(60, TimeUnit.SECONDS) && p.exitValue() == 0,
+        String.join(" ", cmd) + ": " + out);
+  }
+
+  private static long statusNumber(WcfsProcess w, String field) throws Exception {
+    WcfsProcess.Result r = WcfsProcess.run(30, "status", "--json", w.mountpoint.toString());
+    Matcher m = Pattern.compile("\"" + field + "\": (\\d+)").matcher(r.out());
+    assertTrue(m.find(), field + " in " + r.out());
+    return Long.parseLong(m.group(1));
+  }
+
+  @Test
+  @DisplayName("backing filesystem full: writes succeed into the cache, writeback retries,"
+      + " drains once space is freed, nothing lost")
+  void backingFillsUp() throws Exception {
+    Path backing = Files.createDirectories(tmp.resolve("small"));
+    sh("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", backing.toString());
+    try (WcfsProcess w = new WcfsProcess(cacheDir, backing,
+        Files.createDirectories(tmp.resolve("m")))) {
+      Files.write(backing.resolve("filler"), new byte[3 << 20]); // leaves ~1 MiB free
+      w.mount("--cache-size", "32M", "--cleaner");
+      byte[] data = new byte[3 << 20];
+      new Random(5).nextBytes(data);
+      Files.write(w.mountpoint.resolve("big"), data); // fits the cache, not the disk
+      try (RandomAccessFile f = new RandomAccessFile(w.mountpoint.resolve("big").toFile(),
+          "rw")) {
+        f.getFD().sync();
+      }
+      long deadline = System.currentTimeMillis() + 20_000;
+      while (statusNumber(w, "writeback_errors") == 0 && System.currentTimeMillis() < deadline) {
+        Thread.sleep(200);
+      }
+      assertTrue(statusNumber(w, "writeback_errors") > 0, "ENOSPC counted in status");
+      assertTrue(statusNumber(w, "dirty_blocks") > 0, "data kept in the cache");
+      assertArrayEquals(data, Files.readAllBytes(w.mountpoint.resolve("big")), "still readable");
+      Files.delete(backing.resolve("filler")); // space comes back
+      WcfsProcess.Result flush = WcfsProcess.run(120, "flush", w.mountpoint.toString());
+      assertEquals(0, flush.exitCode(), flush.all());
+      assertEquals(0, statusNumber(w, "dirty_blocks"));
+      w.umount();
+      assertArrayEquals(data, Files.readAllBytes(backing.resolve("big")), "backing after drain");
+    } finally {
+      sh("umount", "-l", backing.toString());
+    }
+  }
+
+  @Test
+  @DisplayName("a cache corrupted while unmounted is refused precisely; check says why;"
+      + " backing untouched")
+  void corruptedCacheRefused() throws Exception {
+    Path backing = Files.createDirectories(tmp.resolve("b"));
+    Path mnt = Files.createDirectories(tmp.resolve("m"));
+    try (WcfsProcess w = new WcfsProcess(cacheDir, backing, mnt)) {
+      w.mount("--cache-size", "16M", "--high-watermark", "100", "--low-watermark", "100");
+      Files.writeString(mnt.resolve("f"), "cached");
+      try (RandomAccessFile f = new RandomAccessFile(mnt.resolve("f").toFile(), "rw")) {
+        f.getFD().sync();
+      }
+      w.kill9(); // committed data stays in the cache only
+    }
+    Files.writeString(backing.resolve("f"), "backing version");
+    try (RandomAccessFile c = new RandomAccessFile(cacheDir.resolve("wcfs.cache").toFile(),
+        "rw")) {
+      c.seek(16); // n_blocks in the superblock
+      c.write(0x7f);
+    }
+    WcfsProcess.Result r = WcfsProcess.run(60, "mount", cacheDir.toString(), backing.toString(),
+        mnt.toString());
+    assertNotEquals(0, r.exitCode());
+    assertTrue(r.err().contains("checksum"), r.all());
+    WcfsProcess.Result check = WcfsProcess.run(60, "check", cacheDir.toString());
+    assertNotEquals(0, check.exitCode());
+    assertTrue(check.out().contains("checksum"), check.all());
+    assertEquals("backing version", Files.readString(backing.resolve("f")));
+    assertTrue(!Mounts.isWcfs(mnt.toRealPath()));
+  }
+}
