@@ -26,10 +26,11 @@ import org.junit.jupiter.api.io.TempDir;
  * from the same cache must show every acknowledged record and write, and after unmount the
  * backing directory must hold them. Seeds are printed in failure messages.
  */
-@Timeout(600)
+@Timeout(900)
 class KillTest {
   private static final int RECORD = 64;
-  private static final int ROUNDS = Integer.getInteger("wcfs.kill.rounds", 6);
+  private static final int ROUNDS = Integer.getInteger("wcfs.kill.rounds", 42);
+  private static final int SQLITE_ROUNDS = Integer.getInteger("wcfs.kill.sqliteRounds", 8);
   @TempDir Path tmp;
   WcfsProcess wcfs;
 
@@ -46,6 +47,66 @@ class KillTest {
     } finally {
       WcfsProcess.deleteTree(wcfs.cacheDir);
     }
+  }
+
+  @Test
+  @DisplayName("kill -9 during SQLite transactions (synchronous=FULL, WAL and rollback journal)")
+  void killDuringSqlite() throws Exception {
+    long seed = Long.getLong("wcfs.kill.seed", 7L);
+    Random rnd = new Random(seed + 1);
+    wcfs.mount();
+    int committed = 0;
+    for (int round = 0; round < SQLITE_ROUNDS; round++) {
+      String mode = round % 2 == 0 ? "wal" : "delete";
+      String where = "seed " + seed + ", sqlite kill " + round + " (" + mode + ")";
+      Path db = wcfs.mountpoint.resolve("app.db");
+      StringBuilder script = new StringBuilder("PRAGMA journal_mode=" + mode
+          + "; PRAGMA synchronous=FULL; CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY,"
+          + " v TEXT NOT NULL);\n");
+      for (int i = committed; i < committed + 100_000; i++) {
+        script.append("BEGIN; INSERT INTO t VALUES(").append(i).append(", '")
+            .append(Integer.toHexString(i * 31)).append("'); COMMIT; SELECT 'ack ' || ")
+            .append(i).append(";\n");
+      }
+      Path sql = tmp.resolve("script.sql");
+      Files.writeString(sql, script);
+      Process p = new ProcessBuilder("sqlite3", db.toString()).redirectInput(sql.toFile())
+          .redirectErrorStream(true).start();
+      int[] lastAck = {committed - 1};
+      Thread reader = new Thread(() -> {
+        try (java.io.BufferedReader r = new java.io.BufferedReader(
+            new java.io.InputStreamReader(p.getInputStream()))) {
+          for (String line; (line = r.readLine()) != null; ) {
+            if (line.startsWith("ack ")) {
+              lastAck[0] = Integer.parseInt(line.substring(4));
+            }
+          }
+        } catch (IOException e) {
+          // sqlite3 died with the mount
+        }
+      });
+      reader.start();
+      Thread.sleep(300 + rnd.nextInt(700));
+      wcfs.kill9();
+      p.destroyForcibly().waitFor();
+      reader.join(10_000);
+      int acked = lastAck[0] + 1;
+      wcfs.mount();
+      Process check = new ProcessBuilder("sqlite3", db.toString(),
+          "PRAGMA integrity_check; SELECT count(*) FROM t WHERE id < " + acked
+              + "; SELECT max(id) FROM t;").redirectErrorStream(true).start();
+      String out = new String(check.getInputStream().readAllBytes()).trim();
+      check.waitFor(60, java.util.concurrent.TimeUnit.SECONDS);
+      String[] lines = out.split("\n");
+      assertEquals("ok", lines[0], where + ": integrity_check: " + out);
+      assertEquals(Integer.toString(acked), lines[1], where + ": every acknowledged row of "
+          + acked + " is there: " + out);
+      committed = lines.length > 2 && !lines[2].isBlank() ? Integer.parseInt(lines[2]) + 1
+          : acked;
+      assertTrue(committed >= acked, where);
+    }
+    wcfs.umount();
+    assertTrue(committed > SQLITE_ROUNDS, "sqlite made progress: " + committed + " rows");
   }
 
   static byte[] record(int n) {
@@ -68,9 +129,9 @@ class KillTest {
     int acknowledged = 0;
     byte[] overwriteModel = new byte[256 * 1024];
     Files.write(wcfs.backing.resolve("table"), overwriteModel);
+    wcfs.mount();
     for (int round = 0; round < ROUNDS; round++) {
       String where = "seed " + seed + ", kill " + round;
-      wcfs.mount();
       Path log = wcfs.mountpoint.resolve("log");
       Path table = wcfs.mountpoint.resolve("table");
       AtomicInteger acked = new AtomicInteger(acknowledged);
@@ -97,7 +158,7 @@ class KillTest {
         }
       });
       writer.start();
-      Thread.sleep(200 + rnd.nextInt(800));
+      Thread.sleep(100 + rnd.nextInt(600));
       wcfs.kill9();
       writer.join(30_000);
       assertTrue(!writer.isAlive(), where + ": writer stuck after the kill");
@@ -108,21 +169,17 @@ class KillTest {
       byte[] got = Files.readAllBytes(log);
       assertTrue(got.length >= acknowledged * RECORD, where + ": log has " + got.length
           + " bytes, " + acknowledged + " records were acknowledged");
-      for (int n = 0; n < got.length / RECORD; n++) {
-        byte[] r = Arrays.copyOfRange(got, n * RECORD, (n + 1) * RECORD);
-        if (n < acknowledged) {
-          assertArrayEquals(record(n), r, where + ": acknowledged record " + n);
-        } else {
-          break; // records after the last acknowledged one may or may not be there
-        }
+      for (int n = 0; n < acknowledged; n++) {
+        assertArrayEquals(record(n), Arrays.copyOfRange(got, n * RECORD, (n + 1) * RECORD),
+            where + ": acknowledged record " + n);
       }
-      // Trim what was not acknowledged so the next round appends after the acknowledged ones.
+      // Records after the last acknowledged one may or may not be there: trim them, so the
+      // next round appends right after the acknowledged ones.
       try (FileChannel c = FileChannel.open(log, StandardOpenOption.WRITE)) {
         c.truncate((long) acknowledged * RECORD);
+        c.force(true);
       }
       byte[] t = Files.readAllBytes(table);
-      // Unacknowledged overwrites may have landed; the acknowledged state must be a subset
-      // check: every byte equals the acknowledged model or came from the in-flight write.
       int differing = 0;
       for (int i = 0; i < t.length; i++) {
         if (t[i] != overwriteModel[i]) {
@@ -130,15 +187,18 @@ class KillTest {
         }
       }
       assertTrue(differing <= 5000, where + ": " + differing
-          + " bytes of the table differ from its acknowledged state (one in-flight write"
+          + " bytes of the table differ from its acknowledged state (the one write in flight"
           + " is at most 5000)");
-      Files.write(table, overwriteModel); // back to the acknowledged state, through the mount
-      wcfs.umount();
-      byte[] backLog = Files.readAllBytes(wcfs.backing.resolve("log"));
-      assertEquals(acknowledged * RECORD, backLog.length, where + ": backing log after unmount");
-      assertArrayEquals(overwriteModel, Files.readAllBytes(wcfs.backing.resolve("table")),
-          where + ": backing table after unmount");
+      try (FileChannel c = FileChannel.open(table, StandardOpenOption.WRITE)) {
+        c.write(ByteBuffer.wrap(overwriteModel), 0); // back to the acknowledged state
+        c.force(true);
+      }
     }
+    wcfs.umount();
+    byte[] backLog = Files.readAllBytes(wcfs.backing.resolve("log"));
+    assertEquals(acknowledged * RECORD, backLog.length, "backing log after unmount");
+    assertArrayEquals(overwriteModel, Files.readAllBytes(wcfs.backing.resolve("table")),
+        "backing table after unmount");
     assertTrue(acknowledged > ROUNDS, "the writer made progress: " + acknowledged + " records");
   }
 }
