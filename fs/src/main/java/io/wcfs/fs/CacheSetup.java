@@ -2,8 +2,10 @@ package io.wcfs.fs;
 
 import io.wcfs.core.CacheConfig;
 import io.wcfs.core.CacheLayout;
+import io.wcfs.core.CacheMemory;
 import io.wcfs.core.DirectoryBackingStore;
 import io.wcfs.core.PmemCacheMemory;
+import io.wcfs.core.ShadowCrashMemory;
 import io.wcfs.core.WriteCache;
 import io.wcfs.nativ.CacheFiles;
 import io.wcfs.nativ.FlushStrategy;
@@ -90,7 +92,12 @@ final class CacheSetup {
    */
   static WriteCache open(Path cacheFile, DirectoryBackingStore backing, CacheConfig config,
       FlushStrategy strategy) throws IOException {
-    PmemCacheMemory mem = map(cacheFile, strategy);
+    CacheMemory mem = map(cacheFile, strategy);
+    if ("1".equals(System.getenv("WCFS_TEST_CRASH_SHADOW"))) {
+      LOG.warn("TEST MODE: cache memory keeps a crash shadow in {}",
+          ShadowCrashMemory.shadowOf(cacheFile));
+      mem = ShadowCrashMemory.wrap(mem, cacheFile);
+    }
     try {
       switch (CacheLayout.inspect(mem)) {
         case ZERO_FILLED:

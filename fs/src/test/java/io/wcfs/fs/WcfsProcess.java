@@ -22,6 +22,8 @@ final class WcfsProcess implements AutoCloseable {
     }
   }
 
+  /** Extra environment for the daemon (test-only modes). */
+  final java.util.Map<String, String> env = new java.util.HashMap<>();
   final Path cacheDir;
   final Path backing;
   final Path mountpoint;
@@ -52,12 +54,18 @@ final class WcfsProcess implements AutoCloseable {
   }
 
   static Result run(long timeoutSeconds, String... args) throws IOException, InterruptedException {
+    return run(java.util.Map.of(), timeoutSeconds, args);
+  }
+
+  static Result run(java.util.Map<String, String> env, long timeoutSeconds, String... args)
+      throws IOException, InterruptedException {
     List<String> cmd = new ArrayList<>(List.of(
         Path.of(System.getProperty("java.home"), "bin", "java").toString(),
         "-cp", System.getProperty("java.class.path"), Main.class.getName()));
     cmd.addAll(List.of(args));
     ProcessBuilder pb = new ProcessBuilder(cmd);
     pb.environment().put("PMEM_IS_PMEM_FORCE", "1");
+    pb.environment().putAll(env);
     Path out = Files.createTempFile("wcfs-out", ".txt");
     Path err = Files.createTempFile("wcfs-err", ".txt");
     pb.redirectOutput(out.toFile());
@@ -85,7 +93,7 @@ final class WcfsProcess implements AutoCloseable {
     }
     args.addAll(List.of(extra));
     args.addAll(List.of(cacheDir.toString(), backing.toString(), mountpoint.toString()));
-    Result r = run(60, args.toArray(String[]::new));
+    Result r = run(env, 60, args.toArray(String[]::new));
     if (r.exitCode() != 0) {
       throw new AssertionError("mount failed (" + r.exitCode() + "): " + r.all() + log());
     }
