@@ -61,6 +61,35 @@ class UnmountPathsTest {
     assertTrue(check.out().contains("committed blocks   0"), check.all());
   }
 
+  @org.junit.jupiter.api.Test
+  @DisplayName("kill -9 during writeback at unmount: the next mount finishes the job")
+  void killDuringUnmount() throws Exception {
+    wcfs.mount("--cache-size", "256M", "--high-watermark", "100", "--low-watermark", "100");
+    byte[] data = new byte[96 << 20];
+    new Random(9).nextBytes(data);
+    try (java.nio.channels.FileChannel c = java.nio.channels.FileChannel.open(
+        wcfs.mountpoint.resolve("big"), java.nio.file.StandardOpenOption.CREATE,
+        java.nio.file.StandardOpenOption.WRITE)) {
+      c.write(java.nio.ByteBuffer.wrap(data));
+      c.force(true);
+    }
+    long pid = wcfs.daemonPid();
+    Process umount = new ProcessBuilder(
+        Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-cp",
+        System.getProperty("java.class.path"), Main.class.getName(), "umount",
+        wcfs.mountpoint.toString()).redirectErrorStream(true).start();
+    Thread.sleep(300); // writeback of 96 MiB is under way
+    new ProcessBuilder("kill", "-9", Long.toString(pid)).start().waitFor();
+    umount.waitFor(60, TimeUnit.SECONDS);
+    ProcessHandle.of(pid).ifPresent(h -> h.onExit().join());
+    new ProcessBuilder("fusermount", "-u", "-z", wcfs.mountpoint.toString()).start().waitFor();
+    wcfs.markUnmounted();
+    wcfs.mount();
+    assertArrayEquals(data, Files.readAllBytes(wcfs.mountpoint.resolve("big")), "after remount");
+    wcfs.umount();
+    assertArrayEquals(data, Files.readAllBytes(wcfs.backing.resolve("big")), "backing");
+  }
+
   private static void run(String... cmd) throws Exception {
     Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
     String out = new String(p.getInputStream().readAllBytes());
