@@ -214,35 +214,4 @@ run_fio fuse; run_sqlite fuse; run_pg fuse
 fusermount3 -u "$work/fuse"; wait "$pt_pid" 2>/dev/null || true; pt_pid=""
 
 # ---- report ------------------------------------------------------------------------------------
-python3 - "$csv" "$results" <<'PY'
-import csv, sys, collections, datetime, platform, os
-rows = collections.OrderedDict()
-for r in csv.DictReader(open(sys.argv[1])):
-    rows.setdefault(r["metric"], {})[r["setup"]] = float(r["value"] or 0)
-lower_better = ("_us", "_ms", "_s", "_MiB")
-print(f"# wcfs vs plain directory vs FUSE passthrough_ll — {datetime.date.today()}, "
-      f"{os.cpu_count()} cores, {platform.machine()}, cache on tmpfs with PMEM_IS_PMEM_FORCE=1 "
-      "(durability simulated)")
-print(f"{'metric':32} {'plain':>10} {'wcfs':>10} {'passthru':>10} {'wcfs/plain':>11} {'wcfs/passthru':>14}")
-out = open(os.path.join(sys.argv[2], "bench-ratios.dat"), "w")
-for i, (m, v) in enumerate(rows.items()):
-    p, w, f = v.get("plain"), v.get("wcfs"), v.get("fuse")
-    fmt = lambda x: "-" if x is None else (f"{x:.1f}" if x < 100 else f"{x:.0f}")
-    r1 = f"{w/p:.2f}x" if p and w is not None else "-"
-    r2 = f"{w/f:.2f}x" if f and w is not None else "-"
-    print(f"{m:32} {fmt(p):>10} {fmt(w):>10} {fmt(f):>10} {r1:>11} {r2:>14}")
-    if p and w is not None and not m.endswith(lower_better):
-        out.write(f"{i} \"{m}\" {w/p:.3f}\n")
-out.close()
-PY
-gnuplot <<GP 2>/dev/null || true
-set terminal png size 1000,500
-set output "$results/bench.png"
-set title "wcfs throughput relative to the plain directory (higher is better)"
-set style fill solid
-set boxwidth 0.6
-set logscale y
-set xtics rotate by -30
-set ylabel "wcfs / plain"
-plot "$results/bench-ratios.dat" using 1:3:xtic(2) with boxes notitle, 1 with lines notitle
-GP
+"$here/examples/bench-report.py" "$results"
