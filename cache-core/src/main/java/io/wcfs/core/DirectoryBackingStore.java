@@ -52,6 +52,9 @@ public final class DirectoryBackingStore implements BackingStore {
     try {
       fd = LibC.open(abs, LibC.O_RDWR, 0);
     } catch (NativeIOException e) {
+      if (e.errno() == 2) { // ENOENT: callers tell a vanished file from a failing disk
+        throw new NoSuchFileException(abs);
+      }
       if (e.errno() != 13) { // EACCES: a read-only file opened by a non-root daemon
         throw e;
       }

@@ -214,6 +214,8 @@ public final class WriteCache implements AutoCloseable {
     long versionSeq = CacheLayout.FREE;
     /** Writes go straight to the backing file: path too long for a slot, or name unlinked. */
     volatile boolean writeThrough;
+    /** Set once the file was found deleted or replaced in the backing directory. */
+    volatile boolean replacedWarned;
     int handles;
     BackingStore.BackingFile file;
 
@@ -1074,6 +1076,26 @@ public final class WriteCache implements AutoCloseable {
     }
     file.setMtime(f.mtimeNanos);
     file.sync();
+    warnIfReplaced(f);
+  }
+
+  /**
+   * Backing files are wcfs's to change while they have cached blocks. If one was deleted or
+   * replaced behind its back, its blocks went to the inode wcfs had open, which the path no
+   * longer shows: say so, naming the file, once per file.
+   */
+  private void warnIfReplaced(CachedFile f) throws IOException {
+    String path = f.path;
+    if (path == null || f.replacedWarned) {
+      return;
+    }
+    BackingStore.Stat st = backing.stat(path);
+    if (st == null || st.ino() != f.ino) {
+      f.replacedWarned = true;
+      LOG.warn("{} was {} in the backing directory behind wcfs's back while it had cached"
+          + " blocks; they were written to the original file (inode {}), which that path no"
+          + " longer shows", path, st == null ? "deleted" : "replaced", f.ino);
+    }
   }
 
   /**
@@ -1310,6 +1332,7 @@ public final class WriteCache implements AutoCloseable {
       blockIdx[i] = CacheLayout.locationBlock(layout.entryLocation(slots[i]));
     }
     sortByBlock(blockIdx, slots);
+    boolean vanished = false;
     f.lock.readLock().lock();
     try {
       // Blocks replaced or dropped since the batch was taken are not written.
@@ -1326,8 +1349,18 @@ public final class WriteCache implements AutoCloseable {
         return;
       }
       copyToBacking(f, blockIdx, slots);
+    } catch (java.nio.file.NoSuchFileException e) {
+      vanished = true;
     } finally {
       f.lock.readLock().unlock();
+    }
+    if (vanished) {
+      // Deleted behind wcfs's back before it had the file open: there is nowhere to write
+      // these blocks; keeping them would make every flush and unmount wait forever.
+      LOG.error("{} was deleted in the backing directory behind wcfs's back; dropping its {}"
+          + " cached blocks", f.path, slots.length);
+      discard(f);
+      return;
     }
     f.lock.writeLock().lock();
     try {

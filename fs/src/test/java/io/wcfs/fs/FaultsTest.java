@@ -35,6 +35,7 @@ class FaultsTest {
     WcfsProcess.deleteTree(cacheDir);
   }
 
+
   private static void sh(String... cmd) throws Exception {
     Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
     String out = new String(p.getInputStream().readAllBytes());
@@ -81,6 +82,36 @@ class FaultsTest {
       assertArrayEquals(data, Files.readAllBytes(backing.resolve("big")), "backing after drain");
     } finally {
       sh("umount", "-l", backing.toString());
+    }
+  }
+
+  @Test
+  @DisplayName("a backing file deleted behind wcfs's back: no crash, a log line naming it")
+  void backingFileDeletedBehindOurBack() throws Exception {
+    Path backing = Files.createDirectories(tmp.resolve("b"));
+    try (WcfsProcess w = new WcfsProcess(cacheDir, backing,
+        Files.createDirectories(tmp.resolve("m")))) {
+      w.mount("--cache-size", "16M", "--high-watermark", "100", "--low-watermark", "100");
+      Files.writeString(w.mountpoint.resolve("victim"), "cached data");
+      try (RandomAccessFile f = new RandomAccessFile(w.mountpoint.resolve("victim").toFile(),
+          "rw")) {
+        f.getFD().sync();
+      }
+      Files.write(w.mountpoint.resolve("gone"), new byte[8192]); // whole blocks: never opened
+      try (RandomAccessFile f = new RandomAccessFile(w.mountpoint.resolve("gone").toFile(),
+          "rw")) {
+        f.getFD().sync();
+      }
+      Files.delete(backing.resolve("victim")); // behind wcfs's back
+      Files.delete(backing.resolve("gone"));
+      WcfsProcess.Result flush = WcfsProcess.run(60, "flush", w.mountpoint.toString());
+      assertEquals(0, flush.exitCode(), flush.all());
+      Files.writeString(w.mountpoint.resolve("after"), "still working");
+      assertEquals("still working", Files.readString(w.mountpoint.resolve("after")));
+      assertTrue(w.log().contains("victim was deleted in the backing directory behind"),
+          w.log());
+      assertTrue(w.log().contains("gone was deleted in the backing directory behind wcfs's"
+          + " back; dropping its 2 cached blocks"), w.log());
     }
   }
 

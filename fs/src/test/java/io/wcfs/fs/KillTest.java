@@ -14,12 +14,9 @@ import java.util.Arrays;
 import java.util.Random;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.zip.CRC32;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import org.junit.jupiter.api.io.TempDir;
 
 /**
  * kill -9 of the daemon while an appender and an overwriter fsync continuously; the next mount
@@ -27,27 +24,10 @@ import org.junit.jupiter.api.io.TempDir;
  * backing directory must hold them. Seeds are printed in failure messages.
  */
 @Timeout(900)
-class KillTest {
+class KillTest extends OwnMountTest {
   private static final int RECORD = 64;
   private static final int ROUNDS = Integer.getInteger("wcfs.kill.rounds", 42);
   private static final int SQLITE_ROUNDS = Integer.getInteger("wcfs.kill.sqliteRounds", 8);
-  @TempDir Path tmp;
-  WcfsProcess wcfs;
-
-  @BeforeEach
-  void setUp() throws IOException {
-    wcfs = new WcfsProcess(WcfsProcess.tmpfsCacheDir("kill"),
-        Files.createDirectories(tmp.resolve("backing")), Files.createDirectories(tmp.resolve("m")));
-  }
-
-  @AfterEach
-  void tearDown() throws Exception {
-    try {
-      wcfs.close();
-    } finally {
-      WcfsProcess.deleteTree(wcfs.cacheDir);
-    }
-  }
 
   @Test
   @DisplayName("kill -9 during SQLite transactions (synchronous=FULL, WAL and rollback journal)")

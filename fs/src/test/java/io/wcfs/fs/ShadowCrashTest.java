@@ -14,12 +14,10 @@ import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
 import java.util.Random;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
-import org.junit.jupiter.api.io.TempDir;
 
 /**
  * The engine's crash simulator, end to end: the daemon runs with a cache memory that keeps only
@@ -28,25 +26,11 @@ import org.junit.jupiter.api.io.TempDir;
  * kill inside a commit checks the commit order through the real mount.
  */
 @Timeout(600)
-class ShadowCrashTest {
+class ShadowCrashTest extends OwnMountTest {
   private static final int ROUNDS = Integer.getInteger("wcfs.shadow.rounds", 10);
-  @TempDir Path tmp;
-  WcfsProcess wcfs;
-
   @BeforeEach
-  void setUp() throws IOException {
-    wcfs = new WcfsProcess(WcfsProcess.tmpfsCacheDir("shadow"),
-        Files.createDirectories(tmp.resolve("backing")), Files.createDirectories(tmp.resolve("m")));
+  void shadowMode() {
     wcfs.env.put("WCFS_TEST_CRASH_SHADOW", "1");
-  }
-
-  @AfterEach
-  void tearDown() throws Exception {
-    try {
-      wcfs.close();
-    } finally {
-      WcfsProcess.deleteTree(wcfs.cacheDir);
-    }
   }
 
   @Test

@@ -8,34 +8,14 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Timeout;
-import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /** Every way a mount can end writes everything back before the daemon exits. */
 @Timeout(300)
-class UnmountPathsTest {
-  @TempDir Path tmp;
-  WcfsProcess wcfs;
-
-  @BeforeEach
-  void setUp() throws Exception {
-    wcfs = new WcfsProcess(WcfsProcess.tmpfsCacheDir("unmount"),
-        Files.createDirectories(tmp.resolve("backing")), Files.createDirectories(tmp.resolve("m")));
-  }
-
-  @AfterEach
-  void tearDown() throws Exception {
-    try {
-      wcfs.close();
-    } finally {
-      WcfsProcess.deleteTree(wcfs.cacheDir);
-    }
-  }
+class UnmountPathsTest extends OwnMountTest {
 
   @DisplayName("data written without fsync reaches the backing directory when the mount ends")
   @ParameterizedTest(name = "{0}")
