@@ -53,6 +53,29 @@ class AccessTest {
   }
 
   @Test
+  @DisplayName("a cache file that cannot be written is refused, untouched")
+  void unwritableCacheRefused() throws Exception {
+    Path backing = Files.createDirectories(tmp.resolve("b"));
+    Path mnt = Files.createDirectories(tmp.resolve("m"));
+    Path cache = Files.createDirectories(tmp.resolve("c"));
+    Path file = cache.resolve("wcfs.cache");
+    Files.write(file, new byte[1 << 20]);
+    // Root may write any file by its mode; an immutable one it may not (ext4, xfs, btrfs).
+    Process chattr = new ProcessBuilder("chattr", "+i", file.toString()).start();
+    org.junit.jupiter.api.Assumptions.assumeTrue(chattr.waitFor() == 0,
+        "chattr +i is not supported on " + tmp);
+    try {
+      WcfsProcess.Result r = WcfsProcess.run(60, "mount", cache.toString(), backing.toString(),
+          mnt.toString());
+      assertEquals(2, r.exitCode(), r.all());
+      assertTrue(r.err().contains("is not readable and writable by this user"), r.all());
+      assertTrue(java.util.Arrays.equals(new byte[1 << 20], Files.readAllBytes(file)));
+    } finally {
+      new ProcessBuilder("chattr", "-i", file.toString()).start().waitFor();
+    }
+  }
+
+  @Test
   @DisplayName("without allow_other another user cannot enter; with it, modes are enforced"
       + " as on a plain directory; cache file and socket are owner-only")
   void accessMatchesPlainDirectory() throws Exception {

@@ -19,8 +19,11 @@ import org.junit.jupiter.api.Timeout;
 /**
  * Writers and readers sharing files through the mount. Each writer owns interleaved 100-byte
  * stripes of both files (blocks shared, bytes not), fsyncs now and then; readers check that
- * every stripe they see is whole. The final content, and the backing files after unmount,
- * must equal the model.
+ * every byte they see is one its stripe's owner wrote (never another writer's, never
+ * invented). Whole-stripe atomicity is checked at the engine level (ConcurrencyStressTest):
+ * through the kernel it is not promised, because Linux serves buffered reads from the page
+ * cache without excluding a concurrent write to the same pages, on ext4 as through FUSE. The
+ * final content, and the backing files after unmount, must equal the model.
  */
 @Timeout(300)
 class ConcurrentMountTest extends MountTestBase {
@@ -80,10 +83,12 @@ class ConcurrentMountTest extends MountTestBase {
             for (String n : names) {
               byte[] all = Files.readAllBytes(mnt.resolve(n));
               for (int s = 0; s < stripes; s++) {
-                byte first = all[s * STRIPE];
-                for (int k = 1; k < STRIPE; k++) {
-                  if (all[s * STRIPE + k] != first) {
-                    throw new AssertionError(n + " stripe " + s + " is torn");
+                int owner = s % WRITERS;
+                for (int k = 0; k < STRIPE; k++) {
+                  int v = all[s * STRIPE + k] & 0xFF;
+                  if (v != 0 && (v < owner * 40 + 1 || v > owner * 40 + 40)) {
+                    throw new AssertionError(n + " stripe " + s + " holds byte " + v
+                        + ", which its owner " + owner + " never wrote");
                   }
                 }
               }

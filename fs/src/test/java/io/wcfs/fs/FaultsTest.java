@@ -86,6 +86,44 @@ class FaultsTest {
   }
 
   @Test
+  @DisplayName("a full cache over a stuck backing store: writers wait, visibly in status")
+  void fullCacheWritersWaitVisibly() throws Exception {
+    Path backing = Files.createDirectories(tmp.resolve("tiny"));
+    sh("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", backing.toString());
+    try (WcfsProcess w = new WcfsProcess(cacheDir, backing,
+        Files.createDirectories(tmp.resolve("m")))) {
+      Files.write(backing.resolve("filler"), new byte[1000 * 1024]); // the disk is full
+      w.mount("--cache-size", "2M");
+      byte[] data = new byte[6 << 20]; // three times the cache
+      new Random(8).nextBytes(data);
+      Thread writer = new Thread(() -> {
+        try {
+          Files.write(w.mountpoint.resolve("big"), data);
+        } catch (java.io.IOException e) {
+          throw new RuntimeException(e);
+        }
+      });
+      writer.start();
+      long deadline = System.currentTimeMillis() + 30_000;
+      while (statusNumber(w, "writers_waiting_now") == 0
+          && System.currentTimeMillis() < deadline) {
+        Thread.sleep(100);
+      }
+      assertTrue(statusNumber(w, "writers_waiting_now") > 0, "status shows a waiting writer");
+      assertTrue(statusNumber(w, "writes_blocked_on_freelist") > 0);
+      assertTrue(statusNumber(w, "writeback_errors") > 0);
+      assertTrue(writer.isAlive(), "the writer waits instead of failing");
+      sh("mount", "-o", "remount,size=16m", backing.toString()); // the disk gets room
+      writer.join(120_000);
+      assertTrue(!writer.isAlive());
+      w.umount();
+      assertArrayEquals(data, Files.readAllBytes(backing.resolve("big")));
+    } finally {
+      sh("umount", "-l", backing.toString());
+    }
+  }
+
+  @Test
   @DisplayName("a backing file deleted behind wcfs's back: no crash, a log line naming it")
   void backingFileDeletedBehindOurBack() throws Exception {
     Path backing = Files.createDirectories(tmp.resolve("b"));
