@@ -57,11 +57,17 @@ public final class CacheInspector {
         files.put(fs, best);
       }
     }
+    List<String> problems = new ArrayList<>();
+    for (Map.Entry<Integer, CacheLayout.FileVersion> e : files.entrySet()) {
+      if (e.getValue().path() == null) {
+        problems.add("file slot " + e.getKey() + " holds a committed version with an invalid"
+            + " path length");
+      }
+    }
     Map<Integer, Long> blocksPerFile = new HashMap<>();
     Map<Long, long[]> seen = new HashMap<>(); // location -> {slot, seq}
     long committed = 0;
     long uncommitted = 0;
-    List<String> problems = new ArrayList<>();
     for (long s = 0; s < g.nBlocks(); s++) {
       long seq = layout.entrySeq(s);
       if (seq == CacheLayout.FREE) {

@@ -214,6 +214,8 @@ public final class WriteCache implements AutoCloseable {
     long versionSeq = CacheLayout.FREE;
     /** Writes go straight to the backing file: path too long for a slot, or name unlinked. */
     volatile boolean writeThrough;
+    /** Recovery found the backing file longer than the committed size (a cut truncate). */
+    boolean backingLonger;
     /** Set once the file was found deleted or replaced in the backing directory. */
     volatile boolean replacedWarned;
     int handles;
@@ -1455,18 +1457,29 @@ public final class WriteCache implements AutoCloseable {
     committedSeq = seqCount;
     int fileSlots = layout.geometry().fileSlots();
     IntList freedFileSlots = new IntList();
+    java.util.BitSet slotsWithFiles = new java.util.BitSet(fileSlots);
+    // Nothing is written until every record was read and checked: a cache refused as
+    // corrupt is left exactly as it was.
+    IntList uncommittedVersions = new IntList();
     for (int fs = fileSlots - 1; fs >= 0; fs--) {
       CacheLayout.FileVersion best = null;
       int bestV = -1;
       for (int v = 0; v < 2; v++) {
         CacheLayout.FileVersion fv = layout.readFileVersion(fs, v);
         if (fv.seq() != CacheLayout.FREE && fv.seq() >= seqCount) {
-          layout.storeFileVersionFree(fs, v); // an uncommitted version never happened
-          layout.flushFileVersion(fs, v);
+          uncommittedVersions.add(fs * 2 + v); // never happened; freed once all is checked
         } else if (fv.seq() != CacheLayout.FREE && (best == null || fv.seq() > best.seq())) {
           best = fv;
           bestV = v;
         }
+      }
+      if (best != null && best.path() == null) {
+        throw new CacheFormatException("cache corruption: file slot " + fs + " holds a"
+            + " committed version with an invalid path length; `wcfs check` lists the cache"
+            + " contents");
+      }
+      if (best != null) {
+        slotsWithFiles.set(fs);
       }
       CachedFile f = best == null ? null : recoverFile(fs, best, bestV);
       if (f == null) {
@@ -1489,7 +1502,12 @@ public final class WriteCache implements AutoCloseable {
       }
       long loc = layout.entryLocation(s);
       int fs = CacheLayout.locationFileSlot(loc);
-      CachedFile f = seq >= seqCount || fs < 0 || fs >= fileSlots ? null : byFileSlot[fs];
+      if (seq < seqCount && (fs < 0 || fs >= fileSlots || !slotsWithFiles.get(fs))) {
+        // A file slot is freed only after every entry naming it: this cannot happen.
+        throw new CacheFormatException("cache corruption: committed entry " + s + " names file"
+            + " slot " + fs + ", which holds no file; `wcfs check` lists the cache contents");
+      }
+      CachedFile f = seq >= seqCount ? null : byFileSlot[fs];
       long b = CacheLayout.locationBlock(loc);
       if (f == null || b * blockSize >= f.size) {
         dropped.add(s);
@@ -1516,6 +1534,16 @@ public final class WriteCache implements AutoCloseable {
         throw new CacheFormatException("entry seq " + seq + " out of range at slot " + s);
       }
       order[live++] = seq << SLOT_BITS | s;
+    }
+    for (CachedFile f : files.values()) {
+      if (f.backingLonger) {
+        finishTruncate(f);
+      }
+    }
+    for (int i = 0; i < uncommittedVersions.size(); i++) {
+      int fv = uncommittedVersions.get(i);
+      layout.storeFileVersionFree(fv / 2, fv % 2);
+      layout.flushFileVersion(fv / 2, fv % 2);
     }
     for (int i = 0; i < dropped.size(); i++) {
       layout.storeEntryFree(dropped.get(i));
@@ -1576,14 +1604,16 @@ public final class WriteCache implements AutoCloseable {
     f.fileSlot = fs;
     f.version = version;
     f.versionSeq = v.seq();
-    if (st.size() > v.size()) {
-      // A truncate committed before the crash; finish it before anyone reads the old tail.
-      try (BackingStore.BackingFile file = backing.open(v.path())) {
-        file.truncate(v.size());
-        file.sync();
-      }
-    }
+    f.backingLonger = st.size() > v.size();
     return f;
+  }
+
+  /** A truncate committed before the crash: finish it before anyone reads the old tail. */
+  private void finishTruncate(CachedFile f) throws IOException {
+    try (BackingStore.BackingFile file = backing.open(f.path)) {
+      file.truncate(f.size);
+      file.sync();
+    }
   }
 
   // =============================================================================================

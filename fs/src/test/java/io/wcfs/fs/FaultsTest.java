@@ -168,19 +168,37 @@ class FaultsTest {
       w.kill9(); // committed data stays in the cache only
     }
     Files.writeString(backing.resolve("f"), "backing version");
-    try (RandomAccessFile c = new RandomAccessFile(cacheDir.resolve("wcfs.cache").toFile(),
-        "rw")) {
-      c.seek(16); // n_blocks in the superblock
-      c.write(0x7f);
+    Path cache = cacheDir.resolve("wcfs.cache");
+    byte[] good = Files.readAllBytes(cache);
+    java.nio.ByteBuffer sb = java.nio.ByteBuffer.wrap(good).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    int fileTable = (int) sb.getLong(40);
+    int entries = (int) sb.getLong(48);
+    int usedEntry = entries;
+    while (sb.getLong(usedEntry + 8) == -1) {
+      usedEntry += 16;
     }
-    WcfsProcess.Result r = WcfsProcess.run(60, "mount", cacheDir.toString(), backing.toString(),
-        mnt.toString());
-    assertNotEquals(0, r.exitCode());
-    assertTrue(r.err().contains("checksum"), r.all());
-    WcfsProcess.Result check = WcfsProcess.run(60, "check", cacheDir.toString());
-    assertNotEquals(0, check.exitCode());
-    assertTrue(check.out().contains("checksum"), check.all());
-    assertEquals("backing version", Files.readString(backing.resolve("f")));
-    assertTrue(!Mounts.isWcfs(mnt.toRealPath()));
+    int usedVersion = fileTable;
+    while (sb.getLong(usedVersion) == -1) {
+      usedVersion += 256;
+    }
+    // Each corruption alone: superblock field, entry location, file-table path length.
+    String[][] cases = {{"16", "0x7f", "checksum"},
+        {Integer.toString(usedEntry + 5), "0x70", "names file slot"},
+        {Integer.toString(usedVersion + 33), "0x7f", "invalid path length"}};
+    for (String[] c : cases) {
+      byte[] bad = good.clone();
+      bad[Integer.parseInt(c[0])] = (byte) Integer.decode(c[1]).intValue();
+      Files.write(cache, bad);
+      WcfsProcess.Result r = WcfsProcess.run(60, "mount", cacheDir.toString(),
+          backing.toString(), mnt.toString());
+      assertNotEquals(0, r.exitCode(), c[2] + ": " + r.all());
+      assertTrue(r.err().contains(c[2]), c[2] + ": " + r.all());
+      WcfsProcess.Result check = WcfsProcess.run(60, "check", cacheDir.toString());
+      assertNotEquals(0, check.exitCode(), c[2] + ": " + check.all());
+      assertTrue(check.out().contains(c[2]), c[2] + ": " + check.all());
+      assertEquals("backing version", Files.readString(backing.resolve("f")));
+      assertTrue(!Mounts.isWcfs(mnt.toRealPath()));
+      assertArrayEquals(bad, Files.readAllBytes(cache), "a refused cache is left as it was");
+    }
   }
 }
