@@ -115,7 +115,8 @@ final class Daemon {
       opts.add("default_permissions"); // the kernel checks modes for every user
     }
     opts.addAll(spec.fuseOptions());
-    return new String[] {"-o", String.join(",", opts)};
+    return spec.singleThreaded() ? new String[] {"-s", "-o", String.join(",", opts)}
+        : new String[] {"-o", String.join(",", opts)};
   }
 
   private static void announceWhenMounted(MountSpec spec, WriteCache cache, PrintStream ready,

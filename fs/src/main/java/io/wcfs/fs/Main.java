@@ -180,6 +180,10 @@ public final class Main {
     @Option(names = {"-f", "--foreground"}, description = "Stay attached; log to stderr.")
     boolean foreground;
 
+    @Option(names = "--single-threaded", description = "Serve FUSE requests on one thread:"
+        + " faster for many concurrent fsyncs, slower for concurrent reads from disk.")
+    boolean singleThreaded;
+
     @Option(names = "--ready-fd-stdout", hidden = true)
     boolean readyOnStdout;
 
@@ -281,7 +285,8 @@ public final class Main {
           || !Files.isWritable(cacheReal.getParent()))) {
         log = RuntimeDir.dir().resolve("wcfs-" + mp.getFileName() + ".log");
       }
-      return new MountSpec(cacheReal, back, mp, config, strategy, size, opts, allowOther, log);
+      return new MountSpec(cacheReal, back, mp, config, strategy, size, opts, allowOther,
+          singleThreaded, log);
     }
 
     private static void checkLibfuse() {
@@ -325,6 +330,9 @@ public final class Main {
           "--max-age", "" + engine.maxAge, "--flush-strategy", engine.flushStrategy));
       if (engine.cleaner) {
         cmd.add("--cleaner");
+      }
+      if (singleThreaded) {
+        cmd.add("--single-threaded");
       }
       for (String o : fuseOptions) {
         cmd.add("-o");
