@@ -64,8 +64,11 @@ public final class LibC {
     @IgnoreError
     int posix_fallocate(int fd, @off_t long offset, @off_t long len);
 
+    // addr as a Pointer: jnr-ffi's all-primitive path for this six-argument call passed a
+    // garbage offset (glibc answered EINVAL before the syscall); found by PersistentMemoryTest.
     @SaveError
-    long mmap(long addr, @size_t long length, int prot, int flags, int fd, @off_t long offset);
+    jnr.ffi.Pointer mmap(jnr.ffi.Pointer addr, @size_t long length, int prot, int flags, int fd,
+        @off_t long offset);
 
     @SaveError
     int munmap(long addr, @size_t long length);
@@ -210,11 +213,11 @@ public final class LibC {
   }
 
   public static long mmapShared(int fd, long length) throws NativeIOException {
-    long addr = API.mmap(0, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (addr == -1) {
+    jnr.ffi.Pointer p = API.mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == null || p.address() == -1) {
       throw error("mmap");
     }
-    return addr;
+    return p.address();
   }
 
   public static void munmap(long address, long length) throws NativeIOException {
