@@ -97,15 +97,6 @@ final class LongIntMap {
     return old;
   }
 
-  /** Calls {@code action} for each pair; the map must not change meanwhile. */
-  void forEach(LongIntConsumer action) {
-    for (int i = 0; i < keys.length; i++) {
-      if (keys[i] != EMPTY) {
-        action.accept(keys[i], values[i]);
-      }
-    }
-  }
-
   long[] keysSorted() {
     long[] out = new long[size];
     int n = 0;
@@ -135,9 +126,5 @@ final class LongIntMap {
         put(oldKeys[i], oldValues[i]);
       }
     }
-  }
-
-  interface LongIntConsumer {
-    void accept(long key, int value);
   }
 }

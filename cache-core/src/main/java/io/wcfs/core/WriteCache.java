@@ -173,9 +173,6 @@ public final class WriteCache implements AutoCloseable {
     return cache;
   }
 
-  long committedSeq() {
-    return committedSeq;
-  }
 
   /** Formats {@code mem} for {@code backing} (a zero-filled or fresh file) and opens it. */
   public static WriteCache format(CacheMemory mem, BackingStore backing, CacheConfig config)
@@ -456,9 +453,14 @@ public final class WriteCache implements AutoCloseable {
     }
   }
 
-  /** Copy, then assign the entry, for every block; then the file's size and mtime. */
+  /**
+   * Copy, then assign the entry, for every block; then the file's size and mtime. All of it
+   * belongs to the open epoch (the caller holds epochLock shared), so the commit that follows
+   * flushes data, entries and file version before it stores seq_count.
+   */
   private void storeBlocks(CachedFile f, long offset, long src, long length, long first,
       int count, int[] reserved, long headFill, long tailFill) throws IOException {
+    int[] replaced = new int[reserved.length]; // old slot per reserved slot, or -1
     int next = 0;
     long end = offset + length;
     long epoch = openEpoch;
@@ -474,10 +476,13 @@ public final class WriteCache implements AutoCloseable {
           writeHitsUncommitted.increment();
           continue;
         }
-        int slot = reserved[next++];
+        int slot = reserved[next];
+        replaced[next++] = old;
         long data = layout.dataOffset(slot);
         if (to - from < blockSize) {
           if (old >= 0) {
+            // Staged through the first half of the scratch buffer; the head block's disk
+            // fill lives there too, but the head is always the first block stored.
             mem.copyWithin(layout.dataOffset(old), data, blockSize, scratch.get().address());
           } else {
             mem.copyIn(data, b == first ? headFill : tailFill, blockSize);
@@ -486,13 +491,16 @@ public final class WriteCache implements AutoCloseable {
         mem.copyIn(data + (from - start), src + (from - offset), to - from);
         layout.storeEntry(slot, CacheLayout.location(f.fileSlot, b), epoch);
         f.blocks.put(b, slot);
-        synchronized (index) {
+      }
+      synchronized (index) { // once per chunk, not per block: this is the write hot path
+        for (int k = 0; k < next; k++) {
+          int slot = reserved[k];
           state[slot] = UNCOMMITTED;
           lruAppend(slot);
           dirtyCount++;
           noteUncommitted(slot);
-          if (old >= 0) {
-            supersede(old);
+          if (replaced[k] >= 0) {
+            supersede(replaced[k]);
             writeHitsCommitted.increment();
           } else {
             writesAllocated.increment();

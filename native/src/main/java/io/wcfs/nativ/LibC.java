@@ -56,9 +56,6 @@ public final class LibC {
     int fsync(int fd);
 
     @SaveError
-    int fdatasync(int fd);
-
-    @SaveError
     int ftruncate(int fd, @off_t long length);
 
     @IgnoreError
@@ -126,9 +123,6 @@ public final class LibC {
     int access(String path, int mode);
 
     @IgnoreError
-    int getpid();
-
-    @IgnoreError
     int geteuid();
   }
 
@@ -189,12 +183,6 @@ public final class LibC {
   public static void fsync(int fd) throws NativeIOException {
     if (API.fsync(fd) != 0) {
       throw error("fsync");
-    }
-  }
-
-  public static void fdatasync(int fd) throws NativeIOException {
-    if (API.fdatasync(fd) != 0) {
-      throw error("fdatasync");
     }
   }
 
@@ -331,10 +319,6 @@ public final class LibC {
 
   public static String strerror(int errno) {
     return API.strerror(errno);
-  }
-
-  public static int getpid() {
-    return API.getpid();
   }
 
   public static int geteuid() {

@@ -51,10 +51,6 @@ public final class NativeBuffer implements AutoCloseable {
     IO.setMemory(address, length, (byte) 0);
   }
 
-  public static void copy(long from, long to, long length) {
-    IO.copyMemory(from, to, length);
-  }
-
   public static void putBytes(long address, byte[] src, int srcOffset, int length) {
     IO.putByteArray(address, src, srcOffset, length);
   }

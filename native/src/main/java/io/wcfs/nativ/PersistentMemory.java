@@ -16,7 +16,7 @@ import org.slf4j.LoggerFactory;
  *
  * <p>The mapping comes from libpmem when it loads, else from a plain {@code mmap} whose flush is
  * {@code msync} (the fallback). Data-path methods take native addresses so FUSE buffers are copied
- * straight into and out of the mapping; the {@code byte[]} variants exist for tests and headers.
+ * straight into and out of the mapping.
  *
  * <p>Thread safety: stores to disjoint ranges may run concurrently; callers order the rest.
  */
@@ -169,10 +169,6 @@ public final class PersistentMemory implements AutoCloseable {
     return strategy;
   }
 
-  public boolean durabilitySimulated() {
-    return simulated;
-  }
-
   /** pmem_memcpy: copies {@code length} bytes from native memory at {@code src} into the cache. */
   public void memcpy(long offset, long src, long length) {
     check(offset, length);
@@ -180,15 +176,6 @@ public final class PersistentMemory implements AutoCloseable {
       LibPmem.memcpy(base + offset, src, length, copyFlags);
     } else {
       IO.copyMemory(src, base + offset, length);
-    }
-  }
-
-  /** pmem_memcpy from the Java heap (tests, headers). */
-  public void memcpy(long offset, byte[] src, int srcOffset, int length) {
-    check(offset, length);
-    IO.putByteArray(base + offset, src, srcOffset, length);
-    if (strategy == FlushStrategy.EAGER) {
-      LibPmem.flush(base + offset, length); // what a non-temporal copy would have done
     }
   }
 
