@@ -35,8 +35,10 @@ import org.slf4j.LoggerFactory;
  * <h2>Locks</h2>
  *
  * Order: {@code namespaceLock} -> {@link CachedFile#lock} -> {@code commitLock} -> {@code
- * epochLock} -> {@code index} (monitor). No lock but a file's own is held across backing I/O, so
- * a slow backing disk stalls only users of the file being written back.
+ * epochLock} -> {@code index} (monitor); {@link CachedFile#io} is taken after the file's lock
+ * and only the file's monitor (its open backing file) is taken under it. No lock but a file's own is held across backing I/O, and
+ * writeback's copies hold only {@code io}: a slow backing disk stalls neither commits nor the
+ * writers of the file being written back.
  */
 public final class WriteCache implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(WriteCache.class);
@@ -120,6 +122,8 @@ public final class WriteCache implements AutoCloseable {
   private final LongAdder writebackErrors = new LongAdder();
   private volatile String lastWritebackError;
   private volatile int writebackInFlight;
+  /** Needs index. Writeback is waiting for blocks to commit (commits then wake it). */
+  private boolean writebackWantsCommitted;
   private final long[] commitLatencies = new long[4096];
   private long commitLatencyCount;
   private long commitLatencyMax;
@@ -197,6 +201,13 @@ public final class WriteCache implements AutoCloseable {
   static final class CachedFile {
     final long ino;
     final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
+    /**
+     * Serializes changes to the backing file's data and size (writeback, write-through,
+     * truncate). Taken after lock, never before it. Writeback holds io, not lock, while it
+     * copies to the disk, so writers to a file being written back do not wait for the disk;
+     * committed slots are never overwritten in place, so the data it copies cannot change.
+     */
+    final ReentrantLock io = new ReentrantLock();
     /** Block index -> slot of the newest version. Guarded by lock (read for lookups). */
     final LongIntMap blocks = new LongIntMap();
     /** Path relative to the backing root, as recorded in the file table; null once unknown. */
@@ -389,7 +400,12 @@ public final class WriteCache implements AutoCloseable {
   }
 
   private void writeThrough(CachedFile f, long offset, long src, long length) throws IOException {
-    backingFile(f).write(offset, src, length);
+    f.io.lock();
+    try {
+      backingFile(f).write(offset, src, length);
+    } finally {
+      f.io.unlock();
+    }
     writes.add((length + blockSize - 1) / blockSize);
     if (offset + length > f.size) {
       f.size = offset + length;
@@ -741,7 +757,12 @@ public final class WriteCache implements AutoCloseable {
         oldestDirtyAgeNanos(System.nanoTime()); // prunes commitTimes
         flushes.increment();
         recordLatency(System.nanoTime() - startNanos);
-        index.notifyAll();
+        // Wake writeback only when it waits for committed blocks: a wakeup per fsync costs
+        // a context switch, which on a 2-core machine is more than the commit itself.
+        if (writebackWantsCommitted
+            || (nBlocks - freeCount) * 100 > (long) config.highWatermark() * nBlocks) {
+          index.notifyAll();
+        }
       }
     } catch (IOException | RuntimeException e) {
       throw fail(e);
@@ -778,7 +799,9 @@ public final class WriteCache implements AutoCloseable {
       for (int i = 0; i < fileFrees.size(); i++) {
         pushFreeFileSlot(fileFrees.get(i));
       }
-      index.notifyAll();
+      if (!frees.isEmpty() || !fileFrees.isEmpty()) {
+        index.notifyAll(); // writers waiting for free slots
+      }
     }
   }
 
@@ -878,11 +901,16 @@ public final class WriteCache implements AutoCloseable {
         f.mtimeNanos = now();
       }
       BackingStore.BackingFile file = backingFile(f);
-      file.truncate(size);
-      if (shrinking) {
-        // Durable before any later write can extend the file again: after a crash the
-        // recovered file must not show the old bytes where the cut left a hole.
-        file.sync();
+      f.io.lock(); // after a writeback copy that took the old size
+      try {
+        file.truncate(size);
+        if (shrinking) {
+          // Durable before any later write can extend the file again: after a crash the
+          // recovered file must not show the old bytes where the cut left a hole.
+          file.sync();
+        }
+      } finally {
+        f.io.unlock();
       }
     } finally {
       f.lock.writeLock().unlock();
@@ -1049,15 +1077,30 @@ public final class WriteCache implements AutoCloseable {
       for (int i = 0; i < keys.length; i++) {
         slots[i] = f.blocks.get(keys[i]);
       }
-      copyToBacking(f, keys, slots);
+      copyToBacking(f, keys, slots, f.size, f.mtimeNanos);
       freeWrittenBack(f, keys, slots);
     } finally {
       f.lock.writeLock().unlock();
     }
   }
 
-  /** Writes blocks to the backing file in contiguous runs, then fsyncs it with size and mtime. */
-  private void copyToBacking(CachedFile f, long[] blockIdx, int[] slots) throws IOException {
+  /**
+   * Writes blocks to the backing file in contiguous runs, then fsyncs it with the file's size
+   * and mtime as of when the blocks were taken. Takes f.io.
+   */
+  private void copyToBacking(CachedFile f, long[] blockIdx, int[] slots, long size, long mtime)
+      throws IOException {
+    f.io.lock();
+    try {
+      copyLocked(f, blockIdx, slots, size, mtime);
+    } finally {
+      f.io.unlock();
+    }
+    warnIfReplaced(f);
+  }
+
+  private void copyLocked(CachedFile f, long[] blockIdx, int[] slots, long size, long mtime)
+      throws IOException {
     BackingStore.BackingFile file = backingFile(f);
     int jobs = config.writebackJobs();
     try (NativeBuffer buf = new NativeBuffer((long) Math.min(jobs, Math.max(1, slots.length))
@@ -1070,7 +1113,7 @@ public final class WriteCache implements AutoCloseable {
           j++;
         }
         long start = blockIdx[i] * blockSize;
-        long len = Math.min((long) (j - i + 1) * blockSize, f.size - start);
+        long len = Math.min((long) (j - i + 1) * blockSize, size - start);
         if (len > 0) {
           for (int k = i; k <= j; k++) {
             mem.copyOut(layout.dataOffset(slots[k]), buf.address() + (long) (k - i) * blockSize,
@@ -1081,12 +1124,11 @@ public final class WriteCache implements AutoCloseable {
         i = j + 1;
       }
     }
-    if (file.size() != f.size) {
-      file.truncate(f.size);
+    if (file.size() != size) {
+      file.truncate(size);
     }
-    file.setMtime(f.mtimeNanos);
+    file.setMtime(mtime);
     file.sync();
-    warnIfReplaced(f);
   }
 
   /**
@@ -1259,6 +1301,7 @@ public final class WriteCache implements AutoCloseable {
         boolean backingOff = now < writebackBackoffUntil;
         boolean want = (draining || writebackActive || blockedWriters > 0 || aged) && !backingOff
             && error == null;
+        writebackWantsCommitted = want;
         if (want) {
           collectBatch(groupFiles, groupSlots);
           if (!groupFiles.isEmpty()) {
@@ -1342,7 +1385,8 @@ public final class WriteCache implements AutoCloseable {
       blockIdx[i] = CacheLayout.locationBlock(layout.entryLocation(slots[i]));
     }
     sortByBlock(blockIdx, slots);
-    boolean vanished = false;
+    long size;
+    long mtime;
     f.lock.readLock().lock();
     try {
       // Blocks replaced or dropped since the batch was taken are not written.
@@ -1358,11 +1402,21 @@ public final class WriteCache implements AutoCloseable {
       if (n == 0 || f.path == null) {
         return;
       }
-      copyToBacking(f, blockIdx, slots);
+      size = f.size;
+      mtime = f.mtimeNanos;
+      // io before lock is released: a truncate, write-through or writeBackFile that follows
+      // this snapshot waits for our copy instead of racing it with newer bytes.
+      f.io.lock();
+    } finally {
+      f.lock.readLock().unlock();
+    }
+    boolean vanished = false;
+    try {
+      copyToBacking(f, blockIdx, slots, size, mtime);
     } catch (java.nio.file.NoSuchFileException e) {
       vanished = true;
     } finally {
-      f.lock.readLock().unlock();
+      f.io.unlock();
     }
     if (vanished) {
       // Deleted behind wcfs's back before it had the file open: there is nowhere to write
@@ -1584,7 +1638,7 @@ public final class WriteCache implements AutoCloseable {
       if (f.blocks.size() == 0) {
         f.lock.writeLock().lock();
         try {
-          copyToBacking(f, new long[0], new int[0]);
+          copyToBacking(f, new long[0], new int[0], f.size, f.mtimeNanos);
           freeWrittenBack(f, new long[0], new int[0]);
         } catch (IOException e) {
           LOG.warn("{}: could not apply the recorded size {} yet ({}); kept in the cache", f.path,

@@ -144,4 +144,57 @@ class ConcurrencyStressTest {
     assertEquals(0, cache.stats().dirtyBlocks());
     cache.close();
   }
+
+  @Test
+  @DisplayName("writes and truncates while writeback copies the same file: backing matches")
+  void truncatesRaceWriteback() throws Exception {
+    // Writeback copies without the file's lock; a truncate (or a newer write) landing between
+    // its snapshot and its pwrite must still win on disk.
+    Path root = Files.createDirectories(tmp.resolve("t"));
+    Files.write(root.resolve("f"), new byte[0]);
+    FailingBackingStore store = new FailingBackingStore(root);
+    store.slowWriteMillis = 1;
+    CrashingMemory mem = CacheFixture.memoryFor(64, BS);
+    CacheLayout.format(mem, BS, store.identity());
+    WriteCache cache = WriteCache.open(mem, store, CacheConfig.DEFAULTS.withBlockSize(BS)
+        .withWritebackJobs(4).withWatermarks(10, 0).withAutocommit(8, 1));
+    int max = 40 * BS;
+    byte[] model = new byte[max];
+    int size = 0;
+    Random rnd = new Random(7);
+    try (NativeBuffer nb = new NativeBuffer(max)) {
+      WriteCache.OpenFile h = cache.open("f");
+      for (int i = 0; i < 6000; i++) {
+        if (rnd.nextInt(8) == 0) {
+          int newSize = rnd.nextInt(max);
+          if (newSize > size) {
+            java.util.Arrays.fill(model, size, newSize, (byte) 0);
+          }
+          size = newSize;
+          cache.truncate(h, size);
+        } else {
+          int off = rnd.nextInt(max - 1);
+          int len = 1 + rnd.nextInt(Math.min(3 * BS, max - off));
+          if (off > size) {
+            java.util.Arrays.fill(model, size, off, (byte) 0);
+          }
+          for (int k = 0; k < len; k++) {
+            model[off + k] = (byte) (i * 13 + k);
+          }
+          nb.put(0, model, off, len);
+          cache.write(h, off, nb.address(), len);
+          size = Math.max(size, off + len);
+        }
+        if (rnd.nextInt(4) == 0) {
+          cache.commit();
+        }
+      }
+      cache.close(h);
+    }
+    cache.flush(60_000);
+    byte[] expected = java.util.Arrays.copyOf(model, size);
+    assertArrayEquals(expected, CacheFixture.read(cache, "f"), "via cache");
+    assertArrayEquals(expected, Files.readAllBytes(root.resolve("f")), "backing file");
+    cache.close();
+  }
 }

@@ -3,11 +3,15 @@ package io.wcfs.core;
 import java.io.IOException;
 import java.nio.file.Path;
 
-/** A real directory whose file writes and fsyncs fail (EIO-like) while {@link #failing} is set. */
+/**
+ * A real directory whose file writes and fsyncs fail (EIO-like) while {@link #failing} is set,
+ * and whose writes take {@link #slowWriteMillis} longer (a slow disk widens race windows).
+ */
 final class FailingBackingStore implements BackingStore {
   private final DirectoryBackingStore real;
   volatile boolean failing;
   volatile int failures;
+  volatile int slowWriteMillis;
 
   FailingBackingStore(Path root) throws IOException {
     real = new DirectoryBackingStore(root);
@@ -37,6 +41,13 @@ final class FailingBackingStore implements BackingStore {
       @Override
       public void write(long position, long srcAddress, long length) throws IOException {
         maybeFail("write");
+        if (slowWriteMillis > 0) {
+          try {
+            Thread.sleep(slowWriteMillis);
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+          }
+        }
         f.write(position, srcAddress, length);
       }
 

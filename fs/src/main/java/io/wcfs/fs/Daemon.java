@@ -69,7 +69,10 @@ final class Daemon {
       shuttingDown = true;
       LOG.info("signal received: unmounting {} and writing back", spec.mountpoint());
       try {
-        drained.await(10, TimeUnit.MINUTES); // jnr-fuse's own hook runs fusermount -u
+        Mounts.fusermountUnmount(spec.mountpoint(), true); // the FUSE loop then ends
+        drained.await(10, TimeUnit.MINUTES);
+      } catch (IOException e) {
+        LOG.error("could not unmount {}: {}", spec.mountpoint(), e.getMessage());
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
       }
@@ -81,10 +84,7 @@ final class Daemon {
     watcher.setDaemon(true);
     watcher.start();
     try {
-      fs.mount(spec.mountpoint(), true, false, fuseArgs(spec));
-    } catch (RuntimeException e) {
-      throw new IOException("FUSE mount of " + spec.mountpoint() + " failed: " + e.getMessage()
-          + " (the log has libfuse's reason)", e);
+      FuseLoop.serve(fs.operations(), spec.mountpoint(), fuseArgs(spec), spec.threads());
     } finally {
       watcher.interrupt();
       if (control[0] != null) {
@@ -108,15 +108,14 @@ final class Daemon {
     }
   }
 
-  static String[] fuseArgs(MountSpec spec) {
+  static List<String> fuseArgs(MountSpec spec) {
     List<String> opts = new ArrayList<>(List.of("big_writes", "max_write=131072", "fsname=wcfs",
         "subtype=wcfs", "use_ino"));
     if (spec.allowOther()) {
       opts.add("default_permissions"); // the kernel checks modes for every user
     }
     opts.addAll(spec.fuseOptions());
-    return spec.singleThreaded() ? new String[] {"-s", "-o", String.join(",", opts)}
-        : new String[] {"-o", String.join(",", opts)};
+    return List.of("-o", String.join(",", opts));
   }
 
   private static void announceWhenMounted(MountSpec spec, WriteCache cache, PrintStream ready,

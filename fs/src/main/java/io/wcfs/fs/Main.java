@@ -180,9 +180,9 @@ public final class Main {
     @Option(names = {"-f", "--foreground"}, description = "Stay attached; log to stderr.")
     boolean foreground;
 
-    @Option(names = "--single-threaded", description = "Serve FUSE requests on one thread:"
-        + " faster for many concurrent fsyncs, slower for concurrent reads from disk.")
-    boolean singleThreaded;
+    @Option(names = "--threads", paramLabel = "N", description = "Threads serving FUSE"
+        + " requests (default: ${DEFAULT-VALUE}); concurrent reads from disk want several.")
+    int threads = 8;
 
     @Option(names = "--ready-fd-stdout", hidden = true)
     boolean readyOnStdout;
@@ -208,6 +208,9 @@ public final class Main {
 
     /** Every check that can fail before anything is touched, one sentence each. */
     MountSpec validate() throws IOException {
+      if (threads < 1 || threads > 64) {
+        throw new UsageException("--threads " + threads + " is out of range: give 1 to 64");
+      }
       if (!Files.exists(Path.of("/dev/fuse"))) {
         throw new UsageException("/dev/fuse is missing: load the fuse module (modprobe fuse)"
             + " or, in a container, pass --device /dev/fuse");
@@ -286,7 +289,7 @@ public final class Main {
         log = RuntimeDir.dir().resolve("wcfs-" + mp.getFileName() + ".log");
       }
       return new MountSpec(cacheReal, back, mp, config, strategy, size, opts, allowOther,
-          singleThreaded, log);
+          threads, log);
     }
 
     private static void checkLibfuse() {
@@ -331,9 +334,7 @@ public final class Main {
       if (engine.cleaner) {
         cmd.add("--cleaner");
       }
-      if (singleThreaded) {
-        cmd.add("--single-threaded");
-      }
+      cmd.addAll(List.of("--threads", "" + threads));
       for (String o : fuseOptions) {
         cmd.add("-o");
         cmd.add(o);

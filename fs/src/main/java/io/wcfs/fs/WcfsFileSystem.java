@@ -64,6 +64,11 @@ final class WcfsFileSystem extends FuseStubFS {
     this.root = backingRoot;
   }
 
+  /** The fuse_operations table jnr-fuse filled in, for {@link FuseLoop}. */
+  Struct operations() {
+    return fuseOperations;
+  }
+
   @Override
   protected String getFSName() {
     return "wcfs";

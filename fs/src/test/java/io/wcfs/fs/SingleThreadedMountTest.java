@@ -1,9 +1,9 @@
 package io.wcfs.fs;
 
-/** The concurrency test again, with FUSE requests served on one thread (--single-threaded). */
+/** The concurrency test again, with FUSE requests served on one thread (--threads 1). */
 class SingleThreadedMountTest extends ConcurrentMountTest {
   @Override
   String[] mountOptions() {
-    return new String[] {"--cache-size", "4M", "--single-threaded"};
+    return new String[] {"--cache-size", "4M", "--threads", "1"};
   }
 }
