@@ -173,32 +173,46 @@ run_pg() { # setup
 }
 
 # ---- writeback drain and mount of a full cache (wcfs only) ------------------------------------
+# Both timed writes start from the same state: source data in tmpfs, page cache dropped. On a
+# VM whose host reclaims free guest memory, whichever run allocates fresh page-cache pages
+# pays for it, so the plain write is timed before and after the drain and the faster counts.
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+plain_write() {
+  drop_caches
+  local t0 t1; t0=$(date +%s.%N)
+  dd if="$cache/rand.bin" of="$work/backing/plain.bin" bs=1M conv=fsync status=none
+  t1=$(date +%s.%N)
+  rm -f "$work/backing/plain.bin"
+  python3 -c "print(round(1073.741824/($t1-$t0)))"
+}
 run_drain() {
   "$here/wcfs" umount "$work/wcfs" >/dev/null
   rm -rf "$cache"/*
+  dd if=/dev/urandom of="$cache/rand.bin" bs=1M count=1024 status=none
+  local plain1 plain2
+  plain1=$(plain_write)
   "$here/wcfs" mount --cache-size 1400M --high-watermark 100 --low-watermark 100 \
-    "$cache" "$work/backing" "$work/wcfs" >/dev/null
-  dd if=/dev/urandom of="$work/rand.bin" bs=1M count=1024 status=none
-  dd if="$work/rand.bin" of="$work/wcfs/drain.bin" bs=1M conv=fsync status=none
+    "$cache/c" "$work/backing" "$work/wcfs" >/dev/null
+  dd if="$cache/rand.bin" of="$work/wcfs/drain.bin" bs=1M conv=fsync status=none
   local t0 t1 pid
   # Mount of a full cache: kill the daemon, time a remount (recovery of 262144 blocks).
   pid=$("$here/wcfs" status --json "$work/wcfs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
   kill -9 "$pid"; sleep 0.5; fusermount -u -z "$work/wcfs"
   t0=$(date +%s.%N)
-  "$here/wcfs" mount "$cache" "$work/backing" "$work/wcfs" >/dev/null
+  "$here/wcfs" mount "$cache/c" "$work/backing" "$work/wcfs" >/dev/null
   t1=$(date +%s.%N)
   record wcfs mount_full_1GiB_cache_s "$(python3 -c "print(round($t1-$t0,2))")"
-  t0=$(date +%s.%N)
-  "$here/wcfs" flush "$work/wcfs" >/dev/null
-  t1=$(date +%s.%N)
-  record wcfs writeback_drain_MBps "$(python3 -c "print(round(1073.741824/($t1-$t0)))")"
-  cmp "$work/rand.bin" "$work/backing/drain.bin"
+  # The daemon times the drain itself (from the flush request until the cache is clean), so
+  # the flush client's JVM start-up is not counted against it.
+  drop_caches
+  local out
+  out=$("$here/wcfs" flush "$work/wcfs" 2>/dev/null)
+  record wcfs writeback_drain_MBps "$(echo "$out" | sed -n 's/.*, \([0-9]*\) MB\/s).*/\1/p')"
+  cmp "$cache/rand.bin" "$work/backing/drain.bin"
   rm -f "$work/wcfs/drain.bin"
-  t0=$(date +%s.%N)
-  dd if="$work/rand.bin" of="$work/backing/plain.bin" bs=1M conv=fsync status=none
-  t1=$(date +%s.%N)
-  record plain writeback_drain_MBps "$(python3 -c "print(round(1073.741824/($t1-$t0)))")"
-  rm -f "$work/backing/plain.bin" "$work/rand.bin"
+  plain2=$(plain_write)
+  record plain writeback_drain_MBps "$(( plain1 > plain2 ? plain1 : plain2 ))"
+  rm -f "$cache/rand.bin"
 }
 
 echo "== plain directory" >&2

@@ -14,6 +14,7 @@ import java.util.Map;
 
 /** {@link BackingStore} over a real directory: libc positional I/O, NIO for metadata. */
 public final class DirectoryBackingStore implements BackingStore {
+  private static final int EINVAL = 22;
   private final Path root;
 
   public DirectoryBackingStore(Path root) throws IOException {
@@ -84,8 +85,12 @@ public final class DirectoryBackingStore implements BackingStore {
   }
 
   private static final class FdFile implements BackingFile {
+    /** O_DIRECT wants position, length and memory aligned to the device's logical block. */
+    private static final long DIRECT_ALIGN = 4096;
     private final int fd;
     private final Path path;
+    /** A second descriptor with O_DIRECT for writeback; -2 until tried, -1 if unsupported. */
+    private int directFd = -2;
 
     FdFile(int fd, Path path) {
       this.fd = fd;
@@ -100,6 +105,42 @@ public final class DirectoryBackingStore implements BackingStore {
     @Override
     public void write(long position, long srcAddress, long length) throws IOException {
       LibC.pwrite(fd, srcAddress, length, position);
+    }
+
+    @Override
+    public void writeBlocks(long position, long srcAddress, long length) throws IOException {
+      if (((position | srcAddress | length) & (DIRECT_ALIGN - 1)) == 0 && directFd() >= 0) {
+        try {
+          LibC.pwrite(directFd, srcAddress, length, position);
+          return;
+        } catch (NativeIOException e) {
+          if (e.errno() != EINVAL) {
+            throw e;
+          }
+          closeDirect(); // this filesystem refuses the alignment after all: buffered from now
+        }
+      }
+      write(position, srcAddress, length);
+    }
+
+    /** Reopens this very file (even if renamed or unlinked since) through /proc/self/fd. */
+    private synchronized int directFd() {
+      if (directFd == -2) {
+        try {
+          directFd = LibC.open("/proc/self/fd/" + fd, LibC.O_WRONLY | LibC.O_DIRECT
+              | LibC.O_CLOEXEC, 0);
+        } catch (NativeIOException e) {
+          directFd = -1; // EINVAL: no O_DIRECT here (older tmpfs, some FUSE filesystems)
+        }
+      }
+      return directFd;
+    }
+
+    private synchronized void closeDirect() throws IOException {
+      if (directFd >= 0) {
+        LibC.close(directFd);
+      }
+      directFd = -1;
     }
 
     @Override
@@ -129,6 +170,7 @@ public final class DirectoryBackingStore implements BackingStore {
 
     @Override
     public void close() throws IOException {
+      closeDirect();
       LibC.close(fd);
     }
   }

@@ -1,5 +1,6 @@
 package io.wcfs.fs;
 
+import io.wcfs.core.CacheStats;
 import io.wcfs.core.WriteCache;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -97,10 +98,15 @@ final class ControlServer implements AutoCloseable {
     progress.setDaemon(true);
     progress.start();
     try {
+      CacheStats before = cache.stats();
+      long start = System.nanoTime();
       cache.flush(Long.MAX_VALUE / 2_000_000);
+      long nanos = System.nanoTime() - start;
       progress.interrupt();
       progress.join();
-      send(out, "done\n");
+      long bytes = (cache.stats().writtenBackBlocks() - before.writtenBackBlocks())
+          * before.blockSize();
+      send(out, "done " + bytes + " " + nanos + "\n");
     } catch (IOException e) {
       progress.interrupt();
       send(out, "error " + e.getMessage() + "\n");

@@ -84,7 +84,8 @@ final class Daemon {
     watcher.setDaemon(true);
     watcher.start();
     try {
-      FuseLoop.serve(fs.operations(), spec.mountpoint(), fuseArgs(spec), spec.threads());
+      FuseLoop.serve(fs.operations(), spec.mountpoint(), fuseArgs(spec), spec.threads(),
+          spec.spinMicros());
     } finally {
       watcher.interrupt();
       if (control[0] != null) {

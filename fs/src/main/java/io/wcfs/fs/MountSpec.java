@@ -8,4 +8,4 @@ import java.util.List;
 /** A validated mount request: real paths, engine config, FUSE options. */
 record MountSpec(Path cacheFile, Path backing, Path mountpoint, CacheConfig config,
     FlushStrategy strategy, long cacheSize, List<String> fuseOptions, boolean allowOther,
-    int threads, Path logFile) {}
+    int threads, int spinMicros, Path logFile) {}

@@ -85,6 +85,10 @@ final class WcfsFileSystem extends FuseStubFS {
 
   /** Runs an operation, mapping exceptions to -errno; nothing escapes into native code. */
   private int guard(String op, String path, IoCall call) {
+    switch (op) {
+      case "write", "fsync", "getattr", "release" -> { } // in memory: stay leader
+      default -> FuseLoop.handOff(); // may wait for the backing disk
+    }
     try {
       return call.run();
     } catch (NativeIOException e) {

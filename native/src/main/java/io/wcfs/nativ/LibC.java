@@ -24,13 +24,18 @@ public final class LibC {
   public static final int O_EXCL = 0200;
   public static final int O_TRUNC = 01000;
   public static final int O_CLOEXEC = 02000000;
+  /** Differs by architecture: arm64 swapped it with O_DIRECTORY. */
+  public static final int O_DIRECT =
+      System.getProperty("os.arch").equals("aarch64") ? 0200000 : 040000;
 
   public static final int PROT_READ = 1;
   public static final int PROT_WRITE = 2;
   public static final int MAP_SHARED = 1;
   public static final int MS_SYNC = 4;
 
+  public static final int EINTR = 4;
   public static final int EIO = 5;
+  public static final int EAGAIN = 11;
   public static final int ENOSPC = 28;
 
   /**
@@ -124,6 +129,16 @@ public final class LibC {
 
     @IgnoreError
     int geteuid();
+
+    @SaveError
+    @ssize_t
+    long read(int fd, long buf, @size_t long count);
+
+    @SaveError
+    int poll(long fds, long nfds, int timeoutMs);
+
+    @SaveError
+    int fcntl(int fd, int cmd, int arg);
   }
 
   private static final Api API = LibraryLoader.create(Api.class).failImmediately().load("c");
@@ -265,6 +280,28 @@ public final class LibC {
 
   public static int symlink(String target, String linkPath) {
     return rc(API.symlink(target, linkPath));
+  }
+
+  /** read(2): bytes read, or -errno (EAGAIN on an empty non-blocking descriptor). */
+  public static long read(int fd, long buf, long count) {
+    long n = API.read(fd, buf, count);
+    return n < 0 ? -RUNTIME.getLastError() : n;
+  }
+
+  /** Sleeps until {@code fd} is readable or {@code timeoutMs} passed (poll(2), POLLIN). */
+  public static void awaitReadable(int fd, int timeoutMs) {
+    try (NativeBuffer pfd = new NativeBuffer(8)) {
+      pfd.putLong(0, (long) fd | (1L << 32)); // struct pollfd {int fd; short events=POLLIN; ..}
+      API.poll(pfd.address(), 1, timeoutMs);
+    }
+  }
+
+  /** Sets O_NONBLOCK on {@code fd} (F_GETFL = 3, F_SETFL = 4). */
+  public static void setNonBlocking(int fd) throws NativeIOException {
+    int flags = API.fcntl(fd, 3, 0);
+    if (flags < 0 || API.fcntl(fd, 4, flags | 04000) < 0) {
+      throw error("fcntl O_NONBLOCK on fd " + fd);
+    }
   }
 
   /** readlink into {@code buf}, NUL-terminated as FUSE expects; 0 or -errno. */

@@ -18,12 +18,17 @@ public final class NativeBuffer implements AutoCloseable {
   private final Cleaner.Cleanable cleanable;
 
   public NativeBuffer(long size) {
+    this(size, 1);
+  }
+
+  /** A buffer whose address is a multiple of {@code alignment} (a power of two), for O_DIRECT. */
+  public NativeBuffer(long size, int alignment) {
     this.size = size;
-    long addr = IO.allocateMemory(Math.max(1, size), true);
+    long addr = IO.allocateMemory(Math.max(1, size) + alignment - 1, true);
     if (addr == 0) {
       throw new OutOfMemoryError("native allocation of " + size + " bytes failed");
     }
-    this.address = addr;
+    this.address = (addr + alignment - 1) & -(long) alignment;
     this.cleanable = CLEANER.register(this, () -> IO.freeMemory(addr));
   }
 
