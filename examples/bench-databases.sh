@@ -199,7 +199,8 @@ run_drain() {
   pid=$("$here/wcfs" status --json "$work/wcfs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])')
   kill -9 "$pid"; sleep 0.5; fusermount -u -z "$work/wcfs"
   t0=$(date +%s.%N)
-  "$here/wcfs" mount "$cache/c" "$work/backing" "$work/wcfs" >/dev/null
+  "$here/wcfs" mount --high-watermark 100 --low-watermark 100 "$cache/c" "$work/backing" \
+    "$work/wcfs" >/dev/null
   t1=$(date +%s.%N)
   record wcfs mount_full_1GiB_cache_s "$(python3 -c "print(round($t1-$t0,2))")"
   # The daemon times the drain itself (from the flush request until the cache is clean), so
