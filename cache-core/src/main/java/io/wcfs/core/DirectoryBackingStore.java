@@ -16,9 +16,16 @@ import java.util.Map;
 public final class DirectoryBackingStore implements BackingStore {
   private static final int EINVAL = 22;
   private final Path root;
+  /** Runs before every call that may wait for the disk (the FUSE loop hands on its leader). */
+  private final Runnable beforeIo;
 
   public DirectoryBackingStore(Path root) throws IOException {
+    this(root, () -> { });
+  }
+
+  public DirectoryBackingStore(Path root, Runnable beforeIo) throws IOException {
     this.root = root.toRealPath();
+    this.beforeIo = beforeIo;
   }
 
   public Path root() {
@@ -31,6 +38,7 @@ public final class DirectoryBackingStore implements BackingStore {
 
   @Override
   public Stat stat(String path) throws IOException {
+    beforeIo.run();
     Map<String, Object> a;
     try {
       a = Files.readAttributes(resolve(path), "unix:ino,size,lastModifiedTime,nlink,mode",
@@ -48,6 +56,7 @@ public final class DirectoryBackingStore implements BackingStore {
 
   @Override
   public BackingFile open(String path) throws IOException {
+    beforeIo.run();
     String abs = resolve(path).toString();
     int fd;
     try {
@@ -61,16 +70,18 @@ public final class DirectoryBackingStore implements BackingStore {
       }
       fd = LibC.open(abs, LibC.O_RDONLY, 0);
     }
-    return new FdFile(fd, resolve(path));
+    return new FdFile(fd, resolve(path), beforeIo);
   }
 
   @Override
   public void unlink(String path) throws IOException {
+    beforeIo.run();
     LibC.check(LibC.unlink(resolve(path).toString()), "unlink " + path);
   }
 
   @Override
   public void rename(String from, String to) throws IOException {
+    beforeIo.run();
     LibC.check(LibC.rename(resolve(from).toString(), resolve(to).toString()),
         "rename " + from + " to " + to);
   }
@@ -85,6 +96,7 @@ public final class DirectoryBackingStore implements BackingStore {
   }
 
   private static final class FdFile implements BackingFile {
+    private final Runnable beforeIo;
     /** O_DIRECT wants position, length and memory aligned to the device's logical block. */
     private static final long DIRECT_ALIGN = 4096;
     private final int fd;
@@ -92,23 +104,27 @@ public final class DirectoryBackingStore implements BackingStore {
     /** A second descriptor with O_DIRECT for writeback; -2 until tried, -1 if unsupported. */
     private int directFd = -2;
 
-    FdFile(int fd, Path path) {
+    FdFile(int fd, Path path, Runnable beforeIo) {
+      this.beforeIo = beforeIo;
       this.fd = fd;
       this.path = path;
     }
 
     @Override
     public long read(long position, long dstAddress, long length) throws IOException {
+      beforeIo.run();
       return LibC.pread(fd, dstAddress, length, position);
     }
 
     @Override
     public void write(long position, long srcAddress, long length) throws IOException {
+      beforeIo.run();
       LibC.pwrite(fd, srcAddress, length, position);
     }
 
     @Override
     public void writeBlocks(long position, long srcAddress, long length) throws IOException {
+      beforeIo.run();
       if (((position | srcAddress | length) & (DIRECT_ALIGN - 1)) == 0 && directFd() >= 0) {
         try {
           LibC.pwrite(directFd, srcAddress, length, position);
@@ -150,11 +166,13 @@ public final class DirectoryBackingStore implements BackingStore {
 
     @Override
     public void truncate(long size) throws IOException {
+      beforeIo.run();
       LibC.ftruncate(fd, size);
     }
 
     @Override
     public void sync() throws IOException {
+      beforeIo.run();
       LibC.fsync(fd);
     }
 

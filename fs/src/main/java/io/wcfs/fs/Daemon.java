@@ -41,7 +41,8 @@ final class Daemon {
       Files.writeString(ownerFile, "the wcfs mount at " + spec.mountpoint() + " (pid "
           + ProcessHandle.current().pid() + ")");
       try {
-        DirectoryBackingStore backing = new DirectoryBackingStore(spec.backing());
+        DirectoryBackingStore backing = new DirectoryBackingStore(spec.backing(),
+            FuseLoop::handOff);
         WriteCache cache = CacheSetup.open(spec.cacheFile(), backing, spec.config(),
             spec.strategy());
         serve(spec, cache, ready);

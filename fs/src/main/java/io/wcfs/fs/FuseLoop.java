@@ -75,6 +75,8 @@ final class FuseLoop {
 
   /** A request holding the leadership longer than this gives it up to another worker. */
   private static final long STALL_NANOS = 10_000_000;
+  /** The leader's current spin (see {@link #receive}); races between workers are harmless. */
+  private static volatile long spinBudget;
   /** One mount per process, so one leadership. */
   private static final Leadership LEAD = new Leadership();
 
@@ -88,6 +90,7 @@ final class FuseLoop {
   static void serve(Struct ops, Path mountpoint, List<String> args, int threads, int spinMicros)
       throws IOException {
     long spinNanos = spinMicros * 1000L;
+    spinBudget = spinNanos;
     // -f: fuse_setup must not daemonize; the wcfs launcher already did.
     List<String> argv = new ArrayList<>(List.of("wcfs", mountpoint.toString(), "-f"));
     argv.addAll(args);
@@ -256,23 +259,33 @@ final class FuseLoop {
 
   /**
    * The next request's length; 0 once the connection ended (unmounted), or -errno. Spins on
-   * the non-blocking descriptor for {@code spinNanos} before sleeping in poll: a request
-   * that arrives meanwhile is taken without a wakeup, which on a VM costs more than the
-   * request's whole processing (most of a FUSE round trip here was context switching).
+   * the non-blocking descriptor before sleeping in poll: a request that arrives meanwhile is
+   * taken without a wakeup, which on a VM costs more than the request's whole processing (most
+   * of a FUSE round trip here was context switching). The spin adapts between maxSpin/8 and
+   * maxSpin: it doubles when it caught a request and halves when it did not, so a client that
+   * pauses between requests (a database doing its own work) does not lose a CPU to our spin.
    */
-  private static long receive(Pointer se, int fd, long mem, long size, long spinNanos) {
-    long spinUntil = System.nanoTime() + spinNanos;
+  private static long receive(Pointer se, int fd, long mem, long size, long maxSpin) {
+    long spin = spinBudget;
+    long spinUntil = System.nanoTime() + spin;
+    boolean spinning = spin > 0;
     while (FUSE.fuse_session_exited(se) == 0) {
       long n = LibC.read(fd, mem, size);
       if (n > 0) {
+        if (spinning) {
+          spinBudget = Math.min(maxSpin, Math.max(2 * spin, maxSpin / 8));
+        }
         return n;
       }
       if (n == -LibC.EAGAIN) {
-        if (System.nanoTime() < spinUntil) {
+        if (spinning && System.nanoTime() < spinUntil) {
           Thread.onSpinWait();
         } else {
+          if (spinning) {
+            spinBudget = spin / 2 < maxSpin / 8 ? maxSpin / 8 : spin / 2;
+            spinning = false;
+          }
           LibC.awaitReadable(fd, 1000); // bounded: re-checks whether the session ended
-          spinUntil = System.nanoTime() + spinNanos;
         }
       } else if (n == -ENODEV) {
         return 0;

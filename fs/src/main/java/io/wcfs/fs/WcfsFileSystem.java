@@ -86,8 +86,9 @@ final class WcfsFileSystem extends FuseStubFS {
   /** Runs an operation, mapping exceptions to -errno; nothing escapes into native code. */
   private int guard(String op, String path, IoCall call) {
     switch (op) {
-      case "write", "fsync", "getattr", "release" -> { } // in memory: stay leader
-      default -> FuseLoop.handOff(); // may wait for the backing disk
+      // The engine's own calls to the backing disk hand off (Daemon's backing store does).
+      case "read", "write", "fsync", "getattr", "release", "open" -> { }
+      default -> FuseLoop.handOff(); // namespace operations here go to the backing directory
     }
     try {
       return call.run();
