@@ -33,10 +33,9 @@ public interface BackingStore {
     void write(long position, long srcAddress, long length) throws IOException;
 
     /**
-     * Writeback's write of whole cache blocks (the caller truncates any excess past the end of
-     * file). May bypass the page cache: written-back data is served from the cache, not reread
-     * from here, and copying it through the page cache cost more than the disk on our test
-     * machine. Durable, like {@link #write}, only after {@link #sync}.
+     * A drain's write of whole cache blocks (the caller truncates any excess past the end of
+     * file), bypassing the page cache where the filesystem allows. Durable, like {@link
+     * #write}, only after {@link #sync}.
      */
     default void writeBlocks(long position, long srcAddress, long length) throws IOException {
       write(position, srcAddress, length);

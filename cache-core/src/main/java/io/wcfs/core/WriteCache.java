@@ -1108,6 +1108,14 @@ public final class WriteCache implements AutoCloseable {
   private void copyLocked(CachedFile f, long[] blockIdx, int[] slots, long size, long mtime)
       throws IOException {
     BackingStore.BackingFile file = backingFile(f);
+    // A drain (flush, unmount) bypasses the page cache: nobody rereads that data through the
+    // backing page cache, and on a VM whose host reclaims free memory, fresh page-cache pages
+    // cost more than the disk. Background writeback keeps it: files in use are reread from
+    // there once their blocks leave the cache (random reads: 27k IOPS direct, 43k buffered).
+    boolean bypassPageCache;
+    synchronized (index) {
+      bypassPageCache = drainRequests > 0 || closing;
+    }
     NativeBuffer buf = copyBuffers.poll();
     if (buf == null) {
       buf = new NativeBuffer((long) config.writebackJobs() * blockSize, 4096);
@@ -1132,7 +1140,11 @@ public final class WriteCache implements AutoCloseable {
             mem.copyOut(layout.dataOffset(slots[k]), buf.address() + (long) (k - i) * blockSize,
                 (long) run * blockSize);
           }
-          file.writeBlocks(start, buf.address(), (long) n * blockSize);
+          if (bypassPageCache) {
+            file.writeBlocks(start, buf.address(), (long) n * blockSize);
+          } else {
+            file.write(start, buf.address(), (long) n * blockSize);
+          }
         }
         i = j + 1;
       }
