@@ -5,10 +5,9 @@ import java.lang.ref.Cleaner;
 
 /**
  * A block of native memory (scratch space for I/O, tests); freed by {@link #close}, or by the
- * garbage collector once unreachable. The latter matters for per-thread scratch buffers: jffi
- * attaches a FUSE worker thread to the JVM as a new java.lang.Thread for each upcall (and
- * libfuse2 starts and ends worker threads as load changes), so thread-local buffers are
- * abandoned at a high rate; without a cleaner that leaked ~5 KB per FUSE request.
+ * garbage collector once unreachable. The latter matters for per-thread scratch buffers of
+ * threads that come and go: under fuse_main, jffi attached each libfuse worker as a new
+ * java.lang.Thread per upcall, and without a cleaner that leaked ~5 KB per FUSE request.
  */
 public final class NativeBuffer implements AutoCloseable {
   private static final MemoryIO IO = MemoryIO.getInstance();
