@@ -71,9 +71,12 @@ final class Daemon {
       LOG.info("signal received: unmounting {} and writing back", spec.mountpoint());
       try {
         Mounts.fusermountUnmount(spec.mountpoint(), true); // the FUSE loop then ends
-        drained.await(10, TimeUnit.MINUTES);
       } catch (IOException e) {
-        LOG.error("could not unmount {}: {}", spec.mountpoint(), e.getMessage());
+        // already being unmounted, most likely: the drain below still has to finish
+        LOG.warn("could not unmount {}: {}", spec.mountpoint(), e.getMessage());
+      }
+      try {
+        drained.await(10, TimeUnit.MINUTES);
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
       }
