@@ -96,11 +96,11 @@ public final class DirectoryBackingStore implements BackingStore {
   }
 
   private static final class FdFile implements BackingFile {
-    private final Runnable beforeIo;
     /** O_DIRECT wants position, length and memory aligned to the device's logical block. */
     private static final long DIRECT_ALIGN = 4096;
     private final int fd;
     private final Path path;
+    private final Runnable beforeIo;
     /** A second descriptor with O_DIRECT for writeback; -2 until tried, -1 if unsupported. */
     private int directFd = -2;
 

@@ -36,10 +36,10 @@ import org.slf4j.LoggerFactory;
  * <h2>Locks</h2>
  *
  * Order: {@code namespaceLock} -> {@link CachedFile#lock} -> {@code commitLock} -> {@code
- * epochLock} -> {@code index} (monitor); {@link CachedFile#io} is taken after the file's lock
- * and only the file's monitor (its open backing file) is taken under it. No lock but a file's own is held across backing I/O, and
- * writeback's copies hold only {@code io}: a slow backing disk stalls neither commits nor the
- * writers of the file being written back.
+ * epochLock} -> {@code index} (monitor). {@link CachedFile#io} is taken after the file's lock,
+ * and only the file's monitor (its open backing file) under it. No lock but a file's own is
+ * held across backing I/O, and writeback's copies hold only {@code io}: a slow backing disk
+ * stalls neither commits nor the writers of the file being written back.
  */
 public final class WriteCache implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(WriteCache.class);
@@ -765,8 +765,7 @@ public final class WriteCache implements AutoCloseable {
         recordLatency(System.nanoTime() - startNanos);
         // Wake writeback only when it waits for committed blocks: a wakeup per fsync costs
         // a context switch, which on a 2-core machine is more than the commit itself.
-        if (writebackWantsCommitted
-            || (nBlocks - freeCount) * 100 > (long) config.highWatermark() * nBlocks) {
+        if (writebackWantsCommitted || usedPercentAbove(config.highWatermark())) {
           index.notifyAll();
         }
       }
@@ -1155,7 +1154,7 @@ public final class WriteCache implements AutoCloseable {
       file.truncate(size);
     }
     file.setMtime(mtime);
-    file.sync();
+    file.sync(); // durable on the backing disk before freeWrittenBack frees any of these slots
   }
 
   /**
@@ -1315,10 +1314,9 @@ public final class WriteCache implements AutoCloseable {
       while (true) {
         long now = System.nanoTime();
         boolean draining = drainRequests > 0 || config.cleaner() || closing;
-        long used = nBlocks - freeCount;
-        if (used * 100 > (long) config.highWatermark() * nBlocks) {
+        if (usedPercentAbove(config.highWatermark())) {
           writebackActive = true;
-        } else if (used * 100 < (long) config.lowWatermark() * nBlocks) {
+        } else if ((nBlocks - freeCount) * 100 < (long) config.lowWatermark() * nBlocks) {
           writebackActive = false;
         }
         boolean aged = config.maxAgeMs() > 0 && oldestDirtyAgeNanos(now)
@@ -1473,6 +1471,11 @@ public final class WriteCache implements AutoCloseable {
       blockIdx[i] = bi[order[i]];
       slots[i] = sl[order[i]];
     }
+  }
+
+  /** Needs index. More than {@code pct} percent of the blocks are in use. */
+  private boolean usedPercentAbove(int pct) {
+    return (nBlocks - freeCount) * 100 > (long) pct * nBlocks;
   }
 
   /** Needs index. */
