@@ -17,6 +17,7 @@ import java.time.Instant;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAccumulator;
 import jnr.ffi.Pointer;
 import jnr.ffi.Struct;
 import jnr.ffi.types.mode_t;
@@ -55,9 +56,15 @@ final class WcfsFileSystem extends FuseStubFS {
   private final int ownUid = LibC.geteuid();
   private final Map<Long, Handle> handles = new ConcurrentHashMap<>();
   private final AtomicLong nextHandle = new AtomicLong(1);
+  /** The largest write request the kernel sent: shows what max_write it agreed to. */
+  private final LongAccumulator largestWrite = new LongAccumulator(Math::max, 0);
 
   /** One open file: the engine's handle and whether writes must commit before returning. */
   private record Handle(WriteCache.OpenFile file, boolean sync) {}
+
+  long largestWrite() {
+    return largestWrite.get();
+  }
 
   WcfsFileSystem(WriteCache cache, Path backingRoot) {
     this.cache = cache;
@@ -343,6 +350,7 @@ final class WcfsFileSystem extends FuseStubFS {
       FuseFileInfo fi) {
     return guard("write", path, () -> {
       Handle h = handle(fi);
+      largestWrite.accumulate(size);
       cache.write(h.file(), offset, buf.address(), size);
       if (h.sync()) {
         cache.commit(); // O_SYNC / O_DSYNC: durable before the write returns

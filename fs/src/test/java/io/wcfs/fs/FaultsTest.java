@@ -10,8 +10,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.DisplayName;
@@ -43,13 +41,6 @@ class FaultsTest {
         String.join(" ", cmd) + ": " + out);
   }
 
-  private static long statusNumber(WcfsProcess w, String field) throws Exception {
-    WcfsProcess.Result r = WcfsProcess.run(30, "status", "--json", w.mountpoint.toString());
-    Matcher m = Pattern.compile("\"" + field + "\": (\\d+)").matcher(r.out());
-    assertTrue(m.find(), field + " in " + r.out());
-    return Long.parseLong(m.group(1));
-  }
-
   @Test
   @DisplayName("backing filesystem full: writes succeed into the cache, writeback retries,"
       + " drains once space is freed, nothing lost")
@@ -68,16 +59,16 @@ class FaultsTest {
         f.getFD().sync();
       }
       long deadline = System.currentTimeMillis() + 20_000;
-      while (statusNumber(w, "writeback_errors") == 0 && System.currentTimeMillis() < deadline) {
+      while (w.statusNumber("writeback_errors") == 0 && System.currentTimeMillis() < deadline) {
         Thread.sleep(200);
       }
-      assertTrue(statusNumber(w, "writeback_errors") > 0, "ENOSPC counted in status");
-      assertTrue(statusNumber(w, "dirty_blocks") > 0, "data kept in the cache");
+      assertTrue(w.statusNumber("writeback_errors") > 0, "ENOSPC counted in status");
+      assertTrue(w.statusNumber("dirty_blocks") > 0, "data kept in the cache");
       assertArrayEquals(data, Files.readAllBytes(w.mountpoint.resolve("big")), "still readable");
       Files.delete(backing.resolve("filler")); // space comes back
       WcfsProcess.Result flush = WcfsProcess.run(120, "flush", w.mountpoint.toString());
       assertEquals(0, flush.exitCode(), flush.all());
-      assertEquals(0, statusNumber(w, "dirty_blocks"));
+      assertEquals(0, w.statusNumber("dirty_blocks"));
       w.umount();
       assertArrayEquals(data, Files.readAllBytes(backing.resolve("big")), "backing after drain");
     } finally {
@@ -105,13 +96,13 @@ class FaultsTest {
       });
       writer.start();
       long deadline = System.currentTimeMillis() + 30_000;
-      while (statusNumber(w, "writers_waiting_now") == 0
+      while (w.statusNumber("writers_waiting_now") == 0
           && System.currentTimeMillis() < deadline) {
         Thread.sleep(100);
       }
-      assertTrue(statusNumber(w, "writers_waiting_now") > 0, "status shows a waiting writer");
-      assertTrue(statusNumber(w, "writes_blocked_on_freelist") > 0);
-      assertTrue(statusNumber(w, "writeback_errors") > 0);
+      assertTrue(w.statusNumber("writers_waiting_now") > 0, "status shows a waiting writer");
+      assertTrue(w.statusNumber("writes_blocked_on_freelist") > 0);
+      assertTrue(w.statusNumber("writeback_errors") > 0);
       assertTrue(writer.isAlive(), "the writer waits instead of failing");
       sh("mount", "-o", "remount,size=16m", backing.toString()); // the disk gets room
       writer.join(120_000);

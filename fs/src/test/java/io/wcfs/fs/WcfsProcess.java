@@ -119,11 +119,16 @@ final class WcfsProcess implements AutoCloseable {
   }
 
   long daemonPid() throws IOException, InterruptedException {
+    return statusNumber("pid");
+  }
+
+  /** A numeric field of {@code wcfs status --json} for this mount. */
+  long statusNumber(String field) throws IOException, InterruptedException {
     Result r = run(30, "status", "--json", mountpoint.toString());
-    java.util.regex.Matcher m = java.util.regex.Pattern.compile("\"pid\": (\\d+)")
+    java.util.regex.Matcher m = java.util.regex.Pattern.compile("\"" + field + "\": (\\d+)")
         .matcher(r.out());
     if (!m.find()) {
-      throw new AssertionError("no pid in status: " + r.all());
+      throw new AssertionError("no " + field + " in status: " + r.all());
     }
     return Long.parseLong(m.group(1));
   }

@@ -139,6 +139,13 @@ public final class LibC {
 
     @SaveError
     int fcntl(int fd, int cmd, int arg);
+
+    @SaveError
+    int pipe(@jnr.ffi.annotations.Out int[] fds);
+
+    @SaveError
+    @ssize_t
+    long write(int fd, long buf, @size_t long count);
   }
 
   private static final Api API = LibraryLoader.create(Api.class).failImmediately().load("c");
@@ -286,6 +293,28 @@ public final class LibC {
   public static long read(int fd, long buf, long count) {
     long n = API.read(fd, buf, count);
     return n < 0 ? -RUNTIME.getLastError() : n;
+  }
+
+  /** pipe(2): {read end, write end}. */
+  public static int[] pipe() throws NativeIOException {
+    int[] fds = new int[2];
+    if (API.pipe(fds) < 0) {
+      throw error("pipe");
+    }
+    return fds;
+  }
+
+  /** write(2) of the whole buffer in one call, as message-oriented descriptors need. */
+  public static void writeMessage(int fd, long buf, long count, String what)
+      throws NativeIOException {
+    long n = API.write(fd, buf, count);
+    if (n < 0) {
+      throw error("write " + what);
+    }
+    if (n != count) {
+      throw new NativeIOException("write " + what + ": " + n + " of " + count + " bytes",
+          EIO);
+    }
   }
 
   /** Sleeps until {@code fd} is readable or {@code timeoutMs} passed (poll(2), POLLIN). */
