@@ -4,6 +4,11 @@
 #   wcfs   - a wcfs mount over it, cache on tmpfs with PMEM_IS_PMEM_FORCE=1 (stand-in for pmem:
 #            durability is SIMULATED in this benchmark)
 #   fuse   - libfuse's passthrough_ll example over the same directory (reference FUSE cost)
+# and, for the fsync-bound clients (fio write+fsync, SQLite, pgbench), two bounds that no
+# durable setup can beat on this machine:
+#   tmpfs      - a directory on tmpfs: no disk, fsync free (the best any write cache can do)
+#   fuse-tmpfs - passthrough_ll over that tmpfs directory: free storage, but every request
+#                pays the FUSE round trip (the best any FUSE-based write cache can do)
 # Prints one table with ratios to plain, writes examples/results/bench.csv and bench.png.
 #
 #   examples/bench-databases.sh [SECONDS_PER_FIO_RUN] [PGBENCH_SECONDS]
@@ -36,9 +41,11 @@ pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 
 work=$(mktemp -d /var/tmp/wcfs-bench.XXXXXX)
 cache=$(mktemp -d /dev/shm/wcfs-bench-cache.XXXXXX)
+bound=$(mktemp -d /dev/shm/wcfs-bench-bound.XXXXXX)
 pt_src="/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c"
 gcc -O2 -Wall "$pt_src" -o "$work/passthrough_ll" $(pkg-config fuse3 --cflags --libs)
-mkdir -p "$work/backing" "$work/wcfs" "$work/fuse" "$work/pgsock"
+mkdir -p "$work/backing" "$work/wcfs" "$work/fuse" "$work/pgsock" "$work/fuse-tmpfs"
+chmod 755 "$bound"
 chown postgres "$work/pgsock"
 chmod 755 "$work"
 export PMEM_IS_PMEM_FORCE=1
@@ -47,30 +54,39 @@ rss_pid=""
 
 cleanup() {
   set +e
-  for d in "$work/wcfs" "$work/fuse"; do
-    for pgd in "$d/pg" "$work/backing/pg"; do
+  for d in "$work/wcfs" "$work/fuse" "$work/fuse-tmpfs"; do
+    for pgd in "$d/pg" "$work/backing/pg" "$bound/pg"; do
       [ -f "$pgd/postmaster.pid" ] && su postgres -s /bin/sh -c "$pgbin/pg_ctl -D $pgd -m immediate stop" >/dev/null 2>&1
     done
   done
   grep -q " $work/wcfs " /proc/mounts && "$here/wcfs" umount "$work/wcfs" >/dev/null 2>&1
   grep -q " $work/wcfs " /proc/mounts && fusermount -u -z "$work/wcfs"
   grep -q " $work/fuse " /proc/mounts && fusermount3 -u -z "$work/fuse"
+  grep -q " $work/fuse-tmpfs " /proc/mounts && fusermount3 -u -z "$work/fuse-tmpfs"
   [ -n "$pt_pid" ] && kill "$pt_pid" 2>/dev/null
   [ -n "$rss_pid" ] && kill "$rss_pid" 2>/dev/null
-  rm -rf "$work" "$cache"
+  rm -rf "$work" "$cache" "$bound"
 }
 trap cleanup EXIT INT TERM
 
 mount_wcfs() {
   "$here/wcfs" mount --cache-size 2G -o allow_other "$cache" "$work/backing" "$work/wcfs" >/dev/null
 }
-mount_fuse() {
-  "$work/passthrough_ll" -o source="$work/backing",allow_other -f "$work/fuse" >/dev/null 2>&1 &
+mount_fuse() { # source mountpoint
+  "$work/passthrough_ll" -o source="$1",allow_other -f "$2" >/dev/null 2>&1 &
   pt_pid=$!
-  for _ in $(seq 100); do grep -q " $work/fuse " /proc/mounts && return; sleep 0.1; done
+  for _ in $(seq 100); do grep -q " $2 " /proc/mounts && return; sleep 0.1; done
   echo "passthrough_ll did not mount" >&2; exit 1
 }
-dir_of() { case "$1" in plain) echo "$work/backing";; wcfs) echo "$work/wcfs";; fuse) echo "$work/fuse";; esac; }
+unmount_fuse() {
+  fusermount3 -u "$1"; wait "$pt_pid" 2>/dev/null || true; pt_pid=""
+}
+dir_of() {
+  case "$1" in
+    plain) echo "$work/backing";; wcfs) echo "$work/wcfs";; fuse) echo "$work/fuse";;
+    tmpfs) echo "$bound";; fuse-tmpfs) echo "$work/fuse-tmpfs";;
+  esac
+}
 
 echo "setup,metric,value" > "$csv"
 record() { echo "$1,$2,$3" >> "$csv"; }
@@ -119,6 +135,7 @@ run_fio() { # setup
   j=$(fio_json "$d" fsync4 --rw=randwrite --fsync=1 --numjobs=4 --size=64M)
   record "$s" fio_fsync_4jobs_iops "$(echo "$j" | fio_field write iops)"
   record "$s" fio_fsync_4jobs_p99_us "$(echo "$j" | fio_field sync p99)"
+  case "$s" in tmpfs|fuse-tmpfs) rm -f "$d"/fsync1.* "$d"/fsync4.*; return;; esac
   j=$(fio_json "$d" nofsync --rw=randwrite)
   record "$s" fio_randwrite_iops "$(echo "$j" | fio_field write iops)"
   j=$(fio_json "$d" seq --rw=write --bs=1M --size=1G)
@@ -224,9 +241,14 @@ run_fio wcfs; run_sqlite wcfs; run_pg wcfs
 run_drain
 "$here/wcfs" umount "$work/wcfs" >/dev/null
 echo "== passthrough_ll" >&2
-mount_fuse
+mount_fuse "$work/backing" "$work/fuse"
 run_fio fuse; run_sqlite fuse; run_pg fuse
-fusermount3 -u "$work/fuse"; wait "$pt_pid" 2>/dev/null || true; pt_pid=""
+unmount_fuse "$work/fuse"
+echo "== bounds: tmpfs, passthrough_ll over tmpfs" >&2
+run_fio tmpfs; run_sqlite tmpfs; run_pg tmpfs
+mount_fuse "$bound" "$work/fuse-tmpfs"
+run_fio fuse-tmpfs; run_sqlite fuse-tmpfs; run_pg fuse-tmpfs
+unmount_fuse "$work/fuse-tmpfs"
 
 # ---- report ------------------------------------------------------------------------------------
 "$here/examples/bench-report.py" "$results"
