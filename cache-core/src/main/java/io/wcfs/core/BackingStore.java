@@ -1,5 +1,6 @@
 package io.wcfs.core;
 
+import io.wcfs.nativ.IoVec;
 import java.io.IOException;
 
 /**
@@ -33,12 +34,16 @@ public interface BackingStore {
     void write(long position, long srcAddress, long length) throws IOException;
 
     /**
-     * A drain's write of whole cache blocks (the caller truncates any excess past the end of
-     * file), bypassing the page cache where the filesystem allows. Durable, like {@link
-     * #write}, only after {@link #sync}.
+     * Writeback's write of whole cache blocks (the caller truncates any excess past the end of
+     * file), gathered from the buffers of {@code data} and written back to back from {@code
+     * position}; with {@code direct}, bypassing the page cache where the filesystem allows.
+     * Durable, like {@link #write}, only after {@link #sync}.
      */
-    default void writeBlocks(long position, long srcAddress, long length) throws IOException {
-      write(position, srcAddress, length);
+    default void writeBlocks(long position, IoVec data, boolean direct) throws IOException {
+      for (int i = 0; i < data.count(); i++) {
+        write(position, data.base(i), data.length(i));
+        position += data.length(i);
+      }
     }
 
     long size() throws IOException;

@@ -28,6 +28,14 @@ public interface CacheMemory extends AutoCloseable {
 
   long readLong(long offset) throws IOException;
 
+  /**
+   * The native address of offset 0 if the kernel may read this memory directly (writeback
+   * hands slot addresses to pwritev), else 0 and writeback copies out first.
+   */
+  default long address() {
+    return 0;
+  }
+
   /** Copies cache bytes into native memory at {@code dstAddress}. */
   void copyOut(long offset, long dstAddress, long length) throws IOException;
 

@@ -1,5 +1,6 @@
 package io.wcfs.core;
 
+import io.wcfs.nativ.IoVec;
 import io.wcfs.nativ.LibC;
 import io.wcfs.nativ.NativeIOException;
 import java.io.IOException;
@@ -123,11 +124,12 @@ public final class DirectoryBackingStore implements BackingStore {
     }
 
     @Override
-    public void writeBlocks(long position, long srcAddress, long length) throws IOException {
+    public void writeBlocks(long position, IoVec data, boolean direct) throws IOException {
       beforeIo.run();
-      if (((position | srcAddress | length) & (DIRECT_ALIGN - 1)) == 0 && directFd() >= 0) {
+      if (direct && (position & (DIRECT_ALIGN - 1)) == 0 && data.aligned(DIRECT_ALIGN)
+          && directFd() >= 0) {
         try {
-          LibC.pwrite(directFd, srcAddress, length, position);
+          LibC.pwritev(directFd, data, position);
           return;
         } catch (NativeIOException e) {
           if (e.errno() != EINVAL) {
@@ -136,7 +138,7 @@ public final class DirectoryBackingStore implements BackingStore {
           closeDirect(); // this filesystem refuses the alignment after all: buffered from now
         }
       }
-      write(position, srcAddress, length);
+      LibC.pwritev(fd, data, position);
     }
 
     /** Reopens this very file (even if renamed or unlinked since) through /proc/self/fd. */

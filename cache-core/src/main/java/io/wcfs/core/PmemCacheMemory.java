@@ -53,6 +53,11 @@ public final class PmemCacheMemory implements CacheMemory {
   }
 
   @Override
+  public long address() {
+    return pm.address();
+  }
+
+  @Override
   public void copyOut(long offset, long dstAddress, long length) {
     pm.read(offset, dstAddress, length);
   }

@@ -1,5 +1,6 @@
 package io.wcfs.core;
 
+import io.wcfs.nativ.IoVec;
 import io.wcfs.nativ.NativeBuffer;
 import java.io.IOException;
 import java.util.ArrayDeque;
@@ -133,10 +134,23 @@ public final class WriteCache implements AutoCloseable {
 
   private final Thread writebackThread;
   /**
-   * Writeback's copy buffers, writeback_jobs blocks each, kept for reuse: a fresh 4 MiB buffer
-   * per batch cost page faults on every block, and made draining slower than the disk.
+   * Writeback's iovec arrays and, for a memory the kernel cannot read directly, copy buffers
+   * (writeback_jobs blocks each), kept for reuse: a fresh 4 MiB buffer per batch cost page
+   * faults on every block, and made draining slower than the disk.
    */
-  private final ConcurrentLinkedDeque<NativeBuffer> copyBuffers = new ConcurrentLinkedDeque<>();
+  private final ConcurrentLinkedDeque<WritebackScratch> writebackScratch =
+      new ConcurrentLinkedDeque<>();
+
+  /** One writeback copy's scratch; {@code copy} is null when the memory has an address. */
+  private record WritebackScratch(IoVec iov, NativeBuffer copy) implements AutoCloseable {
+    @Override
+    public void close() {
+      iov.close();
+      if (copy != null) {
+        copy.close();
+      }
+    }
+  }
   private final ThreadLocal<NativeBuffer> scratch;
 
   private WriteCache(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig cfg) {
@@ -1119,12 +1133,18 @@ public final class WriteCache implements AutoCloseable {
     synchronized (index) {
       bypassPageCache = drainRequests > 0 || closing;
     }
-    NativeBuffer buf = copyBuffers.poll();
-    if (buf == null) {
-      buf = new NativeBuffer((long) config.writebackJobs() * blockSize, 4096);
+    // The kernel reads the slots straight from the mapping (no copy of our own): their data
+    // stays put while we write, because a committed slot is never overwritten in place and a
+    // slot marked WB is not reused before writeback lets go of it (clearWriteback).
+    long mapped = mem.address();
+    int maxRun = config.writebackJobs();
+    WritebackScratch scratch = writebackScratch.poll();
+    if (scratch == null) {
+      scratch = new WritebackScratch(new IoVec(maxRun),
+          mapped != 0 ? null : new NativeBuffer((long) maxRun * blockSize, 4096));
     }
     try {
-      int maxRun = config.writebackJobs();
+      IoVec iov = scratch.iov();
       int i = 0;
       while (i < slots.length) {
         int j = i;
@@ -1135,24 +1155,29 @@ public final class WriteCache implements AutoCloseable {
         if (start < size) {
           // Whole blocks, also the one holding the end of file: the truncate below cuts it.
           int n = (int) Math.min(j - i + 1, (size - start + blockSize - 1) / blockSize);
+          iov.clear();
           for (int k = i, run; k < i + n; k += run) {
-            run = 1; // slots allocated in a row are copied in one go
+            run = 1; // slots allocated in a row make one buffer
             while (k + run < i + n && slots[k + run] == slots[k] + run) {
               run++;
             }
-            mem.copyOut(layout.dataOffset(slots[k]), buf.address() + (long) (k - i) * blockSize,
-                (long) run * blockSize);
+            long from = layout.dataOffset(slots[k]);
+            long len = (long) run * blockSize;
+            if (mapped != 0) {
+              iov.add(mapped + from, len);
+            } else {
+              long to = scratch.copy().address() + (long) (k - i) * blockSize;
+              mem.copyOut(from, to, len);
+              iov.add(to, len);
+            }
           }
-          if (bypassPageCache || (long) n * blockSize >= SEQUENTIAL_CUTOFF) {
-            file.writeBlocks(start, buf.address(), (long) n * blockSize);
-          } else {
-            file.write(start, buf.address(), (long) n * blockSize);
-          }
+          boolean direct = bypassPageCache || (long) n * blockSize >= SEQUENTIAL_CUTOFF;
+          file.writeBlocks(start, iov, direct);
         }
         i = j + 1;
       }
     } finally {
-      copyBuffers.push(buf);
+      writebackScratch.push(scratch);
     }
     if (file.size() != size) {
       file.truncate(size);
@@ -1855,7 +1880,7 @@ public final class WriteCache implements AutoCloseable {
   }
 
   private void closeBackingFiles() throws IOException {
-    for (NativeBuffer b; (b = copyBuffers.poll()) != null; ) {
+    for (WritebackScratch b; (b = writebackScratch.poll()) != null; ) {
       b.close();
     }
     synchronized (index) {

@@ -141,6 +141,10 @@ public final class LibC {
     int fcntl(int fd, int cmd, int arg);
 
     @SaveError
+    @ssize_t
+    long pwritev(int fd, long iov, int iovcnt, @off_t long offset);
+
+    @SaveError
     int pipe(@jnr.ffi.annotations.Out int[] fds);
 
     @SaveError
@@ -185,6 +189,29 @@ public final class LibC {
       done += n;
     }
     return done;
+  }
+
+  /**
+   * Writes the buffers of {@code iov} back to back from {@code offset}: one pwritev(2), and on
+   * a short write the rest buffer by buffer. Writes all bytes or throws.
+   */
+  public static void pwritev(int fd, IoVec iov, long offset) throws NativeIOException {
+    long n;
+    do {
+      n = API.pwritev(fd, iov.address(), iov.count(), offset);
+    } while (n < 0 && RUNTIME.getLastError() == EINTR);
+    if (n < 0) {
+      throw error("pwritev");
+    }
+    for (int i = 0; i < iov.count(); i++) {
+      long len = iov.length(i);
+      long done = Math.min(n, len);
+      if (done < len) {
+        pwrite(fd, iov.base(i) + done, len - done, offset + done);
+      }
+      n -= done;
+      offset += len;
+    }
   }
 
   /** Writes all {@code count} bytes or throws. */

@@ -234,6 +234,11 @@ public final class PersistentMemory implements AutoCloseable {
    * tables yet, and faulting them in page by page made writeback's copy slower than its disk
    * write; the kernel copies from the same pages without mapping them.
    */
+  /** Where the mapping starts. */
+  public long address() {
+    return base;
+  }
+
   public void read(long offset, long dst, long length) {
     check(offset, length);
     if (length >= BULK_READ) {
