@@ -820,8 +820,11 @@ public final class WriteCache implements AutoCloseable {
       for (int i = 0; i < fileFrees.size(); i++) {
         pushFreeFileSlot(fileFrees.get(i));
       }
-      if (!frees.isEmpty() || !fileFrees.isEmpty()) {
-        index.notifyAll(); // writers waiting for free slots
+      if (blockedWriters > 0) {
+        // Only writers waiting for free slots care. Waking the writeback thread too (it waits
+        // on the same monitor) cost a context switch per overwriting fsync: 19% of the
+        // daemon's CPU with 4 fio jobs.
+        index.notifyAll();
       }
     }
   }
