@@ -140,17 +140,6 @@ public final class WriteCache implements AutoCloseable {
    */
   private final ConcurrentLinkedDeque<WritebackScratch> writebackScratch =
       new ConcurrentLinkedDeque<>();
-
-  /** One writeback copy's scratch; {@code copy} is null when the memory has an address. */
-  private record WritebackScratch(IoVec iov, NativeBuffer copy) implements AutoCloseable {
-    @Override
-    public void close() {
-      iov.close();
-      if (copy != null) {
-        copy.close();
-      }
-    }
-  }
   private final ThreadLocal<NativeBuffer> scratch;
 
   private WriteCache(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig cfg) {
@@ -1121,6 +1110,17 @@ public final class WriteCache implements AutoCloseable {
       f.io.unlock();
     }
     warnIfReplaced(f);
+  }
+
+  /** One writeback copy's scratch; {@code copy} is null when the memory has an address. */
+  private record WritebackScratch(IoVec iov, NativeBuffer copy) implements AutoCloseable {
+    @Override
+    public void close() {
+      iov.close();
+      if (copy != null) {
+        copy.close();
+      }
+    }
   }
 
   private void copyLocked(CachedFile f, long[] blockIdx, int[] slots, long size, long mtime)

@@ -42,6 +42,17 @@ final class FuseLoop {
   private static final int ENODEV = 19;
   private static final int FUSE_BUF_SIZE = 40;
   private static final int FUSE_BUF_MEM = 16;
+  /** Room for a request's headers ahead of its data, as libfuse's FUSE_BUFFER_HEADER_SIZE. */
+  private static final long HEADER_ROOM = 4096;
+  /** The largest write we ask the kernel to send in one request (FUSE_MAX_PAGES). */
+  private static final int MAX_WRITE = 1 << 20;
+  private static final int FUSE_INIT = 26;
+  private static final int IN_HEADER = 40; // struct fuse_in_header
+  private static final int OUT_HEADER = 16; // struct fuse_out_header
+  private static final int COMPAT_22_INIT_OUT = 24; // what libfuse2 replies
+  private static final int INIT_OUT = 64; // struct fuse_init_out of protocol 7.23 and later
+  private static final int MAX_PAGES_MINOR = 28;
+  private static final int FUSE_MAX_PAGES = 1 << 22;
 
   /**
    * The libfuse2 calls fuse_main makes, bound by hand (jnr-fuse binds only fuse_main). Not
@@ -155,18 +166,6 @@ final class FuseLoop {
     }
   }
 
-  /** Room for a request's headers ahead of its data, as libfuse's FUSE_BUFFER_HEADER_SIZE. */
-  private static final long HEADER_ROOM = 4096;
-  /** The largest write we ask the kernel to send in one request (FUSE_MAX_PAGES). */
-  static final int MAX_WRITE = 1 << 20;
-  private static final int FUSE_INIT = 26;
-  private static final int IN_HEADER = 40; // struct fuse_in_header
-  private static final int OUT_HEADER = 16; // struct fuse_out_header
-  private static final int COMPAT_22_INIT_OUT = 24; // what libfuse2 replies
-  private static final int INIT_OUT = 64; // struct fuse_init_out of protocol 7.23 and later
-  private static final int MAX_PAGES_MINOR = 28;
-  private static final int FUSE_MAX_PAGES = 1 << 22;
-
   /**
    * Answers the kernel's INIT, the first request, before any worker starts: libfuse2 decodes it
    * and builds the reply, and we widen that reply to protocol 7.28 with FUSE_MAX_PAGES so the
@@ -245,6 +244,7 @@ final class FuseLoop {
       Path mountpoint) {
     Pointer mem = Memory.allocateDirect(RT, bufSize, false);
     Pointer buf = Memory.allocateDirect(RT, FUSE_BUF_SIZE, true);
+    buf.putPointer(FUSE_BUF_MEM, mem); // libfuse only reads the struct; size is set per request
     long ticket = 0;
     while (true) {
       if (!LEAD.holds(ticket)) {
@@ -263,7 +263,6 @@ final class FuseLoop {
       }
       LEAD.busy(ticket, true);
       buf.putLong(0, n);
-      buf.putPointer(FUSE_BUF_MEM, mem);
       FUSE.fuse_session_process_buf(se, buf, ch);
     }
   }

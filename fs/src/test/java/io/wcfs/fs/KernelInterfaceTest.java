@@ -20,8 +20,7 @@ class KernelInterfaceTest extends MountTestBase {
   @Test
   @DisplayName("a 1 MiB write reaches the daemon as one request (max_pages negotiated at INIT)")
   void oneMegabyteWriteIsOneRequest() throws Exception {
-    byte[] data = new byte[1 << 20];
-    new Random(7).nextBytes(data);
+    byte[] data = randomBytes(1 << 20, 7);
     Path f = mnt.resolve("big.bin");
     try (FileChannel ch = FileChannel.open(f, StandardOpenOption.CREATE,
         StandardOpenOption.WRITE)) {
@@ -38,8 +37,7 @@ class KernelInterfaceTest extends MountTestBase {
   @Test
   @DisplayName("reopening a file keeps its pages in the kernel's cache (no reads reach wcfs)")
   void reopenKeepsPageCache() throws Exception {
-    byte[] data = new byte[256 << 10];
-    new Random(8).nextBytes(data);
+    byte[] data = randomBytes(256 << 10, 8);
     Path f = mnt.resolve("reread.bin");
     Files.write(f, data);
     assertArrayEquals(data, Files.readAllBytes(f)); // now in the page cache, whatever it was
@@ -48,5 +46,11 @@ class KernelInterfaceTest extends MountTestBase {
       assertArrayEquals(data, Files.readAllBytes(f)); // each one opens the file again
     }
     assertEquals(reads, wcfs.statusNumber("reads"), "reads after reopening reached the daemon");
+  }
+
+  private static byte[] randomBytes(int size, long seed) {
+    byte[] b = new byte[size];
+    new Random(seed).nextBytes(b);
+    return b;
   }
 }

@@ -23,8 +23,6 @@ import org.slf4j.LoggerFactory;
 public final class PersistentMemory implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(PersistentMemory.class);
   private static final MemoryIO IO = MemoryIO.getInstance();
-  /** Reads at least this long are a pread of the cache file, not a copy from the mapping. */
-  private static final long BULK_READ = 64 * 1024;
 
   /** Where the mapping came from. */
   public enum Backend {
@@ -40,14 +38,11 @@ public final class PersistentMemory implements AutoCloseable {
   private final FlushStrategy strategy;
   private final boolean simulated;
   private final int copyFlags;
-  /** The cache file, open for {@link #read}'s bulk copies. */
-  private final int readFd;
   private boolean closed;
 
   private PersistentMemory(
       Path path, long base, long size, Backend backend, boolean isPmem, FlushStrategy strategy,
-      boolean simulated) throws NativeIOException {
-    this.readFd = LibC.open(path.toString(), LibC.O_RDONLY, 0);
+      boolean simulated) {
     this.path = path;
     this.base = base;
     this.size = size;
@@ -228,28 +223,14 @@ public final class PersistentMemory implements AutoCloseable {
     return IO.getLong(base + offset);
   }
 
-  /**
-   * Copies from the cache into native memory at {@code dst} (a FUSE reply buffer, a writeback
-   * buffer). Bulk copies use pread on the cache file: after a remount the mapping has no page
-   * tables yet, and faulting them in page by page made writeback's copy slower than its disk
-   * write; the kernel copies from the same pages without mapping them.
-   */
-  /** Where the mapping starts. */
+  /** Where the mapping starts: writeback hands the kernel addresses in it (pwritev). */
   public long address() {
     return base;
   }
 
+  /** Copies from the cache into native memory at {@code dst} (a FUSE reply buffer). */
   public void read(long offset, long dst, long length) {
     check(offset, length);
-    if (length >= BULK_READ) {
-      try {
-        if (LibC.pread(readFd, dst, length, offset) == length) {
-          return;
-        }
-      } catch (NativeIOException e) {
-        // the mapping still works: copy from it
-      }
-    }
     IO.copyMemory(base + offset, dst, length);
   }
 
@@ -271,7 +252,6 @@ public final class PersistentMemory implements AutoCloseable {
       return;
     }
     closed = true;
-    LibC.close(readFd);
     if (backend == Backend.LIBPMEM) {
       LibPmem.unmap(base, size);
     } else {
