@@ -9,8 +9,12 @@ import java.io.IOException;
  * tested in-process, including with a store that fails.
  */
 public interface BackingStore {
-  /** What the engine needs of a file's metadata. */
-  record Stat(long ino, long size, long mtimeNanos, int nlink, boolean regularFile,
+  /**
+   * What the engine needs of a file's metadata. {@code (dev, ino)} tells files apart while
+   * they are open; it is not an identity that survives a remount (network filesystems renumber
+   * inodes), so nothing persistent rests on it alone.
+   */
+  record Stat(long dev, long ino, long size, long mtimeNanos, int nlink, boolean regularFile,
       boolean directory) {}
 
   /** lstat; null when the path does not exist. */
@@ -18,6 +22,18 @@ public interface BackingStore {
 
   /** Opens an existing regular file for reading and writing. */
   BackingFile open(String path) throws IOException;
+
+  /**
+   * Creates an empty regular file (mode 0600) and any missing parent directories; an existing
+   * regular file is left as it is. For data that has to be put somewhere: lost+found.
+   */
+  void createFile(String path) throws IOException;
+
+  /**
+   * fsync of a directory: makes the names created, removed or renamed in it durable. The
+   * engine calls it before a commit that relies on those names.
+   */
+  void syncDirectory(String path) throws IOException;
 
   void unlink(String path) throws IOException;
 
@@ -46,6 +62,7 @@ public interface BackingStore {
       }
     }
 
+    /** The size of the open file itself (fstat), whatever path names it now. */
     long size() throws IOException;
 
     void truncate(long size) throws IOException;
@@ -53,6 +70,7 @@ public interface BackingStore {
     /** fsync: data and size durable. */
     void sync() throws IOException;
 
+    /** Sets the open file's own mtime (futimens), whatever path names it now. */
     void setMtime(long mtimeNanos) throws IOException;
 
     @Override

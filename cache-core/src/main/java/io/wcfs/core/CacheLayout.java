@@ -16,7 +16,8 @@ import java.util.zip.CRC32C;
  *                 BackingPath (padded to words), ..., Checksum      (SUPERBLOCK_SIZE bytes)
  * FileTable   --> FileSlot^FileSlots
  * FileSlot    --> FileVersion, FileVersion             (two versions: copy-on-write)
- * FileVersion --> Seq, Ino, Size, MtimeNanos, PathLength, Path (padded)  (FILE_VERSION_SIZE bytes)
+ * FileVersion --> Seq, Ino, Size, MtimeNanos, DevHint << 32 | PathLength, Path (padded)
+ *                                                       (FILE_VERSION_SIZE bytes)
  * Entries     --> Entry^NBlocks
  * Entry       --> Location (FileSlot+1 << 40 | BlockIndex), Seq      (16 bytes)
  * Data        --> Block^NBlocks                        (block-aligned)
@@ -102,7 +103,19 @@ public final class CacheLayout {
   public record BackingIdentity(long ino, String path) {}
 
   /** One version of a file slot as stored. */
-  public record FileVersion(long seq, long ino, long size, long mtimeNanos, String path) {}
+  /**
+   * One version of a file slot as stored. {@code ino} and {@code dev} (32 bits of st_dev, 0 when
+   * unknown: caches written before it was recorded) are hints about the backing file, not its
+   * identity; the path is what recovery goes by.
+   */
+  public record FileVersion(long seq, long ino, int dev, long size, long mtimeNanos,
+      String path) {}
+
+  /** st_dev folded to the 32 bits the file table keeps of it; never 0 ("unknown"). */
+  static int devHint(long dev) {
+    int h = (int) (dev ^ (dev >>> 32));
+    return h == 0 ? 1 : h;
+  }
 
   private final CacheMemory mem;
   private final Geometry geometry;
@@ -401,12 +414,14 @@ public final class CacheLayout {
     long base = fileVersionOffset(fileSlot, version);
     long seq = mem.readLong(base + FV_SEQ);
     if (seq == FREE) {
-      return new FileVersion(FREE, 0, 0, 0, null);
+      return new FileVersion(FREE, 0, 0, 0, 0, null);
     }
-    int len = (int) mem.readLong(base + FV_PATH_LEN);
+    long lenWord = mem.readLong(base + FV_PATH_LEN);
+    int len = (int) lenWord;
     String path = len >= 0 && len <= MAX_PATH_BYTES
         ? new String(readBytes(base + FV_PATH, len), StandardCharsets.UTF_8) : null;
-    return new FileVersion(seq, mem.readLong(base + FV_INO), mem.readLong(base + FV_SIZE),
+    return new FileVersion(seq, mem.readLong(base + FV_INO), (int) (lenWord >>> 32),
+        mem.readLong(base + FV_SIZE),
         mem.readLong(base + FV_MTIME), path);
   }
 
@@ -414,15 +429,15 @@ public final class CacheLayout {
    * Writes a whole version in one copy. Torn, it is harmless: with the new seq it is
    * uncommitted, with the old seq it is older than the slot's other version, so it loses.
    */
-  void storeFileVersion(int fileSlot, int version, long seq, long ino, long size, long mtime,
-      String path) throws IOException {
+  void storeFileVersion(int fileSlot, int version, long seq, long ino, int dev, long size,
+      long mtime, String path) throws IOException {
     byte[] bytes = path.getBytes(StandardCharsets.UTF_8);
     io.wcfs.nativ.NativeBuffer b = staging.get();
     b.putLong(FV_SEQ, seq);
     b.putLong(FV_INO, ino);
     b.putLong(FV_SIZE, size);
     b.putLong(FV_MTIME, mtime);
-    b.putLong(FV_PATH_LEN, bytes.length);
+    b.putLong(FV_PATH_LEN, (long) dev << 32 | bytes.length);
     if ((bytes.length & 7) != 0) {
       b.putLong(FV_PATH + (bytes.length & ~7), 0); // zero the tail of the last path word
     }

@@ -28,4 +28,6 @@ public record CacheStats(
     String lastWritebackError,
     long blockedWriters,
     int blockSize,
-    String memory) {}
+    String memory,
+    long inodeHintMismatches,
+    long lostAndFoundFiles) {}

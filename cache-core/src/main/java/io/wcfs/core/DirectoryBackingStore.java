@@ -16,6 +16,7 @@ import java.util.Map;
 /** {@link BackingStore} over a real directory: libc positional I/O, NIO for metadata. */
 public final class DirectoryBackingStore implements BackingStore {
   private static final int EINVAL = 22;
+  private static final int ENOSYS = 38;
   private final Path root;
   /** Runs before every call that may wait for the disk (the FUSE loop hands on its leader). */
   private final Runnable beforeIo;
@@ -42,7 +43,7 @@ public final class DirectoryBackingStore implements BackingStore {
     beforeIo.run();
     Map<String, Object> a;
     try {
-      a = Files.readAttributes(resolve(path), "unix:ino,size,lastModifiedTime,nlink,mode",
+      a = Files.readAttributes(resolve(path), "unix:dev,ino,size,lastModifiedTime,nlink,mode",
           LinkOption.NOFOLLOW_LINKS);
     } catch (NoSuchFileException e) {
       return null;
@@ -50,7 +51,7 @@ public final class DirectoryBackingStore implements BackingStore {
     int mode = (Integer) a.get("mode");
     FileTime mtime = (FileTime) a.get("lastModifiedTime");
     Instant t = mtime.toInstant();
-    return new Stat((Long) a.get("ino"), (Long) a.get("size"),
+    return new Stat((Long) a.get("dev"), (Long) a.get("ino"), (Long) a.get("size"),
         t.getEpochSecond() * 1_000_000_000L + t.getNano(), (Integer) a.get("nlink"),
         (mode & 0170000) == 0100000, (mode & 0170000) == 0040000);
   }
@@ -71,7 +72,32 @@ public final class DirectoryBackingStore implements BackingStore {
       }
       fd = LibC.open(abs, LibC.O_RDONLY, 0);
     }
-    return new FdFile(fd, resolve(path), beforeIo);
+    return new FdFile(fd, beforeIo);
+  }
+
+  @Override
+  public void createFile(String path) throws IOException {
+    beforeIo.run();
+    Path p = resolve(path);
+    Files.createDirectories(p.getParent());
+    LibC.close(LibC.open(p.toString(), LibC.O_WRONLY | LibC.O_CREAT | LibC.O_CLOEXEC, 0600));
+  }
+
+  @Override
+  public void syncDirectory(String path) throws IOException {
+    beforeIo.run();
+    int fd = LibC.open(resolve(path).toString(), LibC.O_RDONLY | LibC.O_CLOEXEC, 0);
+    try {
+      LibC.fsync(fd);
+    } catch (NativeIOException e) {
+      // Network filesystems (sshfs) may not offer a directory fsync; their namespace changes
+      // are made on the server by the call itself, so there is nothing more to wait for.
+      if (e.errno() != ENOSYS && e.errno() != EINVAL) {
+        throw e;
+      }
+    } finally {
+      LibC.close(fd);
+    }
   }
 
   @Override
@@ -100,15 +126,18 @@ public final class DirectoryBackingStore implements BackingStore {
     /** O_DIRECT wants position, length and memory aligned to the device's logical block. */
     private static final long DIRECT_ALIGN = 4096;
     private final int fd;
-    private final Path path;
     private final Runnable beforeIo;
     /** A second descriptor with O_DIRECT for writeback; -2 until tried, -1 if unsupported. */
     private int directFd = -2;
 
-    FdFile(int fd, Path path, Runnable beforeIo) {
+    /**
+     * Everything below goes through the descriptor, never the path it was opened with: the
+     * file may be renamed or unlinked while open, and a lookup by a stale path would find
+     * nothing (or another file) and make writeback think the file was gone.
+     */
+    FdFile(int fd, Runnable beforeIo) {
       this.beforeIo = beforeIo;
       this.fd = fd;
-      this.path = path;
     }
 
     @Override
@@ -163,7 +192,7 @@ public final class DirectoryBackingStore implements BackingStore {
 
     @Override
     public long size() throws IOException {
-      return Files.size(path);
+      return LibC.fstat(fd).size();
     }
 
     @Override
@@ -180,12 +209,7 @@ public final class DirectoryBackingStore implements BackingStore {
 
     @Override
     public void setMtime(long mtimeNanos) throws IOException {
-      try {
-        Files.setLastModifiedTime(path, FileTime.from(Instant.ofEpochSecond(
-            Math.floorDiv(mtimeNanos, 1_000_000_000L), Math.floorMod(mtimeNanos, 1_000_000_000L))));
-      } catch (NoSuchFileException e) {
-        // unlinked while open: no name left to carry an mtime
-      }
+      LibC.futimesMtime(fd, mtimeNanos);
     }
 
     @Override

@@ -7,8 +7,10 @@ import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentLinkedDeque;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.LongAdder;
@@ -60,6 +62,8 @@ public final class WriteCache implements AutoCloseable {
   private static final int WRITEBACK_BATCH_JOBS = 16;
   /** A contiguous writeback run this long goes to the backing file with O_DIRECT. */
   private static final long SEQUENTIAL_CUTOFF = 1 << 20;
+  /** Where blocks whose path is gone are written, relative to the backing root. */
+  static final String LOST_AND_FOUND = ".wcfs-lost+found";
   /** Recovery sorts (seq, slot) pairs packed in one long. */
   private static final int SLOT_BITS = 31;
 
@@ -75,6 +79,17 @@ public final class WriteCache implements AutoCloseable {
   private final ReentrantReadWriteLock namespaceLock = new ReentrantReadWriteLock();
   /** Serializes commits; group commit: a waiter whose epoch was committed meanwhile returns. */
   private final ReentrantLock commitLock = new ReentrantLock();
+  /**
+   * Serializes the backing fsyncs of {@code writeThroughDirty}: without it, a second fsync
+   * found the list empty and returned before the first one's backing fsync had finished.
+   */
+  private final ReentrantLock writeThroughLock = new ReentrantLock();
+  /** Guarded by writeThroughLock: the last failed backing fsync, reported as described there. */
+  private IOException writeThroughFailure;
+  /** Guarded by writeThroughLock: commits whose ticket is at most this report the failure. */
+  private long writeThroughFailureTicket;
+  private final java.util.concurrent.atomic.AtomicLong commitTickets =
+      new java.util.concurrent.atomic.AtomicLong();
   /** Writers hold it shared while storing into the open epoch; a commit holds it exclusively. */
   private final ReentrantReadWriteLock epochLock = new ReentrantReadWriteLock();
   /** Guards every field below up to the counters. */
@@ -92,12 +107,24 @@ public final class WriteCache implements AutoCloseable {
   private final int[] freeFileSlots;
   private int freeFileSlotCount;
   private final CachedFile[] byFileSlot;
-  private final Map<Long, CachedFile> files = new HashMap<>();
+  /** Files the engine knows, by the (st_dev, st_ino) of their backing file in this mount. */
+  private final Map<FileKey, CachedFile> files = new HashMap<>();
   private IntList uncommitted = new IntList();
   private IntList dirtyVersions = new IntList();
   private IntList pendingFree = new IntList();
   private IntList pendingFileFree = new IntList();
+  /**
+   * Files whose backing file the next commit fsyncs: write-through files, and size-only
+   * changes (truncate up, fallocate) of files with nothing in the cache.
+   */
   private List<CachedFile> writeThroughDirty = new ArrayList<>();
+  /**
+   * Backing directories whose entries changed (create, rename, unlink, ...) since the last
+   * commit. The next commit fsyncs them before its commit point, so that a committed file slot
+   * never names a path the backing disk could still lose, and an unlinked or replaced file's
+   * blocks are freed only once its name is durably gone.
+   */
+  private Set<String> dirtyDirectories = new HashSet<>();
   private long firstUncommittedNanos;
   /** (epoch, nanoTime of its commit), oldest first: the age of the oldest dirty block. */
   private final ArrayDeque<long[]> commitTimes = new ArrayDeque<>();
@@ -124,6 +151,10 @@ public final class WriteCache implements AutoCloseable {
   private final LongAdder flushes = new LongAdder();
   private final LongAdder writtenBack = new LongAdder();
   private final LongAdder writebackErrors = new LongAdder();
+  /** Recovered files whose path now leads to another inode number (a remounted network fs). */
+  private final LongAdder inodeHintMismatches = new LongAdder();
+  /** Files whose blocks had no path left to go to and were put in lost+found. */
+  private final LongAdder lostAndFound = new LongAdder();
   private volatile String lastWritebackError;
   private volatile int writebackInFlight;
   /** Needs index. Writeback is waiting for blocks to commit (commits then wake it). */
@@ -209,8 +240,16 @@ public final class WriteCache implements AutoCloseable {
   // =============================================================================================
 
   /** A backing file known to the engine: open, or holding cached blocks, or both. */
+  /** A backing file while this mount lasts: st_dev and st_ino (two filesystems may share ino). */
+  record FileKey(long dev, long ino) {}
+
   static final class CachedFile {
-    final long ino;
+    /**
+     * Where the backing file is in this mount (its key in {@code files}); recorded as a hint,
+     * never as its identity. Changed, under index, only when the file moves to lost+found.
+     */
+    volatile long dev;
+    volatile long ino;
     final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
     /**
      * Serializes changes to the backing file's data and size (writeback, write-through,
@@ -240,7 +279,12 @@ public final class WriteCache implements AutoCloseable {
     int handles;
     BackingStore.BackingFile file;
 
-    CachedFile(long ino, String path, long size, long mtimeNanos) {
+    FileKey key() {
+      return new FileKey(dev, ino);
+    }
+
+    CachedFile(long dev, long ino, String path, long size, long mtimeNanos) {
+      this.dev = dev;
       this.ino = ino;
       this.path = path;
       this.size = size;
@@ -271,16 +315,17 @@ public final class WriteCache implements AutoCloseable {
     if (!st.regularFile()) {
       throw new IOException(path + " is not a regular file");
     }
+    FileKey key = new FileKey(st.dev(), st.ino());
     synchronized (index) {
-      CachedFile f = files.get(st.ino());
+      CachedFile f = files.get(key);
       if (f == null) {
-        f = new CachedFile(st.ino(), path, st.size(), st.mtimeNanos());
+        f = new CachedFile(st.dev(), st.ino(), path, st.size(), st.mtimeNanos());
         f.writeThrough = !CacheLayout.pathFits(path);
         if (f.writeThrough) {
           LOG.info("{}: path longer than {} bytes, writes go straight to the backing file", path,
               CacheLayout.MAX_PATH_BYTES);
         }
-        files.put(st.ino(), f);
+        files.put(key, f);
       }
       f.handles++;
       return new OpenFile(f);
@@ -307,8 +352,8 @@ public final class WriteCache implements AutoCloseable {
   /** Drops an idle file from memory: no handle, nothing cached. Needs f.lock and index. */
   private void forgetIfUnused(CachedFile f) throws IOException {
     if (f.handles == 0 && f.fileSlot < 0 && f.versionSeq == CacheLayout.FREE) {
-      if (files.get(f.ino) == f) {
-        files.remove(f.ino);
+      if (files.get(f.key()) == f) {
+        files.remove(f.key());
       }
       if (f.file != null) {
         f.file.close();
@@ -330,17 +375,17 @@ public final class WriteCache implements AutoCloseable {
   }
 
   /** The logical size of a file the engine knows, or -1: getattr must show it, not the disk's. */
-  public long cachedSize(long ino) {
+  public long cachedSize(long dev, long ino) {
     synchronized (index) {
-      CachedFile f = files.get(ino);
+      CachedFile f = files.get(new FileKey(dev, ino));
       return f == null ? -1 : f.size;
     }
   }
 
   /** The mtime of a file the engine knows (nanoseconds), or -1. */
-  public long cachedMtime(long ino) {
+  public long cachedMtime(long dev, long ino) {
     synchronized (index) {
-      CachedFile f = files.get(ino);
+      CachedFile f = files.get(new FileKey(dev, ino));
       return f == null ? -1 : f.mtimeNanos;
     }
   }
@@ -574,7 +619,8 @@ public final class WriteCache implements AutoCloseable {
       return;
     }
     int v = 1 - f.version;
-    layout.storeFileVersion(f.fileSlot, v, epoch, f.ino, f.size, f.mtimeNanos, f.path);
+    layout.storeFileVersion(f.fileSlot, v, epoch, f.ino, CacheLayout.devHint(f.dev), f.size,
+        f.mtimeNanos, f.path);
     f.version = v;
     f.versionSeq = epoch;
     synchronized (index) {
@@ -692,20 +738,18 @@ public final class WriteCache implements AutoCloseable {
    */
   public void commit() throws IOException {
     checkError();
+    long ticket = commitTickets.incrementAndGet();
     long target = openEpoch;
-    List<CachedFile> syncFiles;
-    synchronized (index) {
-      syncFiles = writeThroughDirty.isEmpty() ? List.of() : writeThroughDirty;
-      if (!syncFiles.isEmpty()) {
-        writeThroughDirty = new ArrayList<>();
-      }
-    }
-    for (CachedFile f : syncFiles) {
-      backingFile(f).sync(); // a write-through file's fsync is the backing fsync
-    }
+    syncBackingFiles(ticket);
     commitLock.lock();
     try {
-      if (committedSeq > target || nothingToCommit()) {
+      boolean dirsDirty;
+      synchronized (index) {
+        dirsDirty = !dirtyDirectories.isEmpty();
+      }
+      // Group commit: an epoch committed meanwhile covers our writes, but not a name changed
+      // after that commit took its directories.
+      if ((committedSeq > target && !dirsDirty) || nothingToCommit()) {
         return;
       }
       commitEpoch();
@@ -714,10 +758,97 @@ public final class WriteCache implements AutoCloseable {
     }
   }
 
+  /**
+   * fsyncs the backing files of write-through files and size-only changes. A failure is
+   * reported to this commit and to every commit that began before it was seen (they may cover
+   * the same writes), and the files stay queued for the next one: an fsync error is never
+   * forgotten into a later success of a commit that overlapped it.
+   */
+  private void syncBackingFiles(long ticket) throws IOException {
+    writeThroughLock.lock();
+    try {
+      List<CachedFile> syncFiles;
+      synchronized (index) {
+        syncFiles = writeThroughDirty;
+        if (!syncFiles.isEmpty()) {
+          writeThroughDirty = new ArrayList<>();
+        }
+      }
+      for (int i = 0; i < syncFiles.size(); i++) {
+        CachedFile f = syncFiles.get(i);
+        try {
+          backingFile(f).sync(); // a write-through file's fsync is the backing fsync
+        } catch (IOException e) {
+          synchronized (index) {
+            for (CachedFile g : syncFiles.subList(i, syncFiles.size())) {
+              if (!writeThroughDirty.contains(g)) {
+                writeThroughDirty.add(g);
+              }
+            }
+          }
+          writeThroughFailure = new IOException("fsync of backing file " + f.path + " failed: "
+              + e.getMessage(), e);
+          writeThroughFailureTicket = commitTickets.get();
+          LOG.warn("{}", writeThroughFailure.getMessage());
+          break;
+        }
+      }
+      if (writeThroughFailure != null && ticket <= writeThroughFailureTicket) {
+        throw writeThroughFailure;
+      }
+    } finally {
+      writeThroughLock.unlock();
+    }
+  }
+
   private boolean nothingToCommit() {
     synchronized (index) {
       return uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
-          && pendingFileFree.isEmpty();
+          && pendingFileFree.isEmpty() && dirtyDirectories.isEmpty();
+    }
+  }
+
+  /**
+   * Records that the entries of {@code path}'s parent directory changed (fs calls it after
+   * create, mkdir, mknod, symlink, link, rmdir): the next commit makes them durable.
+   */
+  public void namespaceChanged(String path) {
+    synchronized (index) {
+      dirtyDirectories.add(parentOf(path));
+    }
+  }
+
+  private static String parentOf(String path) {
+    int slash = path.lastIndexOf('/');
+    return slash < 0 ? "" : path.substring(0, slash);
+  }
+
+  /**
+   * fsyncs the directories changed since the last commit. Called with epochLock held
+   * exclusively, so no write can store a slot naming a path whose directory entry is newer
+   * than the set taken here. A failure puts them back and fails the commit, latching nothing:
+   * it is the backing disk's error, not the cache's.
+   */
+  private void syncDirectories() throws IOException {
+    Set<String> dirs;
+    synchronized (index) {
+      if (dirtyDirectories.isEmpty()) {
+        return;
+      }
+      dirs = dirtyDirectories;
+      dirtyDirectories = new HashSet<>();
+    }
+    try {
+      for (String d : dirs) {
+        if (backing.stat(d) != null) { // removed since: its parent's fsync covers that
+          backing.syncDirectory(d);
+        }
+      }
+    } catch (IOException e) {
+      synchronized (index) {
+        dirtyDirectories.addAll(dirs);
+      }
+      throw new IOException("fsync of a backing directory failed: " + e.getMessage(), e);
     }
   }
 
@@ -725,6 +856,15 @@ public final class WriteCache implements AutoCloseable {
   private void commitEpoch() throws IOException {
     long startNanos = System.nanoTime();
     epochLock.writeLock().lock();
+    try {
+      syncDirectories(); // 0. names first: what this epoch commits may rely on them
+      commitEpochLocked(startNanos);
+    } finally {
+      epochLock.writeLock().unlock();
+    }
+  }
+
+  private void commitEpochLocked(long startNanos) throws IOException {
     try {
       long epoch = openEpoch;
       IntList blocks;
@@ -736,6 +876,9 @@ public final class WriteCache implements AutoCloseable {
         versions = dirtyVersions;
         frees = pendingFree;
         fileFrees = pendingFileFree;
+        if (blocks.isEmpty() && versions.isEmpty() && frees.isEmpty() && fileFrees.isEmpty()) {
+          return; // only directories to sync (a new empty file's name): no cache commit
+        }
         uncommitted = new IntList();
         dirtyVersions = new IntList();
         pendingFree = new IntList();
@@ -776,8 +919,6 @@ public final class WriteCache implements AutoCloseable {
       }
     } catch (IOException | RuntimeException e) {
       throw fail(e);
-    } finally {
-      epochLock.writeLock().unlock();
     }
   }
 
@@ -877,57 +1018,75 @@ public final class WriteCache implements AutoCloseable {
     }
     checkError();
     CachedFile f = h.file;
-    boolean shrinking = size < f.size;
-    if (shrinking && size % blockSize != 0 && !f.writeThrough) {
-      try (NativeBuffer zeros = new NativeBuffer(blockSize)) {
-        long tail = blockSize - size % blockSize;
-        long len = Math.min(tail, f.size - size);
-        f.lock.readLock().lock();
-        boolean cached;
+    try (NativeBuffer zeros = new NativeBuffer(blockSize)) {
+      for (int waitFor = 0; ; ) {
+        if (waitFor > 0) {
+          waitForFreeSlots(waitFor); // with no lock held: writeback may need this file's
+        }
+        int need = 0;
+        namespaceLock.readLock().lock();
+        f.lock.writeLock().lock();
         try {
-          cached = f.blocks.get(size / blockSize) >= 0;
+          long oldSize = f.size;
+          boolean shrinking = size < oldSize;
+          boolean cached = f.fileSlot >= 0;
+          if (cached) {
+            // The tail zeroing, the dropped blocks and the new size belong to one epoch, under
+            // the file's lock: no write can slip bytes past the new end in between, and no
+            // commit can take the zeros without the size.
+            long tail = size / blockSize;
+            int tailSlot = shrinking && size % blockSize != 0 && !f.writeThrough
+                ? f.blocks.get(tail) : -1;
+            epochLock.readLock().lock();
+            try {
+              if (tailSlot >= 0) {
+                need = (state[tailSlot] & KIND) == UNCOMMITTED ? 0 : 1;
+                int[] reserved = reserve(f, need);
+                if (reserved == null) {
+                  waitFor = need + 1;
+                  continue; // unlocks, then waits for writeback to free a slot
+                }
+                long len = Math.min(blockSize - size % blockSize, oldSize - size);
+                storeBlocks(f, size, zeros.address(), len, tail, 1, reserved, 0, 0);
+              }
+              dropBlocks(f, (size + blockSize - 1) / blockSize);
+              f.size = size;
+              f.mtimeNanos = now();
+              storeFileMeta(f);
+            } finally {
+              epochLock.readLock().unlock();
+            }
+            commit();
+          } else {
+            f.size = size;
+            f.mtimeNanos = now();
+          }
+          BackingStore.BackingFile file = backingFile(f);
+          f.io.lock(); // after a writeback copy that took the old size
+          try {
+            file.truncate(size);
+            if (shrinking) {
+              // Durable before any later write can extend the file again: after a crash the
+              // recovered file must not show the old bytes where the cut left a hole.
+              file.sync();
+            }
+          } finally {
+            f.io.unlock();
+          }
+          if (!cached && !shrinking) {
+            // A size-only change the cache does not record: the next fsync makes it durable.
+            synchronized (index) {
+              if (!writeThroughDirty.contains(f)) {
+                writeThroughDirty.add(f);
+              }
+            }
+          }
+          return;
         } finally {
-          f.lock.readLock().unlock();
-        }
-        if (cached) {
-          write(h, size, zeros.address(), len);
+          f.lock.writeLock().unlock();
+          namespaceLock.readLock().unlock();
         }
       }
-    }
-    namespaceLock.readLock().lock();
-    f.lock.writeLock().lock();
-    try {
-      boolean cached = f.fileSlot >= 0;
-      if (cached) {
-        epochLock.readLock().lock();
-        try {
-          dropBlocks(f, (size + blockSize - 1) / blockSize);
-          f.size = size;
-          f.mtimeNanos = now();
-          storeFileMeta(f);
-        } finally {
-          epochLock.readLock().unlock();
-        }
-        commit();
-      } else {
-        f.size = size;
-        f.mtimeNanos = now();
-      }
-      BackingStore.BackingFile file = backingFile(f);
-      f.io.lock(); // after a writeback copy that took the old size
-      try {
-        file.truncate(size);
-        if (shrinking) {
-          // Durable before any later write can extend the file again: after a crash the
-          // recovered file must not show the old bytes where the cut left a hole.
-          file.sync();
-        }
-      } finally {
-        f.io.unlock();
-      }
-    } finally {
-      f.lock.writeLock().unlock();
-      namespaceLock.readLock().unlock();
     }
   }
 
@@ -944,11 +1103,9 @@ public final class WriteCache implements AutoCloseable {
   }
 
   /** Sets a file's mtime (utimens); cached files keep it for writeback. */
-  public void setMtime(long ino, long mtimeNanos) throws IOException {
-    CachedFile f;
-    synchronized (index) {
-      f = files.get(ino);
-    }
+  public void setMtime(String path, long mtimeNanos) throws IOException {
+    BackingStore.Stat st = backing.stat(path);
+    CachedFile f = st == null ? null : known(st);
     if (f == null) {
       return;
     }
@@ -969,26 +1126,30 @@ public final class WriteCache implements AutoCloseable {
   }
 
   /**
-   * unlink: the name goes first, then the cached blocks, committed before returning (recovery
-   * also ignores slots whose path no longer leads to their inode). A file with other links is
+   * unlink: the name goes first, then the cached blocks, freed by a commit that first fsyncs
+   * the directory (so a power loss cannot bring the name back without its blocks; a crash
+   * between the two puts the blocks in lost+found, see recovery). A file with other links is
    * written back first, so the data survives under them.
    */
   public void unlink(String path) throws IOException {
     namespaceLock.writeLock().lock();
     try {
       BackingStore.Stat st = backing.stat(path);
-      CachedFile f = st == null ? null : known(st.ino());
+      CachedFile f = st == null ? null : known(st);
       if (f == null) {
         backing.unlink(path);
+        namespaceChanged(path);
         return;
       }
       if (st.nlink() > 1) {
         writeBackFile(f);
         backing.unlink(path);
+        namespaceChanged(path);
         f.writeThrough = true; // its recorded name is gone; the other names are unknown here
         return;
       }
       backing.unlink(path);
+      namespaceChanged(path);
       discard(f);
     } finally {
       namespaceLock.writeLock().unlock();
@@ -1019,7 +1180,7 @@ public final class WriteCache implements AutoCloseable {
       }
       CachedFile victim = null;
       if (dst != null && dst.regularFile() && (src == null || src.ino() != dst.ino())) {
-        victim = known(dst.ino());
+        victim = known(dst);
         if (victim != null && dst.nlink() > 1) {
           writeBackFile(victim);
           victim.writeThrough = true;
@@ -1027,6 +1188,8 @@ public final class WriteCache implements AutoCloseable {
         }
       }
       backing.rename(from, to);
+      namespaceChanged(from);
+      namespaceChanged(to);
       for (CachedFile f : moving) {
         String p = f.path;
         f.path = to + p.substring(from.length());
@@ -1040,9 +1203,9 @@ public final class WriteCache implements AutoCloseable {
     }
   }
 
-  private CachedFile known(long ino) {
+  private CachedFile known(BackingStore.Stat st) {
     synchronized (index) {
-      return files.get(ino);
+      return files.get(new FileKey(st.dev(), st.ino()));
     }
   }
 
@@ -1476,12 +1639,10 @@ public final class WriteCache implements AutoCloseable {
       f.io.unlock();
     }
     if (vanished) {
-      // Deleted behind wcfs's back before it had the file open: there is nowhere to write
-      // these blocks; keeping them would make every flush and unmount wait forever.
-      LOG.error("{} was deleted in the backing directory behind wcfs's back; dropping its {}"
-          + " cached blocks", f.path, slots.length);
-      discard(f);
-      return;
+      // Deleted behind wcfs's back before wcfs had it open (an open file is written through
+      // its descriptor whatever its names): keep the blocks, somewhere a person finds them.
+      moveToLostAndFound(f, "was deleted in the backing directory behind wcfs's back");
+      return; // the next batch writes them there
     }
     f.lock.writeLock().lock();
     try {
@@ -1613,7 +1774,7 @@ public final class WriteCache implements AutoCloseable {
         freeFileSlots[freeFileSlotCount++] = fs;
       } else {
         byFileSlot[fs] = f;
-        files.put(f.ino, f);
+        files.put(f.key(), f);
       }
     }
     long[] order = new long[nBlocks];
@@ -1716,20 +1877,97 @@ public final class WriteCache implements AutoCloseable {
     }
   }
 
+  /**
+   * A committed file slot: the path it records is the truth (DESIGN.md, "Identity"). A
+   * different inode number at that path (network filesystems renumber inodes when remounted;
+   * a file replaced behind wcfs's back) is logged and counted, and the blocks go to the path as
+   * a block cache's go to its origin. A path that no longer holds a regular file gives the
+   * blocks nowhere to go: they go to lost+found. Nothing committed is dropped here.
+   */
   private CachedFile recoverFile(int fs, CacheLayout.FileVersion v, int version)
       throws IOException {
-    BackingStore.Stat st = v.path() == null ? null : backing.stat(v.path());
-    if (st == null || st.ino() != v.ino() || !st.regularFile()) {
-      LOG.warn("cache slot {}: {} no longer names inode {} (unlinked or replaced); dropping its"
-          + " cached blocks", fs, v.path(), v.ino());
-      return null;
+    String path = v.path();
+    BackingStore.Stat st = backing.stat(path);
+    String lost = null;
+    if (st == null || !st.regularFile()) {
+      lost = st == null ? "no longer exists in the backing directory"
+          : "is no longer a regular file in the backing directory";
+    } else if (files.containsKey(new FileKey(st.dev(), st.ino()))) {
+      lost = "now names the same file as another path the cache holds data for";
     }
-    CachedFile f = new CachedFile(v.ino(), v.path(), v.size(), v.mtimeNanos());
+    if (lost != null) {
+      String to = lostAndFoundPath(path, fs, v.seq());
+      LOG.error("cache slot {}: {} {}; its committed data (size {}) goes to {} instead",
+          fs, path, lost, v.size(), to);
+      backing.createFile(to);
+      lostAndFound.increment();
+      path = to;
+      st = backing.stat(path);
+      if (st == null) {
+        throw new IOException("could not create " + to + " in the backing directory");
+      }
+    } else if (st.ino() != v.ino() || (v.dev() != 0 && CacheLayout.devHint(st.dev()) != v.dev())) {
+      inodeHintMismatches.increment();
+      LOG.warn("cache slot {}: {} was inode {} when cached and is inode {} now (a network"
+          + " filesystem remounted, or the file replaced behind wcfs's back); the cache's"
+          + " record of the path wins: its committed data goes to {}", fs, path, v.ino(),
+          st.ino(), path);
+    }
+    CachedFile f = new CachedFile(st.dev(), st.ino(), path, v.size(), v.mtimeNanos());
     f.fileSlot = fs;
     f.version = version;
     f.versionSeq = v.seq();
     f.backingLonger = st.size() > v.size();
     return f;
+  }
+
+  /** Where a file's blocks go when their path is gone: BACKING/.wcfs-lost+found/. */
+  private static String lostAndFoundPath(String path, int fileSlot, long seq) {
+    String flat = path.replace('/', '#');
+    if (flat.length() > 160) {
+      flat = flat.substring(flat.length() - 160);
+    }
+    return LOST_AND_FOUND + "/" + flat + ".slot" + fileSlot + "-seq" + seq;
+  }
+
+  /**
+   * Gives a file whose path vanished behind wcfs's back a new one in lost+found: its blocks
+   * are written back there (and its file slot keeps the original path, so a crash before that
+   * lands them in lost+found again).
+   */
+  private void moveToLostAndFound(CachedFile f, String why) throws IOException {
+    f.lock.writeLock().lock();
+    try {
+      String from = f.path;
+      if (from == null || from.startsWith(LOST_AND_FOUND + "/")) {
+        throw new IOException(from + " vanished from the backing directory; its blocks stay in"
+            + " the cache");
+      }
+      String to = lostAndFoundPath(from, f.fileSlot, f.versionSeq);
+      backing.createFile(to);
+      BackingStore.Stat st = backing.stat(to);
+      if (st == null) {
+        throw new IOException("could not create " + to + " in the backing directory");
+      }
+      LOG.error("{} {}; its {} cached blocks (size {}) go to {} instead", from, why,
+          f.blocks.size(), f.size, to);
+      lostAndFound.increment();
+      synchronized (index) {
+        if (files.get(f.key()) == f) {
+          files.remove(f.key());
+        }
+        f.dev = st.dev();
+        f.ino = st.ino();
+        f.path = to;
+        files.put(f.key(), f);
+      }
+      if (f.file != null) {
+        f.file.close();
+        f.file = null;
+      }
+    } finally {
+      f.lock.writeLock().unlock();
+    }
   }
 
   /** A truncate committed before the crash: finish it before anyone reads the old tail. */
@@ -1822,7 +2060,8 @@ public final class WriteCache implements AutoCloseable {
           writeHitsUncommitted.sum(), writeHitsCommitted.sum(), writesAllocated.sum(),
           writesBlocked.sum(), flushes.sum(), dirtyCount, uncommitted.size(), age, p50, p99,
           commitLatencyMax, writtenBack.sum(), writebackErrors.sum(), lastWritebackError,
-          blockedWriters, blockSize, mem.describe());
+          blockedWriters, blockSize, mem.describe(), inodeHintMismatches.sum(),
+          lostAndFound.sum());
     }
   }
 

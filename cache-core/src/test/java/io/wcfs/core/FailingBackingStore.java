@@ -81,6 +81,16 @@ final class FailingBackingStore implements BackingStore {
   }
 
   @Override
+  public void createFile(String path) throws IOException {
+    real.createFile(path);
+  }
+
+  @Override
+  public void syncDirectory(String path) throws IOException {
+    real.syncDirectory(path);
+  }
+
+  @Override
   public void unlink(String path) throws IOException {
     real.unlink(path);
   }

@@ -123,6 +123,14 @@ final class WcfsFileSystem extends FuseStubFS {
     }
   }
 
+  /** After a namespace call of ours: the next commit fsyncs the changed directory. */
+  private int namespaceChanged(String path, int rc) {
+    if (rc == 0) {
+      cache.namespaceChanged(rel(path));
+    }
+    return rc;
+  }
+
   private interface IoCall {
     int run() throws IOException;
   }
@@ -163,12 +171,13 @@ final class WcfsFileSystem extends FuseStubFS {
     if ((stat.st_mode.intValue() & FileStat.S_IFMT) != FileStat.S_IFREG) {
       return;
     }
+    long dev = stat.st_dev.longValue();
     long ino = stat.st_ino.longValue();
-    long size = cache.cachedSize(ino);
+    long size = cache.cachedSize(dev, ino);
     if (size >= 0) {
       stat.st_size.set(size);
       stat.st_blocks.set((size + 511) / 512);
-      long mtime = cache.cachedMtime(ino);
+      long mtime = cache.cachedMtime(dev, ino);
       stat.st_mtim.tv_sec.set(Math.floorDiv(mtime, 1_000_000_000L));
       stat.st_mtim.tv_nsec.set(Math.floorMod(mtime, 1_000_000_000L));
     }
@@ -200,9 +209,7 @@ final class WcfsFileSystem extends FuseStubFS {
         } else {
           mtime = timespec[1].tv_sec.get() * 1_000_000_000L + nsec;
         }
-        Object ino = Files.getAttribute(Path.of(abs(path)), "unix:ino",
-            java.nio.file.LinkOption.NOFOLLOW_LINKS);
-        cache.setMtime((Long) ino, mtime); // so writeback does not undo it
+        cache.setMtime(rel(path), mtime); // so writeback does not undo it
       }
       return 0;
     });
@@ -243,6 +250,7 @@ final class WcfsFileSystem extends FuseStubFS {
       int rc = LibC.mkdir(abs(path), (int) mode);
       if (rc == 0) {
         giveToCaller(abs(path));
+        cache.namespaceChanged(rel(path));
       }
       return rc;
     });
@@ -250,7 +258,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int rmdir(String path) {
-    return guard("rmdir", path, () -> LibC.rmdir(abs(path)));
+    return guard("rmdir", path, () -> namespaceChanged(path, LibC.rmdir(abs(path))));
   }
 
   @Override
@@ -271,7 +279,8 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int link(String oldpath, String newpath) {
-    return guard("link", oldpath, () -> LibC.link(abs(oldpath), abs(newpath)));
+    return guard("link", oldpath, () ->
+        namespaceChanged(newpath, LibC.link(abs(oldpath), abs(newpath))));
   }
 
   @Override
@@ -280,6 +289,7 @@ final class WcfsFileSystem extends FuseStubFS {
       int rc = LibC.symlink(oldpath, abs(newpath));
       if (rc == 0) {
         giveToCaller(abs(newpath));
+        cache.namespaceChanged(rel(newpath));
       }
       return rc;
     });
@@ -296,6 +306,7 @@ final class WcfsFileSystem extends FuseStubFS {
       int rc = LibC.mknod(abs(path), (int) mode, rdev);
       if (rc == 0) {
         giveToCaller(abs(path));
+        cache.namespaceChanged(rel(path));
       }
       return rc;
     });
@@ -310,6 +321,7 @@ final class WcfsFileSystem extends FuseStubFS {
       int fd = LibC.open(abs(path), O_CREAT | (flags & O_EXCL) | LibC.O_WRONLY, (int) mode);
       LibC.close(fd);
       giveToCaller(abs(path));
+      cache.namespaceChanged(rel(path)); // the next fsync makes the new name durable too
       return openHandle(path, fi);
     });
   }

@@ -63,6 +63,12 @@ public final class LibC {
     @SaveError
     int ftruncate(int fd, @off_t long length);
 
+    @SaveError
+    int fstat(int fd, long statBuf);
+
+    @SaveError
+    int futimens(int fd, long times);
+
     @IgnoreError
     int posix_fallocate(int fd, @off_t long offset, @off_t long len);
 
@@ -238,6 +244,42 @@ public final class LibC {
   public static void ftruncate(int fd, long length) throws NativeIOException {
     if (API.ftruncate(fd, length) != 0) {
       throw error("ftruncate");
+    }
+  }
+
+  /** What the engine reads of an open file's fstat. */
+  public record FdStat(long dev, long ino, int mode, long size, long mtimeNanos) {}
+
+  // struct stat offsets shared by x86-64 and arm64 (asm-generic): dev, ino, size, mtime; the
+  // mode sits at 24 on x86-64 and at 16 on arm64 (where nlink is 4 bytes and comes after it).
+  private static final int STAT_BUF = 256;
+  private static final int ST_MODE = "aarch64".equals(System.getProperty("os.arch")) ? 16 : 24;
+
+  /**
+   * fstat: the file the descriptor holds, whatever names it has now (renamed or unlinked
+   * since it was opened), so that nothing about an open file is looked up by a stale path.
+   */
+  public static FdStat fstat(int fd) throws NativeIOException {
+    try (NativeBuffer buf = new NativeBuffer(STAT_BUF)) {
+      if (API.fstat(fd, buf.address()) != 0) {
+        throw error("fstat");
+      }
+      jnr.ffi.Pointer p = jnr.ffi.Pointer.wrap(RUNTIME, buf.address());
+      return new FdStat(p.getLong(0), p.getLong(8), p.getInt(ST_MODE), p.getLong(48),
+          p.getLong(88) * 1_000_000_000L + p.getLong(96));
+    }
+  }
+
+  /** futimens: sets the mtime of the open file itself, leaving its atime as it is. */
+  public static void futimesMtime(int fd, long mtimeNanos) throws NativeIOException {
+    try (NativeBuffer t = new NativeBuffer(32)) {
+      t.putLong(0, 0);
+      t.putLong(8, (1L << 30) - 2); // UTIME_OMIT for atime
+      t.putLong(16, Math.floorDiv(mtimeNanos, 1_000_000_000L));
+      t.putLong(24, Math.floorMod(mtimeNanos, 1_000_000_000L));
+      if (API.futimens(fd, t.address()) != 0) {
+        throw error("futimens");
+      }
     }
   }
 

@@ -1,0 +1,123 @@
+package io.wcfs.core;
+
+import io.wcfs.nativ.IoVec;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * A real directory that records what the engine asks of it (in order), can renumber every
+ * inode as a remounted network filesystem does, and can run a hook inside file fsyncs and
+ * directory fsyncs (to hold one up or fail it, and to look at the cache at that moment).
+ */
+final class RecordingBackingStore implements BackingStore {
+  interface Hook {
+    void run(String path) throws IOException;
+  }
+
+  private final DirectoryBackingStore real;
+  final List<String> events = new ArrayList<>();
+  /** Added to every inode number stat reports: a remount of sshfs, NFS, GlusterFS. */
+  volatile long inodeOffset;
+  volatile Hook onFileSync = p -> { };
+  volatile Hook onDirectorySync = p -> { };
+
+  RecordingBackingStore(Path root) throws IOException {
+    real = new DirectoryBackingStore(root);
+  }
+
+  private synchronized void record(String event) {
+    events.add(event);
+  }
+
+  synchronized List<String> events() {
+    return new ArrayList<>(events);
+  }
+
+  @Override
+  public Stat stat(String path) throws IOException {
+    Stat s = real.stat(path);
+    return s == null ? null : new Stat(s.dev(), s.ino() + inodeOffset, s.size(), s.mtimeNanos(),
+        s.nlink(), s.regularFile(), s.directory());
+  }
+
+  @Override
+  public BackingFile open(String path) throws IOException {
+    BackingFile f = real.open(path);
+    return new BackingFile() {
+      @Override
+      public long read(long position, long dstAddress, long length) throws IOException {
+        return f.read(position, dstAddress, length);
+      }
+
+      @Override
+      public void write(long position, long srcAddress, long length) throws IOException {
+        f.write(position, srcAddress, length);
+      }
+
+      @Override
+      public void writeBlocks(long position, IoVec data, boolean direct) throws IOException {
+        f.writeBlocks(position, data, direct);
+      }
+
+      @Override
+      public long size() throws IOException {
+        return f.size();
+      }
+
+      @Override
+      public void truncate(long size) throws IOException {
+        record("truncate " + path + " " + size);
+        f.truncate(size);
+      }
+
+      @Override
+      public void sync() throws IOException {
+        onFileSync.run(path);
+        record("fsync " + path);
+        f.sync();
+      }
+
+      @Override
+      public void setMtime(long mtimeNanos) throws IOException {
+        f.setMtime(mtimeNanos);
+      }
+
+      @Override
+      public void close() throws IOException {
+        f.close();
+      }
+    };
+  }
+
+  @Override
+  public void createFile(String path) throws IOException {
+    record("create " + path);
+    real.createFile(path);
+  }
+
+  @Override
+  public void syncDirectory(String path) throws IOException {
+    onDirectorySync.run(path);
+    record("fsyncdir " + path);
+    real.syncDirectory(path);
+  }
+
+  @Override
+  public void unlink(String path) throws IOException {
+    record("unlink " + path);
+    real.unlink(path);
+  }
+
+  @Override
+  public void rename(String from, String to) throws IOException {
+    record("rename " + from + " " + to);
+    real.rename(from, to);
+  }
+
+  @Override
+  public CacheLayout.BackingIdentity identity() throws IOException {
+    return real.identity();
+  }
+}
