@@ -16,7 +16,8 @@ import java.util.zip.CRC32C;
  *                 BackingPath (padded to words), ..., Checksum      (SUPERBLOCK_SIZE bytes)
  * FileTable   --> FileSlot^FileSlots
  * FileSlot    --> FileVersion, FileVersion             (two versions: copy-on-write)
- * FileVersion --> Seq, Ino, Size, MtimeNanos, DevHint << 32 | PathLength, Path (padded)
+ * FileVersion --> Seq, Ino, Size, MtimeNanos, DevHint << 32 | Unlinking << 31 | PathLength,
+ *                 Path (padded)
  *                                                       (FILE_VERSION_SIZE bytes)
  * Entries     --> Entry^NBlocks
  * Entry       --> Location (FileSlot+1 << 40 | BlockIndex), Seq      (16 bytes)
@@ -109,7 +110,15 @@ public final class CacheLayout {
    * identity; the path is what recovery goes by.
    */
   public record FileVersion(long seq, long ino, int dev, long size, long mtimeNanos,
-      String path) {}
+      String path, boolean unlinking) {}
+
+  /**
+   * Set in a version committed just before wcfs unlinks (or renames over) the file's backing
+   * name: recovery then knows that a missing path means the unlink happened, not that the
+   * file vanished behind wcfs's back. An older wcfs reads the flag as an invalid path length
+   * and refuses the cache rather than misread it.
+   */
+  private static final long FV_UNLINKING = 1L << 31;
 
   /** st_dev folded to the 32 bits the file table keeps of it; never 0 ("unknown"). */
   static int devHint(long dev) {
@@ -414,15 +423,15 @@ public final class CacheLayout {
     long base = fileVersionOffset(fileSlot, version);
     long seq = mem.readLong(base + FV_SEQ);
     if (seq == FREE) {
-      return new FileVersion(FREE, 0, 0, 0, 0, null);
+      return new FileVersion(FREE, 0, 0, 0, 0, null, false);
     }
     long lenWord = mem.readLong(base + FV_PATH_LEN);
-    int len = (int) lenWord;
+    int len = (int) (lenWord & 0x7fffffffL);
     String path = len >= 0 && len <= MAX_PATH_BYTES
         ? new String(readBytes(base + FV_PATH, len), StandardCharsets.UTF_8) : null;
     return new FileVersion(seq, mem.readLong(base + FV_INO), (int) (lenWord >>> 32),
         mem.readLong(base + FV_SIZE),
-        mem.readLong(base + FV_MTIME), path);
+        mem.readLong(base + FV_MTIME), path, (lenWord & FV_UNLINKING) != 0);
   }
 
   /**
@@ -430,14 +439,14 @@ public final class CacheLayout {
    * uncommitted, with the old seq it is older than the slot's other version, so it loses.
    */
   void storeFileVersion(int fileSlot, int version, long seq, long ino, int dev, long size,
-      long mtime, String path) throws IOException {
+      long mtime, String path, boolean unlinking) throws IOException {
     byte[] bytes = path.getBytes(StandardCharsets.UTF_8);
     io.wcfs.nativ.NativeBuffer b = staging.get();
     b.putLong(FV_SEQ, seq);
     b.putLong(FV_INO, ino);
     b.putLong(FV_SIZE, size);
     b.putLong(FV_MTIME, mtime);
-    b.putLong(FV_PATH_LEN, (long) dev << 32 | bytes.length);
+    b.putLong(FV_PATH_LEN, (long) dev << 32 | (unlinking ? FV_UNLINKING : 0) | bytes.length);
     if ((bytes.length & 7) != 0) {
       b.putLong(FV_PATH + (bytes.length & ~7), 0); // zero the tail of the last path word
     }

@@ -274,6 +274,8 @@ public final class WriteCache implements AutoCloseable {
     volatile boolean writeThrough;
     /** Recovery found the backing file longer than the committed size (a cut truncate). */
     boolean backingLonger;
+    /** Its backing name is being unlinked or renamed over (recorded in the file slot). */
+    boolean unlinking;
     /** Set once the file was found deleted or replaced in the backing directory. */
     volatile boolean replacedWarned;
     int handles;
@@ -349,9 +351,14 @@ public final class WriteCache implements AutoCloseable {
     }
   }
 
-  /** Drops an idle file from memory: no handle, nothing cached. Needs f.lock and index. */
+  /**
+   * Drops an idle file from memory: no handle, nothing cached, no backing fsync owed (the
+   * descriptor stays open for that fsync, which must reach the file whatever its name is by
+   * then). Needs f.lock and index.
+   */
   private void forgetIfUnused(CachedFile f) throws IOException {
-    if (f.handles == 0 && f.fileSlot < 0 && f.versionSeq == CacheLayout.FREE) {
+    if (f.handles == 0 && f.fileSlot < 0 && f.versionSeq == CacheLayout.FREE
+        && !writeThroughDirty.contains(f)) {
       if (files.get(f.key()) == f) {
         files.remove(f.key());
       }
@@ -613,14 +620,19 @@ public final class WriteCache implements AutoCloseable {
    * epochLock exclusively guarantees). Caller holds f.lock and epochLock shared.
    */
   private void storeFileMeta(CachedFile f) throws IOException {
+    storeFileMeta(f, false);
+  }
+
+  /** {@code whole}: rewrite every field, not just size and mtime (the unlinking mark). */
+  private void storeFileMeta(CachedFile f, boolean whole) throws IOException {
     long epoch = openEpoch;
-    if (f.versionSeq == epoch) {
+    if (f.versionSeq == epoch && !whole) {
       layout.storeFileSizeMtime(f.fileSlot, f.version, f.size, f.mtimeNanos);
       return;
     }
-    int v = 1 - f.version;
+    int v = f.versionSeq == epoch ? f.version : 1 - f.version; // an uncommitted one in place
     layout.storeFileVersion(f.fileSlot, v, epoch, f.ino, CacheLayout.devHint(f.dev), f.size,
-        f.mtimeNanos, f.path);
+        f.mtimeNanos, f.path, f.unlinking);
     f.version = v;
     f.versionSeq = epoch;
     synchronized (index) {
@@ -777,7 +789,25 @@ public final class WriteCache implements AutoCloseable {
       for (int i = 0; i < syncFiles.size(); i++) {
         CachedFile f = syncFiles.get(i);
         try {
-          backingFile(f).sync(); // a write-through file's fsync is the backing fsync
+          BackingStore.BackingFile file;
+          synchronized (f) {
+            file = f.file;
+          }
+          if (file == null && f.path == null) {
+            continue; // never opened and unlinked since: no name, nothing to make durable
+          }
+          (file != null ? file : backingFile(f)).sync(); // write-through: the backing fsync
+          if (f.lock.writeLock().tryLock()) { // no wait: a commit may hold another file's
+            try {
+              synchronized (index) {
+                if (!writeThroughDirty.contains(f)) {
+                  forgetIfUnused(f);
+                }
+              }
+            } finally {
+              f.lock.writeLock().unlock();
+            }
+          }
         } catch (IOException e) {
           synchronized (index) {
             for (CachedFile g : syncFiles.subList(i, syncFiles.size())) {
@@ -1148,7 +1178,13 @@ public final class WriteCache implements AutoCloseable {
         f.writeThrough = true; // its recorded name is gone; the other names are unknown here
         return;
       }
-      backing.unlink(path);
+      markUnlinking(f, true);
+      try {
+        backing.unlink(path);
+      } catch (IOException e) {
+        markUnlinking(f, false);
+        throw e;
+      }
       namespaceChanged(path);
       discard(f);
     } finally {
@@ -1187,7 +1223,17 @@ public final class WriteCache implements AutoCloseable {
           victim = null;
         }
       }
-      backing.rename(from, to);
+      if (victim != null) {
+        markUnlinking(victim, true);
+      }
+      try {
+        backing.rename(from, to);
+      } catch (IOException e) {
+        if (victim != null) {
+          markUnlinking(victim, false);
+        }
+        throw e;
+      }
       namespaceChanged(from);
       namespaceChanged(to);
       for (CachedFile f : moving) {
@@ -1200,6 +1246,29 @@ public final class WriteCache implements AutoCloseable {
       }
     } finally {
       namespaceLock.writeLock().unlock();
+    }
+  }
+
+  /**
+   * Commits the mark that the file's name is about to go (or comes back, when the backing call
+   * failed), so that recovery can tell an interrupted unlink from a file that vanished.
+   */
+  private void markUnlinking(CachedFile f, boolean unlinking) throws IOException {
+    f.lock.writeLock().lock();
+    try {
+      if (f.fileSlot < 0 || f.unlinking == unlinking) {
+        return;
+      }
+      epochLock.readLock().lock();
+      try {
+        f.unlinking = unlinking;
+        storeFileMeta(f, true);
+      } finally {
+        epochLock.readLock().unlock();
+      }
+      commit();
+    } finally {
+      f.lock.writeLock().unlock();
     }
   }
 
@@ -1889,7 +1958,21 @@ public final class WriteCache implements AutoCloseable {
     String path = v.path();
     BackingStore.Stat st = backing.stat(path);
     String lost = null;
-    if (st == null || !st.regularFile()) {
+    boolean sameDevice = st != null && (v.dev() == 0 || CacheLayout.devHint(st.dev()) == v.dev());
+    boolean sameInode = sameDevice && st.ino() == v.ino();
+    if (v.unlinking() && (st == null || (sameDevice && !sameInode))) {
+      // The name is gone, or (same filesystem, no remount in between) holds the file renamed
+      // over it: the unlink or rename happened; finish it.
+      LOG.info("cache slot {}: the unlink of {} (or rename over it) was interrupted after the"
+          + " backing directory changed; finishing it", fs, path);
+      return null;
+    }
+    if (v.unlinking() && !sameInode) {
+      // Another filesystem instance (remounted, so inode numbers say nothing): whether the
+      // name still holds this file cannot be told, so its data is kept apart.
+      lost = "was being unlinked or renamed over when wcfs stopped, and its backing"
+          + " filesystem was remounted since";
+    } else if (st == null || !st.regularFile()) {
       lost = st == null ? "no longer exists in the backing directory"
           : "is no longer a regular file in the backing directory";
     } else if (files.containsKey(new FileKey(st.dev(), st.ino()))) {
@@ -1906,7 +1989,7 @@ public final class WriteCache implements AutoCloseable {
       if (st == null) {
         throw new IOException("could not create " + to + " in the backing directory");
       }
-    } else if (st.ino() != v.ino() || (v.dev() != 0 && CacheLayout.devHint(st.dev()) != v.dev())) {
+    } else if (!sameInode) {
       inodeHintMismatches.increment();
       LOG.warn("cache slot {}: {} was inode {} when cached and is inode {} now (a network"
           + " filesystem remounted, or the file replaced behind wcfs's back); the cache's"
