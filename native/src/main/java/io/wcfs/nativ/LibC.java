@@ -265,9 +265,16 @@ public final class LibC {
 
   /** msync(MS_SYNC) of every page the range touches (msync wants a page-aligned start). */
   public static void msync(long address, long length) throws NativeIOException {
+    msync(address, length, (a, l, flags) -> rc(API.msync(a, l, flags)));
+  }
+
+  /** {@link #msync(long, long)} through {@code kernel} (a test's counter, or libc). */
+  static void msync(long address, long length, PersistentMemory.Kernel kernel)
+      throws NativeIOException {
     long start = address & ~(PAGE_SIZE - 1);
-    if (API.msync(start, length + (address - start), MS_SYNC) != 0) {
-      throw error("msync");
+    int rc = kernel.msync(start, length + (address - start), MS_SYNC);
+    if (rc < 0) {
+      throw new NativeIOException("msync: " + API.strerror(-rc), -rc);
     }
   }
 

@@ -38,12 +38,20 @@ public final class PersistentMemory implements AutoCloseable {
   private final FlushStrategy strategy;
   private final boolean simulated;
   private final int copyFlags;
+  private final Kernel kernel;
   private boolean closed;
+
+  /** The kernel calls behind flush of a page-cache mapping; a seam for tests that count them. */
+  interface Kernel {
+    /** msync(2): 0 or -errno. */
+    int msync(long address, long length, int flags);
+  }
 
   private PersistentMemory(
       Path path, long base, long size, Backend backend, boolean isPmem, FlushStrategy strategy,
-      boolean simulated) {
+      boolean simulated, Kernel kernel) {
     this.path = path;
+    this.kernel = kernel;
     this.base = base;
     this.size = size;
     this.backend = backend;
@@ -66,6 +74,12 @@ public final class PersistentMemory implements AutoCloseable {
    */
   public static PersistentMemory map(Path file, FlushStrategy requested, boolean forceFallback)
       throws IOException {
+    return map(file, requested, forceFallback, null);
+  }
+
+  /** {@link #map(Path, FlushStrategy, boolean)} with the kernel calls going to {@code kernel}. */
+  static PersistentMemory map(Path file, FlushStrategy requested, boolean forceFallback,
+      Kernel kernel) throws IOException {
     boolean simulated = isSimulated(file);
     String arch = System.getProperty("os.arch");
     if (!forceFallback && LibPmem.isAvailable()) {
@@ -74,7 +88,8 @@ public final class PersistentMemory implements AutoCloseable {
         FlushStrategy strategy = resolve(requested, m.isPmem(), arch, file);
         PersistentMemory pm =
             new PersistentMemory(
-                file, m.address(), m.length(), Backend.LIBPMEM, m.isPmem(), strategy, simulated);
+                file, m.address(), m.length(), Backend.LIBPMEM, m.isPmem(), strategy, simulated,
+                kernel);
         pm.logChoice();
         return pm;
       } catch (IOException | RuntimeException e) {
@@ -91,7 +106,8 @@ public final class PersistentMemory implements AutoCloseable {
     try {
       long addr = LibC.mmapShared(fd, length);
       PersistentMemory pm =
-          new PersistentMemory(file, addr, length, Backend.FALLBACK, false, strategy, simulated);
+          new PersistentMemory(file, addr, length, Backend.FALLBACK, false, strategy, simulated,
+              kernel);
       pm.logChoice();
       return pm;
     } finally {
@@ -205,6 +221,8 @@ public final class PersistentMemory implements AutoCloseable {
       default:
         if (backend == Backend.LIBPMEM) {
           LibPmem.msync(base + offset, length);
+        } else if (kernel != null) {
+          LibC.msync(base + offset, length, kernel);
         } else {
           LibC.msync(base + offset, length);
         }
