@@ -24,6 +24,10 @@ public final class CacheInspector {
     if (contents == CacheLayout.Contents.ZERO_FILLED) {
       return new Report("zero-filled file: the next mount formats it\n", true, 0);
     }
+    if (contents == CacheLayout.Contents.FORMAT_INTERRUPTED) {
+      return new Report("a format that was interrupted before it finished; holds no data, and"
+          + " the next mount (or wcfs format) formats it again\n", true, 0);
+    }
     if (contents == CacheLayout.Contents.FOREIGN) {
       return new Report("not a wcfs cache (bad magic); a mount refuses it and leaves it"
           + " untouched\n", false, 0);

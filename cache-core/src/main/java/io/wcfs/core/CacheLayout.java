@@ -24,12 +24,19 @@ import java.util.zip.CRC32C;
  * Data        --> Block^NBlocks                        (block-aligned)
  * </pre>
  *
+ * <p>Magic is FORMATTING from the first store of a format until its last, which stores MAGIC.
+ *
  * <p>A record (entry or file version) is committed iff {@code seq < SeqCount}; a free one has
  * {@code seq = -1}. SeqCount is the single word whose atomic store commits an epoch. The
  * checksum covers every superblock word except SeqCount, which changes on every commit.
  */
 public final class CacheLayout {
   static final long MAGIC = 0x4843414353464357L; // "WCFSCACH" read as a little-endian word
+  /**
+   * Where the magic goes while format runs ("WCFSINIT"): a file holding it was being formatted
+   * when wcfs stopped, holds no data, and is formatted again rather than refused as foreign.
+   */
+  static final long FORMATTING = 0x54494E4953464357L;
   static final int VERSION = 1;
   static final int SUPERBLOCK_SIZE = 4096;
   static final int FILE_VERSION_SIZE = 256;
@@ -161,8 +168,10 @@ public final class CacheLayout {
 
   /**
    * Writes an empty cache: every entry and file version free, SeqCount 1, then commits, and only
-   * then stores the magic (as dm-writecache's init_memory): a crash during format leaves a file
-   * without magic, which the next mount formats again.
+   * then stores the magic (as dm-writecache's init_memory). Before anything else it commits the
+   * FORMATTING marker in the magic's place: a crash during format then leaves a file that is
+   * recognisably a format in progress, which the next mount formats again, not a file of
+   * non-zero words without magic, which it would have to refuse as foreign.
    */
   public static CacheLayout format(CacheMemory mem, int blockSize, BackingIdentity backing)
       throws IOException {
@@ -180,7 +189,7 @@ public final class CacheLayout {
           + MAX_BACKING_PATH_BYTES + " bytes: " + backing.path());
     }
     CacheLayout layout = new CacheLayout(mem, g);
-    mem.assign(SB_MAGIC, 0);
+    mem.assign(SB_MAGIC, FORMATTING);
     mem.flush(SB_MAGIC, 8);
     mem.commit();
     for (int slot = 0; slot < g.fileSlots(); slot++) {
@@ -217,6 +226,8 @@ public final class CacheLayout {
   /** What {@link #inspect} found in a cache file's first bytes. */
   public enum Contents {
     ZERO_FILLED,
+    /** A format stopped before it stored the magic: holds no data, to be formatted again. */
+    FORMAT_INTERRUPTED,
     WCFS_CACHE,
     FOREIGN
   }
@@ -225,6 +236,9 @@ public final class CacheLayout {
   public static Contents inspect(CacheMemory mem) throws IOException {
     if (mem.size() >= 8 && mem.readLong(SB_MAGIC) == MAGIC) {
       return Contents.WCFS_CACHE;
+    }
+    if (mem.size() >= 8 && mem.readLong(SB_MAGIC) == FORMATTING) {
+      return Contents.FORMAT_INTERRUPTED;
     }
     for (long off = 0; off + 8 <= mem.size(); off += 8) {
       if (mem.readLong(off) != 0) {
@@ -245,6 +259,11 @@ public final class CacheLayout {
           + " bytes, shorter than a superblock (" + SUPERBLOCK_SIZE + "): not a wcfs cache");
     }
     long magic = mem.readLong(SB_MAGIC);
+    if (magic == FORMATTING) {
+      throw new CacheFormatException("this cache's format was interrupted (wcfs stopped during"
+          + " `wcfs format` or the first mount) and it holds no data; mount it, or run `wcfs"
+          + " format`, to format it again");
+    }
     if (magic != MAGIC) {
       throw new CacheFormatException(String.format(
           "bad magic 0x%016x (expected 0x%016x): this file is not a wcfs cache; pick another"

@@ -15,7 +15,11 @@ import java.util.Map;
 
 /** {@link BackingStore} over a real directory: libc positional I/O, NIO for metadata. */
 public final class DirectoryBackingStore implements BackingStore {
+  private static final int EPERM = 1;
+  private static final int ENOENT = 2;
+  private static final int EACCES = 13;
   private static final int EINVAL = 22;
+  private static final int EROFS = 30;
   private static final int ENOSYS = 38;
   private final Path root;
   /** Runs before every call that may wait for the disk (the FUSE loop hands on its leader). */
@@ -56,23 +60,27 @@ public final class DirectoryBackingStore implements BackingStore {
         (mode & 0170000) == 0100000, (mode & 0170000) == 0040000);
   }
 
+  /**
+   * Opens for reading and writing; a file that cannot be written (mode, immutable flag,
+   * read-only mount) is opened for reading only, so that reads keep working, and its first
+   * write fails with {@link #notWritable}, which names the file, the cause and the fix.
+   */
   @Override
   public BackingFile open(String path) throws IOException {
     beforeIo.run();
     String abs = resolve(path).toString();
-    int fd;
     try {
-      fd = LibC.open(abs, LibC.O_RDWR, 0);
+      int fd = LibC.open(abs, LibC.O_RDWR, 0);
+      return new FdFile(fd, fd, resolve(path), beforeIo);
     } catch (NativeIOException e) {
-      if (e.errno() == 2) { // ENOENT: callers tell a vanished file from a failing disk
+      if (e.errno() == ENOENT) { // callers tell a vanished file from a failing disk
         throw new NoSuchFileException(abs);
       }
-      if (e.errno() != 13) { // EACCES: a read-only file opened by a non-root daemon
+      if (!isReadOnlyError(e.errno())) {
         throw e;
       }
-      fd = LibC.open(abs, LibC.O_RDONLY, 0);
     }
-    return new FdFile(fd, beforeIo);
+    return new FdFile(LibC.open(abs, LibC.O_RDONLY, 0), -1, resolve(path), beforeIo);
   }
 
   @Override
@@ -100,6 +108,37 @@ public final class DirectoryBackingStore implements BackingStore {
     }
   }
 
+  /** Errors of an open for writing that leave the file readable. */
+  private static boolean isReadOnlyError(int errno) {
+    return errno == EACCES || errno == EPERM || errno == EROFS;
+  }
+
+  /**
+   * Why {@code path} cannot be written and what to do about it: the writeback error that
+   * status shows and the log line (and a write-through write's errno), instead of the EBADF a
+   * write to a read-only descriptor gets.
+   */
+  static NativeIOException notWritable(Path path, int errno) {
+    String cause;
+    String fix;
+    switch (errno) {
+      case EROFS:
+        cause = "it is on a read-only filesystem (a read-only mount or bind mount)";
+        fix = "remount it read-write";
+        break;
+      case EPERM:
+        cause = "it is immutable or append-only (chattr +i or +a)";
+        fix = "clear the flag with chattr -i -a";
+        break;
+      default:
+        cause = "permission denied: its mode or owner does not let wcfs (uid " + LibC.geteuid()
+            + ") write it";
+        fix = "make it writable for wcfs (chmod u+w, or chown it to wcfs's user)";
+    }
+    return new NativeIOException("cannot write to backing file " + path + ": " + cause + "; "
+        + fix + ". Cached data for it stays in the cache and writeback keeps retrying", errno);
+  }
+
   @Override
   public void unlink(String path) throws IOException {
     beforeIo.run();
@@ -125,19 +164,47 @@ public final class DirectoryBackingStore implements BackingStore {
   private static final class FdFile implements BackingFile {
     /** O_DIRECT wants position, length and memory aligned to the device's logical block. */
     private static final long DIRECT_ALIGN = 4096;
+    /** Reads go here; opened read-only when the file could not be opened for writing. */
     private final int fd;
+    /** The path the file was opened with: for messages only, it may name nothing by now. */
+    private final Path path;
     private final Runnable beforeIo;
+    /**
+     * Writes, truncates and fsyncs go here: {@code fd} when it was opened for writing, else -1
+     * until {@link #writeFd} reopens the file for writing (each writeback retry tries again, so
+     * fixing the file's mode is enough). Guarded by this.
+     */
+    private int writeFd;
     /** A second descriptor with O_DIRECT for writeback; -2 until tried, -1 if unsupported. */
     private int directFd = -2;
 
     /**
-     * Everything below goes through the descriptor, never the path it was opened with: the
-     * file may be renamed or unlinked while open, and a lookup by a stale path would find
-     * nothing (or another file) and make writeback think the file was gone.
+     * Everything below goes through the descriptors, never the path the file was opened with:
+     * the file may be renamed or unlinked while open, and a lookup by a stale path would find
+     * nothing (or another file) and make writeback think the file was gone. {@code path} only
+     * names the file in error messages.
      */
-    FdFile(int fd, Runnable beforeIo) {
+    FdFile(int fd, int writeFd, Path path, Runnable beforeIo) {
       this.beforeIo = beforeIo;
       this.fd = fd;
+      this.writeFd = writeFd;
+      this.path = path;
+    }
+
+    /**
+     * The descriptor to write through. Reopens this very file (even if renamed since) through
+     * /proc/self/fd, never by a path looked up again; fails, naming the file, cause and fix,
+     * while it still cannot be written.
+     */
+    private synchronized int writeFd() throws NativeIOException {
+      if (writeFd < 0) {
+        try {
+          writeFd = LibC.open("/proc/self/fd/" + fd, LibC.O_RDWR, 0);
+        } catch (NativeIOException e) {
+          throw isReadOnlyError(e.errno()) ? notWritable(path, e.errno()) : e;
+        }
+      }
+      return writeFd;
     }
 
     @Override
@@ -149,12 +216,13 @@ public final class DirectoryBackingStore implements BackingStore {
     @Override
     public void write(long position, long srcAddress, long length) throws IOException {
       beforeIo.run();
-      LibC.pwrite(fd, srcAddress, length, position);
+      LibC.pwrite(writeFd(), srcAddress, length, position);
     }
 
     @Override
     public void writeBlocks(long position, IoVec data, boolean direct) throws IOException {
       beforeIo.run();
+      int wfd = writeFd();
       if (direct && (position & (DIRECT_ALIGN - 1)) == 0 && data.aligned(DIRECT_ALIGN)
           && directFd() >= 0) {
         try {
@@ -167,14 +235,14 @@ public final class DirectoryBackingStore implements BackingStore {
           closeDirect(); // this filesystem refuses the alignment after all: buffered from now
         }
       }
-      LibC.pwritev(fd, data, position);
+      LibC.pwritev(wfd, data, position);
     }
 
     /** Reopens this very file (even if renamed or unlinked since) through /proc/self/fd. */
     private synchronized int directFd() {
       if (directFd == -2) {
         try {
-          directFd = LibC.open("/proc/self/fd/" + fd, LibC.O_WRONLY | LibC.O_DIRECT
+          directFd = LibC.open("/proc/self/fd/" + writeFd, LibC.O_WRONLY | LibC.O_DIRECT
               | LibC.O_CLOEXEC, 0);
         } catch (NativeIOException e) {
           directFd = -1; // EINVAL: no O_DIRECT here (older tmpfs, some FUSE filesystems)
@@ -198,13 +266,13 @@ public final class DirectoryBackingStore implements BackingStore {
     @Override
     public void truncate(long size) throws IOException {
       beforeIo.run();
-      LibC.ftruncate(fd, size);
+      LibC.ftruncate(writeFd(), size);
     }
 
     @Override
     public void sync() throws IOException {
       beforeIo.run();
-      LibC.fsync(fd);
+      LibC.fsync(writeFd());
     }
 
     @Override
@@ -215,6 +283,12 @@ public final class DirectoryBackingStore implements BackingStore {
     @Override
     public void close() throws IOException {
       closeDirect();
+      synchronized (this) {
+        if (writeFd >= 0 && writeFd != fd) {
+          LibC.close(writeFd);
+        }
+        writeFd = -1;
+      }
       LibC.close(fd);
     }
   }

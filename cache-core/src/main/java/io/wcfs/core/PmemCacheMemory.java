@@ -5,7 +5,7 @@ import io.wcfs.nativ.PersistentMemory;
 import java.io.IOException;
 import java.nio.file.Path;
 
-/** {@link CacheMemory} over a mapped cache file (libpmem, or the msync fallback). */
+/** {@link CacheMemory} over a mapped cache file (libpmem, or the mmap fallback). */
 public final class PmemCacheMemory implements CacheMemory {
   private final PersistentMemory pm;
 
@@ -38,12 +38,12 @@ public final class PmemCacheMemory implements CacheMemory {
   }
 
   @Override
-  public void flush(long offset, long length) throws IOException {
+  public void flush(long offset, long length) {
     pm.flush(offset, length);
   }
 
   @Override
-  public void commit() {
+  public void commit() throws IOException {
     pm.commit();
   }
 

@@ -1489,6 +1489,9 @@ public final class WriteCache implements AutoCloseable {
 
   private void writebackLoop() {
     long backoffMs = 100;
+    // Errors logged since writeback last succeeded: one that lasts (a backing file nobody made
+    // writable yet) is logged once, not once per retry; status shows it all along.
+    java.util.Set<String> logged = new java.util.HashSet<>();
     while (true) {
       try {
         List<CachedFile> groupFiles = new ArrayList<>();
@@ -1498,11 +1501,22 @@ public final class WriteCache implements AutoCloseable {
         }
         writeBackBatch(groupFiles, groupSlots);
         backoffMs = 100;
+        if (!logged.isEmpty() && !groupFiles.isEmpty()) {
+          LOG.info("writeback works again");
+          logged.clear();
+        }
       } catch (IOException | RuntimeException e) {
         writebackErrors.increment();
         lastWritebackError = e.getMessage();
-        LOG.warn("writeback failed, blocks stay in the cache, retrying in {} ms: {}", backoffMs,
-            e.toString());
+        if (logged.size() >= 64) {
+          logged.clear(); // errors that differ every time: keep the set small, log anew
+        }
+        if (logged.add(e.toString())) {
+          LOG.warn("writeback failed, blocks stay in the cache, retrying with backoff (this"
+              + " error is not logged again until writeback works): {}", e.toString());
+        } else {
+          LOG.debug("writeback failed again, retrying in {} ms: {}", backoffMs, e.toString());
+        }
         synchronized (index) {
           writebackBackoffUntil = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(backoffMs);
         }

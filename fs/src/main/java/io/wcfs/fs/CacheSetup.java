@@ -87,8 +87,9 @@ final class CacheSetup {
   }
 
   /**
-   * Opens the cache for {@code backing}: formats it when it is zero-filled or new, refuses a
-   * file that is neither (leaving it untouched), recovers it otherwise.
+   * Opens the cache for {@code backing}: formats it when it is zero-filled, new, or left
+   * half-formatted by a crash, refuses a file that is none of these and not a cache (leaving it
+   * untouched), recovers it otherwise.
    */
   static WriteCache open(Path cacheFile, DirectoryBackingStore backing, CacheConfig config,
       FlushStrategy strategy) throws IOException {
@@ -102,6 +103,11 @@ final class CacheSetup {
       switch (CacheLayout.inspect(mem)) {
         case ZERO_FILLED:
           LOG.info("formatting {} for {} ({}-byte blocks)", cacheFile, backing.root(),
+              config.blockSize());
+          return WriteCache.format(mem, backing, config);
+        case FORMAT_INTERRUPTED:
+          LOG.warn("{}: an earlier format was interrupted before it finished (the file holds no"
+              + " data); formatting it again for {} ({}-byte blocks)", cacheFile, backing.root(),
               config.blockSize());
           return WriteCache.format(mem, backing, config);
         case FOREIGN:

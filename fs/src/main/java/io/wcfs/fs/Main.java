@@ -563,7 +563,12 @@ public final class Main {
         throw new UsageException("cache " + file + " does not exist");
       }
       try (PmemCacheMemory mem = CacheSetup.map(file, FlushStrategy.AUTO)) {
-        if (CacheLayout.inspect(mem) != CacheLayout.Contents.WCFS_CACHE) {
+        CacheLayout.Contents c = CacheLayout.inspect(mem);
+        if (c == CacheLayout.Contents.FORMAT_INTERRUPTED) {
+          throw new UsageException(file + " was being formatted when wcfs stopped and holds no"
+              + " data; nothing to write back (the next mount formats it again)");
+        }
+        if (c != CacheLayout.Contents.WCFS_CACHE) {
           throw new UsageException(file + " is not a wcfs cache; nothing to write back");
         }
       }

@@ -3,8 +3,16 @@ package io.wcfs.fs;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.wcfs.core.CacheLayout;
+import io.wcfs.core.CacheMemory;
+import io.wcfs.core.DirectoryBackingStore;
+import io.wcfs.core.PmemCacheMemory;
+import io.wcfs.nativ.CacheFiles;
+import io.wcfs.nativ.FlushStrategy;
+import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -115,6 +123,94 @@ class BadInputTest {
     WcfsProcess.Result check = WcfsProcess.run(60, "check", cacheDir.toString());
     assertNotEquals(0, check.exitCode());
     assertTrue(check.out().contains("not a wcfs cache"), check.all());
+  }
+
+  /** A process that dies during format: its stores so far stay in the file, nothing after. */
+  private static final class DyingMemory implements CacheMemory {
+    private final CacheMemory inner;
+    private int operationsLeft;
+
+    DyingMemory(CacheMemory inner, int operations) {
+      this.inner = inner;
+      this.operationsLeft = operations;
+    }
+
+    private void tick() {
+      if (operationsLeft-- == 0) {
+        throw new IllegalStateException("killed during format");
+      }
+    }
+
+    @Override
+    public long size() {
+      return inner.size();
+    }
+
+    @Override
+    public void copyIn(long offset, long srcAddress, long length) throws IOException {
+      tick();
+      inner.copyIn(offset, srcAddress, length);
+    }
+
+    @Override
+    public void assign(long offset, long value) throws IOException {
+      tick();
+      inner.assign(offset, value);
+    }
+
+    @Override
+    public void flush(long offset, long length) throws IOException {
+      tick();
+      inner.flush(offset, length);
+    }
+
+    @Override
+    public void commit() throws IOException {
+      tick();
+      inner.commit();
+    }
+
+    @Override
+    public long readLong(long offset) throws IOException {
+      return inner.readLong(offset);
+    }
+
+    @Override
+    public void copyOut(long offset, long dstAddress, long length) throws IOException {
+      inner.copyOut(offset, dstAddress, length);
+    }
+
+    @Override
+    public String describe() {
+      return inner.describe();
+    }
+
+    @Override
+    public void close() throws IOException {
+      inner.close();
+    }
+  }
+
+  @Test
+  @DisplayName("a cache whose format was cut short is formatted again by the next mount")
+  void interruptedFormatIsFormattedAgain() throws Exception {
+    Path f = cacheDir.resolve("wcfs.cache");
+    CacheFiles.create(f, 8 << 20, CacheLayout.Geometry.minFileSize(4096));
+    try (PmemCacheMemory mem = PmemCacheMemory.open(f, FlushStrategy.AUTO, false)) {
+      DyingMemory dying = new DyingMemory(mem, 1000);
+      assertThrows(IllegalStateException.class, () -> CacheLayout.format(dying, 4096,
+          new DirectoryBackingStore(backing).identity()));
+    }
+    WcfsProcess.Result check = WcfsProcess.run(60, "check", cacheDir.toString());
+    assertEquals(0, check.exitCode(), check.all());
+    assertTrue(check.out().contains("interrupted"), check.all());
+    try (WcfsProcess w = new WcfsProcess(cacheDir, backing, mnt)) {
+      w.mount();
+      assertEquals("user data", Files.readString(mnt.resolve("keep")));
+      Files.writeString(mnt.resolve("new"), "through the cache");
+      assertEquals("through the cache", Files.readString(mnt.resolve("new")));
+    }
+    assertEquals("through the cache", Files.readString(backing.resolve("new")));
   }
 
   @Test

@@ -115,7 +115,8 @@ class FaultsTest {
   }
 
   @Test
-  @DisplayName("a backing file deleted behind wcfs's back: no crash, a log line naming it")
+  @DisplayName("a backing file deleted behind wcfs's back: no crash, a log line naming it,"
+      + " its data in lost+found")
   void backingFileDeletedBehindOurBack() throws Exception {
     Path backing = Files.createDirectories(tmp.resolve("b"));
     try (WcfsProcess w = new WcfsProcess(cacheDir, backing,
@@ -139,8 +140,13 @@ class FaultsTest {
       assertEquals("still working", Files.readString(w.mountpoint.resolve("after")));
       assertTrue(w.log().contains("victim was deleted in the backing directory behind"),
           w.log());
+      // Until 2026-11-30 these blocks were dropped ("dropping its 2 cached blocks"); fsync'd
+      // data now goes to lost+found instead, named in the log (DESIGN.md, "Identity").
       assertTrue(w.log().contains("gone was deleted in the backing directory behind wcfs's"
-          + " back; dropping its 2 cached blocks"), w.log());
+          + " back; its 2 cached blocks (size 8192) go to .wcfs-lost+found/gone."), w.log());
+      assertEquals("cached data", Files.readString(backing.resolve(
+          ".wcfs-lost+found/victim.slot0-seq1")), "the fsync'd data, kept where it can be found");
+      assertEquals(2, w.statusNumber("lost_and_found_files"));
     }
   }
 

@@ -10,12 +10,14 @@ import java.util.Locale;
  *             pmem_memcpy          pmem_flush(range)        pmem_commit
  *   EAGER     non-temporal stores  nothing                  drain (sfence)
  *   LATE      cached stores        flush cache lines        drain
- *   MSYNC     cached stores        msync of the pages       nothing (msync waited)
+ *   MSYNC     cached stores        note the pages           sync_file_range per merged range,
+ *                                                           one fdatasync of the cache file
  * </pre>
  *
  * EAGER wins on x86-64, where movnt bypasses the cache; arm64 has no non-temporal stores, and
  * flushing as late as possible (LATE) lets the CPU write a line back once however often it was
- * stored to. MSYNC is the only correct choice for a mapping that is not persistent memory.
+ * stored to. MSYNC is the only correct choice for a mapping that is not persistent memory; its
+ * name is kept for the command line, though a commit no longer calls msync (see PageCacheSync).
  */
 public enum FlushStrategy {
   AUTO,

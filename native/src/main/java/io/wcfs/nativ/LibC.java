@@ -10,8 +10,8 @@ import jnr.ffi.types.ssize_t;
 
 /**
  * The few libc calls wcfs needs that the JDK does not expose with native addresses: positional
- * I/O straight from and into FUSE buffers, and the mmap/msync pair the fallback cache memory is
- * built on. Every call's result is checked here and turned into a {@link NativeIOException}.
+ * I/O straight from and into FUSE buffers, and the mapping and page-cache syncs the fallback
+ * cache memory is built on. Every call's result is checked here and turned into a {@link NativeIOException}.
  *
  * <p>Pointer arguments are raw addresses passed as {@code long}: both supported ABIs (x86-64,
  * arm64) pass pointers and 64-bit integers the same way, and it avoids a Pointer object per call.
@@ -31,7 +31,8 @@ public final class LibC {
   public static final int PROT_READ = 1;
   public static final int PROT_WRITE = 2;
   public static final int MAP_SHARED = 1;
-  public static final int MS_SYNC = 4;
+  /** sysconf name of the page size; the same number in glibc on x86-64 and arm64. */
+  private static final int SC_PAGESIZE = 30;
 
   public static final int EINTR = 4;
   public static final int EIO = 5;
@@ -82,7 +83,13 @@ public final class LibC {
     int munmap(long addr, @size_t long length);
 
     @SaveError
-    int msync(long addr, @size_t long length, int flags);
+    long sysconf(int name);
+
+    @SaveError
+    int sync_file_range(int fd, @off_t long offset, @off_t long nbytes, int flags);
+
+    @SaveError
+    int fdatasync(int fd);
 
     @IgnoreError
     String strerror(int errnum);
@@ -160,7 +167,8 @@ public final class LibC {
 
   private static final Api API = LibraryLoader.create(Api.class).failImmediately().load("c");
   private static final Runtime RUNTIME = Runtime.getRuntime(API);
-  private static final long PAGE_SIZE = 4096;
+  /** The real page size: 4 KiB on x86-64, 4, 16 or 64 KiB on arm64 depending on the kernel. */
+  private static final long PAGE_SIZE = API.sysconf(SC_PAGESIZE);
 
   private LibC() {}
 
@@ -305,12 +313,27 @@ public final class LibC {
     }
   }
 
-  /** msync(MS_SYNC) of every page the range touches (msync wants a page-aligned start). */
-  public static void msync(long address, long length) throws NativeIOException {
-    long start = address & ~(PAGE_SIZE - 1);
-    if (API.msync(start, length + (address - start), MS_SYNC) != 0) {
-      throw error("msync");
-    }
+  /** sysconf(_SC_PAGESIZE): what the kernel maps, writes back and aligns in. */
+  public static long pageSize() {
+    return PAGE_SIZE;
+  }
+
+  /** sync_file_range(2): 0 or -errno. */
+  static int syncFileRange(int fd, long offset, long length, int flags) {
+    int rc;
+    do {
+      rc = rc(API.sync_file_range(fd, offset, length, flags));
+    } while (rc == -EINTR);
+    return rc;
+  }
+
+  /** fdatasync(2): 0 or -errno. */
+  static int fdatasync(int fd) {
+    int rc;
+    do {
+      rc = rc(API.fdatasync(fd));
+    } while (rc == -EINTR);
+    return rc;
   }
 
   // ---- Metadata calls for the FUSE layer: 0 or -errno, never an exception (FUSE wants errno).

@@ -60,8 +60,8 @@ public final class LibPmem {
     @IgnoreError
     void pmem_drain();
 
-    @SaveError
-    int pmem_msync(long addr, @size_t long len);
+    // pmem_msync is not bound: it is msync(MS_SYNC), one device flush per range; a page-cache
+    // mapping commits through PageCacheSync instead (one fdatasync per commit).
 
     @IgnoreError
     String pmem_errormsg();
@@ -139,12 +139,6 @@ public final class LibPmem {
 
   public static void drain() {
     API.pmem_drain();
-  }
-
-  public static void msync(long address, long length) throws PmemException {
-    if (API.pmem_msync(address, length) != 0) {
-      throw error("pmem_msync");
-    }
   }
 
   private static Api api() {

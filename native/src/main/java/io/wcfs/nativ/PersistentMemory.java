@@ -14,8 +14,10 @@ import org.slf4j.LoggerFactory;
  * (pmem_flush of a range) and {@link #commit} (pmem_commit). To make data durable all three are
  * called, in that order. Offsets are relative to the start of the mapping.
  *
- * <p>The mapping comes from libpmem when it loads, else from a plain {@code mmap} whose flush is
- * {@code msync} (the fallback). Data-path methods take native addresses so FUSE buffers are copied
+ * <p>The mapping comes from libpmem when it loads, else from a plain {@code mmap} (the fallback).
+ * A mapping that is not persistent memory (strategy MSYNC, with either) is made durable through
+ * the page cache: flush notes pages, commit writes them back and flushes the device once (see
+ * {@link PageCacheSync}). Data-path methods take native addresses so FUSE buffers are copied
  * straight into and out of the mapping.
  *
  * <p>Thread safety: stores to disjoint ranges may run concurrently; callers order the rest.
@@ -38,12 +40,27 @@ public final class PersistentMemory implements AutoCloseable {
   private final FlushStrategy strategy;
   private final boolean simulated;
   private final int copyFlags;
+  /** Flush and commit of a page-cache mapping (strategy MSYNC); null for the pmem strategies. */
+  private final PageCacheSync pages;
   private boolean closed;
+
+  /** The kernel calls behind flush and commit of a page-cache mapping; tests count them. */
+  interface Kernel {
+    /** sysconf(_SC_PAGESIZE). */
+    long pageSize();
+
+    /** sync_file_range(2): 0 or -errno. */
+    int syncFileRange(int fd, long offset, long length, int flags);
+
+    /** fdatasync(2): 0 or -errno. */
+    int fdatasync(int fd);
+  }
 
   private PersistentMemory(
       Path path, long base, long size, Backend backend, boolean isPmem, FlushStrategy strategy,
-      boolean simulated) {
+      boolean simulated, PageCacheSync pages) {
     this.path = path;
+    this.pages = pages;
     this.base = base;
     this.size = size;
     this.backend = backend;
@@ -66,18 +83,37 @@ public final class PersistentMemory implements AutoCloseable {
    */
   public static PersistentMemory map(Path file, FlushStrategy requested, boolean forceFallback)
       throws IOException {
+    return map(file, requested, forceFallback, null);
+  }
+
+  /** {@link #map(Path, FlushStrategy, boolean)} with the kernel calls going to {@code kernel}. */
+  static PersistentMemory map(Path file, FlushStrategy requested, boolean forceFallback,
+      Kernel kernel) throws IOException {
+    if (kernel == null) {
+      kernel = PageCacheSync.LIBC;
+    }
     boolean simulated = isSimulated(file);
     String arch = System.getProperty("os.arch");
     if (!forceFallback && LibPmem.isAvailable()) {
       LibPmem.Mapping m = LibPmem.mapFile(file.toString());
+      PageCacheSync pages = null;
       try {
         FlushStrategy strategy = resolve(requested, m.isPmem(), arch, file);
+        if (strategy == FlushStrategy.MSYNC) {
+          // Not pmem_msync: it is msync(MS_SYNC), a device flush per range (see PageCacheSync).
+          // libpmem mapped the file from offset 0, so mapping offsets are file offsets.
+          pages = new PageCacheSync(LibC.open(file.toString(), LibC.O_RDWR, 0), kernel);
+        }
         PersistentMemory pm =
             new PersistentMemory(
-                file, m.address(), m.length(), Backend.LIBPMEM, m.isPmem(), strategy, simulated);
+                file, m.address(), m.length(), Backend.LIBPMEM, m.isPmem(), strategy, simulated,
+                pages);
         pm.logChoice();
         return pm;
       } catch (IOException | RuntimeException e) {
+        if (pages != null) {
+          pages.close();
+        }
         LibPmem.unmap(m.address(), m.length());
         throw e;
       }
@@ -88,14 +124,21 @@ public final class PersistentMemory implements AutoCloseable {
     FlushStrategy strategy = resolve(requested, false, arch, file);
     long length = Files.size(file);
     int fd = LibC.open(file.toString(), LibC.O_RDWR, 0);
+    long addr = 0;
     try {
-      long addr = LibC.mmapShared(fd, length);
+      addr = LibC.mmapShared(fd, length);
+      // The descriptor stays open for the commits' sync_file_range and fdatasync.
       PersistentMemory pm =
-          new PersistentMemory(file, addr, length, Backend.FALLBACK, false, strategy, simulated);
+          new PersistentMemory(file, addr, length, Backend.FALLBACK, false, strategy, simulated,
+              new PageCacheSync(fd, kernel));
       pm.logChoice();
       return pm;
-    } finally {
+    } catch (IOException | RuntimeException e) {
+      if (addr != 0) {
+        LibC.munmap(addr, length);
+      }
       LibC.close(fd);
+      throw e;
     }
   }
 
@@ -142,9 +185,11 @@ public final class PersistentMemory implements AutoCloseable {
   /** One line for logs and {@code wcfs status}. */
   public String describe() {
     return String.format(
-        "%s, strategy %s, %s, durability %s",
-        backend == Backend.LIBPMEM ? "libpmem" : "fallback mmap+msync",
+        "%s, strategy %s%s, %s, durability %s",
+        backend == Backend.LIBPMEM ? "libpmem" : "fallback mmap",
         strategy,
+        pages == null ? ""
+            : " (commit: sync_file_range + fdatasync, " + pages.pageSize() + "-byte pages)",
         isPmem ? "pmem mapping" : "page-cache mapping",
         simulated ? "simulated" : "real");
   }
@@ -193,8 +238,11 @@ public final class PersistentMemory implements AutoCloseable {
     }
   }
 
-  /** pmem_flush: starts writing the range back (EAGER: nothing to do, the copy bypassed caches). */
-  public void flush(long offset, long length) throws NativeIOException {
+  /**
+   * pmem_flush: starts writing the range back (EAGER: nothing to do, the copy bypassed caches;
+   * MSYNC: the pages are noted, and written back by the next commit).
+   */
+  public void flush(long offset, long length) {
     check(offset, length);
     switch (strategy) {
       case EAGER:
@@ -203,17 +251,15 @@ public final class PersistentMemory implements AutoCloseable {
         LibPmem.flush(base + offset, length);
         break;
       default:
-        if (backend == Backend.LIBPMEM) {
-          LibPmem.msync(base + offset, length);
-        } else {
-          LibC.msync(base + offset, length);
-        }
+        pages.note(offset, length);
     }
   }
 
   /** pmem_commit: waits until everything flushed so far is durable. */
-  public void commit() {
-    if (strategy != FlushStrategy.MSYNC) {
+  public void commit() throws NativeIOException {
+    if (pages != null) {
+      pages.commit();
+    } else {
       LibPmem.drain();
     }
   }
@@ -252,10 +298,16 @@ public final class PersistentMemory implements AutoCloseable {
       return;
     }
     closed = true;
-    if (backend == Backend.LIBPMEM) {
-      LibPmem.unmap(base, size);
-    } else {
-      LibC.munmap(base, size);
+    try {
+      if (backend == Backend.LIBPMEM) {
+        LibPmem.unmap(base, size);
+      } else {
+        LibC.munmap(base, size);
+      }
+    } finally {
+      if (pages != null) {
+        pages.close();
+      }
     }
   }
 }
