@@ -6,17 +6,23 @@ import io.wcfs.nativ.NativeIOException;
 import java.io.IOException;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.attribute.FileTime;
 import java.time.Instant;
-import java.util.Map;
 
-/** {@link BackingStore} over a real directory: libc positional I/O, NIO for metadata. */
+/**
+ * {@link BackingStore} over a real directory: libc positional I/O; every path is reached
+ * relative to a descriptor of the root (the *at calls), so that a path may be as long as the
+ * kernel allows below the root, whatever the length of the root's own path.
+ */
 public final class DirectoryBackingStore implements BackingStore {
   private static final int EINVAL = 22;
+  private static final int ENOENT = 2;
+  private static final int EACCES = 13;
   private final Path root;
+  /** O_PATH descriptor of the root, for the process's lifetime: every path is relative to it. */
+  private final int rootFd;
   /** Runs before every call that may wait for the disk (the FUSE loop hands on its leader). */
   private final Runnable beforeIo;
 
@@ -26,6 +32,7 @@ public final class DirectoryBackingStore implements BackingStore {
 
   public DirectoryBackingStore(Path root, Runnable beforeIo) throws IOException {
     this.root = root.toRealPath();
+    this.rootFd = LibC.open(this.root.toString(), LibC.O_PATH | LibC.O_DIRECTORY, 0);
     this.beforeIo = beforeIo;
   }
 
@@ -33,57 +40,62 @@ public final class DirectoryBackingStore implements BackingStore {
     return root;
   }
 
-  public Path resolve(String path) {
-    return path.isEmpty() ? root : root.resolve(path);
+  /** The root's descriptor: the FUSE layer reaches names and attributes through it too. */
+  public int rootFd() {
+    return rootFd;
+  }
+
+  /** A path relative to the root as the *at calls take it: "" (the root itself) is ".". */
+  public static String atPath(String path) {
+    return path.isEmpty() ? "." : path;
   }
 
   @Override
   public Stat stat(String path) throws IOException {
     beforeIo.run();
-    Map<String, Object> a;
+    LibC.FileStatus st;
     try {
-      a = Files.readAttributes(resolve(path), "unix:ino,size,lastModifiedTime,nlink,mode",
-          LinkOption.NOFOLLOW_LINKS);
-    } catch (NoSuchFileException e) {
-      return null;
+      st = LibC.fstatat(rootFd, atPath(path), LibC.AT_SYMLINK_NOFOLLOW);
+    } catch (NativeIOException e) {
+      if (e.errno() == ENOENT) {
+        return null;
+      }
+      throw e;
     }
-    int mode = (Integer) a.get("mode");
-    FileTime mtime = (FileTime) a.get("lastModifiedTime");
-    Instant t = mtime.toInstant();
-    return new Stat((Long) a.get("ino"), (Long) a.get("size"),
-        t.getEpochSecond() * 1_000_000_000L + t.getNano(), (Integer) a.get("nlink"),
-        (mode & 0170000) == 0100000, (mode & 0170000) == 0040000);
+    return new Stat(st.ino(), st.size(), st.mtimeNanos(), (int) st.nlink(),
+        st.type() == 0100000, st.type() == 0040000);
   }
 
   @Override
   public BackingFile open(String path) throws IOException {
     beforeIo.run();
-    String abs = resolve(path).toString();
     int fd;
     try {
-      fd = LibC.open(abs, LibC.O_RDWR, 0);
+      fd = LibC.openat(rootFd, atPath(path), LibC.O_RDWR, 0);
     } catch (NativeIOException e) {
-      if (e.errno() == 2) { // ENOENT: callers tell a vanished file from a failing disk
-        throw new NoSuchFileException(abs);
+      if (e.errno() == ENOENT) { // callers tell a vanished file from a failing disk
+        throw new NoSuchFileException(path);
       }
-      if (e.errno() != 13) { // EACCES: a read-only file opened by a non-root daemon
+      if (e.errno() != EACCES) { // a read-only file opened by a non-root daemon
         throw e;
       }
-      fd = LibC.open(abs, LibC.O_RDONLY, 0);
+      fd = LibC.openat(rootFd, atPath(path), LibC.O_RDONLY, 0);
     }
-    return new FdFile(fd, resolve(path), beforeIo);
+    // The file's own name through this process's descriptor table: works whatever the length
+    // of the path, and still names this file after a rename or an unlink.
+    return new FdFile(fd, Path.of("/proc/self/fd/" + fd), beforeIo);
   }
 
   @Override
   public void unlink(String path) throws IOException {
     beforeIo.run();
-    LibC.check(LibC.unlink(resolve(path).toString()), "unlink " + path);
+    LibC.check(LibC.unlinkat(rootFd, atPath(path), 0), "unlink " + path);
   }
 
   @Override
   public void rename(String from, String to) throws IOException {
     beforeIo.run();
-    LibC.check(LibC.rename(resolve(from).toString(), resolve(to).toString()),
+    LibC.check(LibC.renameat(rootFd, atPath(from), rootFd, atPath(to)),
         "rename " + from + " to " + to);
   }
 
