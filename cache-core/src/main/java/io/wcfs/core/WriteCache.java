@@ -310,7 +310,9 @@ public final class WriteCache implements AutoCloseable {
       if (files.get(f.ino) == f) {
         files.remove(f.ino);
       }
-      if (f.file != null) {
+      // A write-through file with writes not yet fsynced keeps its descriptor for the next
+      // commit: reopening it by name then fails once it was unlinked or renamed meanwhile.
+      if (f.file != null && !writeThroughDirty.contains(f)) {
         f.file.close();
         f.file = null;
       }
@@ -702,6 +704,11 @@ public final class WriteCache implements AutoCloseable {
     }
     for (CachedFile f : syncFiles) {
       backingFile(f).sync(); // a write-through file's fsync is the backing fsync
+      synchronized (index) { // closed meanwhile and forgotten: the descriptor was kept for this
+        if (f.handles == 0 && files.get(f.ino) != f && !writeThroughDirty.contains(f)) {
+          forgetIfUnused(f);
+        }
+      }
     }
     commitLock.lock();
     try {
