@@ -89,46 +89,6 @@ public final class LibC {
     int flock(int fd, int operation);
 
     @SaveError
-    int lstat(String path, long statBuf);
-
-    @SaveError
-    int mkdir(String path, int mode);
-
-    @SaveError
-    int rmdir(String path);
-
-    @SaveError
-    int unlink(String path);
-
-    @SaveError
-    int rename(String from, String to);
-
-    @SaveError
-    int symlink(String target, String linkPath);
-
-    @SaveError
-    @ssize_t
-    long readlink(String path, long buf, @size_t long size);
-
-    @SaveError
-    int link(String from, String to);
-
-    @SaveError
-    int chmod(String path, int mode);
-
-    @SaveError
-    int lchown(String path, int uid, int gid);
-
-    @SaveError
-    int mknod(String path, int mode, long dev);
-
-    @SaveError
-    int statvfs(String path, long buf);
-
-    @SaveError
-    int access(String path, int mode);
-
-    @SaveError
     int utimensat(int dirfd, String path, long times, int flags);
 
     @IgnoreError
@@ -357,30 +317,6 @@ public final class LibC {
     throw new NativeIOException("flock: " + API.strerror(errno), errno);
   }
 
-  public static int lstat(String path, long statBuf) {
-    return rc(API.lstat(path, statBuf));
-  }
-
-  public static int mkdir(String path, int mode) {
-    return rc(API.mkdir(path, mode));
-  }
-
-  public static int rmdir(String path) {
-    return rc(API.rmdir(path));
-  }
-
-  public static int unlink(String path) {
-    return rc(API.unlink(path));
-  }
-
-  public static int rename(String from, String to) {
-    return rc(API.rename(from, to));
-  }
-
-  public static int symlink(String target, String linkPath) {
-    return rc(API.symlink(target, linkPath));
-  }
-
   /** read(2): bytes read, or -errno (EAGAIN on an empty non-blocking descriptor). */
   public static long read(int fd, long buf, long count) {
     long n = API.read(fd, buf, count);
@@ -432,45 +368,6 @@ public final class LibC {
   }
 
 
-
-  /** readlink into {@code buf}, NUL-terminated as FUSE expects; 0 or -errno. */
-  public static int readlink(String path, long buf, long size) {
-    long n = API.readlink(path, buf, size - 1);
-    if (n < 0) {
-      return -RUNTIME.getLastError();
-    }
-    com.kenai.jffi.MemoryIO.getInstance().putByte(buf + n, (byte) 0);
-    return 0;
-  }
-
-  public static int link(String from, String to) {
-    return rc(API.link(from, to));
-  }
-
-  public static int chmod(String path, int mode) {
-    return rc(API.chmod(path, mode));
-  }
-
-  public static int lchown(String path, int uid, int gid) {
-    return rc(API.lchown(path, uid, gid));
-  }
-
-  /** utimensat(AT_FDCWD, path, times[2], AT_SYMLINK_NOFOLLOW). */
-  public static int utimens(String path, long times) {
-    return rc(API.utimensat(AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW));
-  }
-
-  public static int mknod(String path, int mode, long dev) {
-    return rc(API.mknod(path, mode, dev));
-  }
-
-  public static int statvfs(String path, long buf) {
-    return rc(API.statvfs(path, buf));
-  }
-
-  public static int access(String path, int mode) {
-    return rc(API.access(path, mode));
-  }
 
   // ---- Relative to a directory descriptor ---------------------------------------------------
 
