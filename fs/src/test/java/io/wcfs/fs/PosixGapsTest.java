@@ -153,6 +153,8 @@ class PosixGapsTest extends MountTestBase {
         + "mkdir $d/x && rmdir $d/x && echo rmdir; "
         + "test -r $d/f && test -w $d/f && echo access; "
         + "rm $d/h $d/p $d/c $d/s && ls $d; "
-        + "rm -r " + DEEP.substring(0, 203) + " && echo gone");
+        + "rm -r " + DEEP.substring(0, 203) + " && echo gone; "
+        // an fsync after the long-path file (written through, never fsynced) went away
+        + "echo z > z && sync z && echo synced");
   }
 }
