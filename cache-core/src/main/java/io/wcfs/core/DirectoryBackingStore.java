@@ -6,14 +6,14 @@ import io.wcfs.nativ.NativeIOException;
 import java.io.IOException;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.attribute.FileTime;
-import java.time.Instant;
-import java.util.Map;
 
-/** {@link BackingStore} over a real directory: libc positional I/O, NIO for metadata. */
+/**
+ * {@link BackingStore} over a real directory: libc positional I/O; every path is reached
+ * relative to a descriptor of the root (the *at calls), so that a path may be as long as the
+ * kernel allows below the root, whatever the length of the root's own path.
+ */
 public final class DirectoryBackingStore implements BackingStore {
   private static final int EPERM = 1;
   private static final int ENOENT = 2;
@@ -22,6 +22,10 @@ public final class DirectoryBackingStore implements BackingStore {
   private static final int EROFS = 30;
   private static final int ENOSYS = 38;
   private final Path root;
+  /** O_PATH descriptor of the root, for the process's lifetime: every path is relative to it. */
+  private final int rootFd;
+  /** Guarded by this. */
+  private boolean closed;
   /** Runs before every call that may wait for the disk (the FUSE loop hands on its leader). */
   private final Runnable beforeIo;
 
@@ -31,6 +35,7 @@ public final class DirectoryBackingStore implements BackingStore {
 
   public DirectoryBackingStore(Path root, Runnable beforeIo) throws IOException {
     this.root = root.toRealPath();
+    this.rootFd = LibC.open(this.root.toString(), LibC.O_PATH | LibC.O_DIRECTORY, 0);
     this.beforeIo = beforeIo;
   }
 
@@ -38,26 +43,46 @@ public final class DirectoryBackingStore implements BackingStore {
     return root;
   }
 
-  public Path resolve(String path) {
+  /**
+   * Closes the root's descriptor (which keeps a mount under it busy). The daemon never does:
+   * the store lives as long as the process; tests that unmount the root after use do.
+   */
+  public synchronized void close() throws IOException {
+    if (!closed) {
+      closed = true;
+      LibC.close(rootFd);
+    }
+  }
+
+  /** The root's descriptor: the FUSE layer reaches names and attributes through it too. */
+  public int rootFd() {
+    return rootFd;
+  }
+
+  /** A path relative to the root as the *at calls take it: "" (the root itself) is ".". */
+  public static String atPath(String path) {
+    return path.isEmpty() ? "." : path;
+  }
+
+  /** For messages only: the path as a person would look it up. */
+  private Path display(String path) {
     return path.isEmpty() ? root : root.resolve(path);
   }
 
   @Override
   public Stat stat(String path) throws IOException {
     beforeIo.run();
-    Map<String, Object> a;
+    LibC.FileStatus st;
     try {
-      a = Files.readAttributes(resolve(path), "unix:dev,ino,size,lastModifiedTime,nlink,mode",
-          LinkOption.NOFOLLOW_LINKS);
-    } catch (NoSuchFileException e) {
-      return null;
+      st = LibC.fstatat(rootFd, atPath(path), LibC.AT_SYMLINK_NOFOLLOW);
+    } catch (NativeIOException e) {
+      if (e.errno() == ENOENT) {
+        return null;
+      }
+      throw e;
     }
-    int mode = (Integer) a.get("mode");
-    FileTime mtime = (FileTime) a.get("lastModifiedTime");
-    Instant t = mtime.toInstant();
-    return new Stat((Long) a.get("dev"), (Long) a.get("ino"), (Long) a.get("size"),
-        t.getEpochSecond() * 1_000_000_000L + t.getNano(), (Integer) a.get("nlink"),
-        (mode & 0170000) == 0100000, (mode & 0170000) == 0040000);
+    return new Stat(st.dev(), st.ino(), st.size(), st.mtimeNanos(), (int) st.nlink(),
+        st.type() == 0100000, st.type() == 0040000);
   }
 
   /**
@@ -68,33 +93,34 @@ public final class DirectoryBackingStore implements BackingStore {
   @Override
   public BackingFile open(String path) throws IOException {
     beforeIo.run();
-    String abs = resolve(path).toString();
     try {
-      int fd = LibC.open(abs, LibC.O_RDWR, 0);
-      return new FdFile(fd, fd, resolve(path), beforeIo);
+      int fd = LibC.openat(rootFd, atPath(path), LibC.O_RDWR | LibC.O_CLOEXEC, 0);
+      return new FdFile(fd, fd, display(path), beforeIo);
     } catch (NativeIOException e) {
       if (e.errno() == ENOENT) { // callers tell a vanished file from a failing disk
-        throw new NoSuchFileException(abs);
+        throw new NoSuchFileException(display(path).toString());
       }
       if (!isReadOnlyError(e.errno())) {
         throw e;
       }
     }
-    return new FdFile(LibC.open(abs, LibC.O_RDONLY, 0), -1, resolve(path), beforeIo);
+    return new FdFile(LibC.openat(rootFd, atPath(path), LibC.O_RDONLY | LibC.O_CLOEXEC, 0), -1,
+        display(path), beforeIo);
   }
 
   @Override
   public void createFile(String path) throws IOException {
     beforeIo.run();
-    Path p = resolve(path);
-    Files.createDirectories(p.getParent());
-    LibC.close(LibC.open(p.toString(), LibC.O_WRONLY | LibC.O_CREAT | LibC.O_CLOEXEC, 0600));
+    Files.createDirectories(display(path).getParent()); // lost+found: a short path
+    LibC.close(LibC.openat(rootFd, atPath(path), LibC.O_WRONLY | LibC.O_CREAT | LibC.O_CLOEXEC,
+        0600));
   }
 
   @Override
   public void syncDirectory(String path) throws IOException {
     beforeIo.run();
-    int fd = LibC.open(resolve(path).toString(), LibC.O_RDONLY | LibC.O_CLOEXEC, 0);
+    int fd = LibC.openat(rootFd, atPath(path), LibC.O_RDONLY | LibC.O_DIRECTORY
+        | LibC.O_CLOEXEC, 0);
     try {
       LibC.fsync(fd);
     } catch (NativeIOException e) {
@@ -142,13 +168,13 @@ public final class DirectoryBackingStore implements BackingStore {
   @Override
   public void unlink(String path) throws IOException {
     beforeIo.run();
-    LibC.check(LibC.unlink(resolve(path).toString()), "unlink " + path);
+    LibC.check(LibC.unlinkat(rootFd, atPath(path), 0), "unlink " + path);
   }
 
   @Override
   public void rename(String from, String to) throws IOException {
     beforeIo.run();
-    LibC.check(LibC.rename(resolve(from).toString(), resolve(to).toString()),
+    LibC.check(LibC.renameat(rootFd, atPath(from), rootFd, atPath(to)),
         "rename " + from + " to " + to);
   }
 

@@ -181,8 +181,9 @@ class BackingFailureTest {
     PrintStream stderr = System.err;
     ByteArrayOutputStream log = new ByteArrayOutputStream();
     boolean undone = false;
+    DirectoryBackingStore store = null;
     try {
-      DirectoryBackingStore store = new DirectoryBackingStore(root);
+      store = new DirectoryBackingStore(root);
       CrashingMemory mem = CacheFixture.memoryFor(64, BS);
       CacheLayout.format(mem, BS, store.identity());
       WriteCache cache = WriteCache.open(mem, store,
@@ -227,6 +228,9 @@ class BackingFailureTest {
         }
       }
     } finally {
+      if (store != null) {
+        store.close(); // its descriptor of the root would keep the bind mount busy
+      }
       if (notRoot != null) {
         notRoot.close();
       }

@@ -45,7 +45,7 @@ final class Daemon {
             FuseLoop::handOff);
         WriteCache cache = CacheSetup.open(spec.cacheFile(), backing, spec.config(),
             spec.strategy());
-        serve(spec, cache, ready);
+        serve(spec, cache, backing, ready);
       } finally {
         Files.deleteIfExists(ownerFile);
       }
@@ -62,9 +62,10 @@ final class Daemon {
     }
   }
 
-  private static void serve(MountSpec spec, WriteCache cache, PrintStream ready)
+  private static void serve(MountSpec spec, WriteCache cache, DirectoryBackingStore backing,
+      PrintStream ready)
       throws IOException {
-    WcfsFileSystem fs = new WcfsFileSystem(cache, spec.backing());
+    WcfsFileSystem fs = new WcfsFileSystem(cache, backing);
     CountDownLatch drained = new CountDownLatch(1);
     Thread hook = new Thread(() -> {
       shuttingDown = true;

@@ -54,6 +54,30 @@ final class FuseLoop {
   private static final int MAX_PAGES_MINOR = 28;
   private static final int FUSE_MAX_PAGES = 1 << 22;
 
+  // Opcodes and layouts (fuse_kernel.h) of the requests and replies patched below.
+  private static final int FUSE_LOOKUP = 1;
+  private static final int FUSE_GETATTR = 3;
+  private static final int FUSE_SETATTR = 4;
+  private static final int FUSE_LINK = 13;
+  private static final int FUSE_CREATE = 35;
+  private static final int FATTR_ATIME = 1 << 4;
+  private static final int FATTR_MTIME = 1 << 5;
+  private static final int FATTR_ATIME_NOW = 1 << 7;
+  private static final int FATTR_MTIME_NOW = 1 << 8;
+  private static final int UTIME_OMIT = (1 << 30) - 2;
+  private static final int FUSE_NOTIFY_INVAL_INODE = 2;
+  /** Room for any reply that carries attributes: fuse_entry_out + fuse_open_out is 144 bytes. */
+  private static final int ATTR_REPLY_ROOM = 4096;
+  /** The attributes' offset in fuse_attr_out and in fuse_entry_out. */
+  private static final int ATTR_OUT_ATTR = 16;
+  private static final int ENTRY_OUT_ATTR = 40;
+  /** Offsets of mode and nlink in struct fuse_attr, and its size. */
+  private static final int ATTR_MODE = 60;
+  private static final int ATTR_NLINK = 64;
+  private static final int ATTR_SIZE = 88;
+  private static final int S_IFMT = 0170000;
+  private static final int S_IFDIR = 0040000;
+
   /**
    * The libfuse2 calls fuse_main makes, bound by hand (jnr-fuse binds only fuse_main). Not
    * fuse_mount + fuse_new: dlsym("fuse_new") finds the unversioned compat symbol of 2.2, not
@@ -87,6 +111,8 @@ final class FuseLoop {
   private static final LibFuse2 FUSE = LibraryLoader.create(LibFuse2.class).failImmediately()
       .load("fuse");
   private static final Runtime RT = Runtime.getRuntime(FUSE);
+  /** The worker serving the current thread, for callbacks that act after the reply. */
+  private static final ThreadLocal<Worker> WORKER = new ThreadLocal<>();
 
   /** A request holding the leadership longer than this gives it up to another worker. */
   private static final long STALL_NANOS = 10_000_000;
@@ -245,6 +271,14 @@ final class FuseLoop {
     Pointer mem = Memory.allocateDirect(RT, bufSize, false);
     Pointer buf = Memory.allocateDirect(RT, FUSE_BUF_SIZE, true);
     buf.putPointer(FUSE_BUF_MEM, mem); // libfuse only reads the struct; size is set per request
+    Worker worker;
+    try {
+      worker = new Worker(se, ch, fd, mem, buf);
+    } catch (IOException e) {
+      LOG.error("FUSE worker {} cannot start: {}", Thread.currentThread().getName(), e.toString());
+      return;
+    }
+    WORKER.set(worker);
     long ticket = 0;
     while (true) {
       if (!LEAD.holds(ticket)) {
@@ -263,7 +297,150 @@ final class FuseLoop {
       }
       LEAD.busy(ticket, true);
       buf.putLong(0, n);
-      FUSE.fuse_session_process_buf(se, buf, ch);
+      worker.process();
+    }
+  }
+
+  /**
+   * Called from a callback: once the reply to the request being processed on this thread is
+   * out, the kernel is told to drop its cached attributes of that request's inode (they changed
+   * in a way the reply does not show). A no-op outside a FUSE worker.
+   */
+  static void invalidateAttributesAfterReply() {
+    Worker w = WORKER.get();
+    if (w != null) {
+      w.invalidateAfterReply(w.mem.getLong(16)); // fuse_in_header.nodeid
+    }
+  }
+
+  /**
+   * One worker's request processing, with three corrections to libfuse2's high-level layer:
+   *
+   * <p>Hard links: the high-level layer gives every name its own kernel inode, so the kernel
+   * keeps attributes per name and a change through one name (link, unlink, chmod, a write) left
+   * the others stale for attr_timeout: st_nlink read 1 after link(). Replies that carry the
+   * attributes of a non-directory with more than one link are therefore marked valid for no
+   * time (libfuse writes them to a pipe, we patch and forward them), and after a LINK the old
+   * name's cached attributes, cached while it had one link, are invalidated.
+   *
+   * <p>utimensat with UTIME_OMIT for one of the times: the kernel sends SETATTR with only the
+   * other time, and libfuse2 calls utimens only when both are present, so the change was lost.
+   * The request is completed with the missing time as UTIME_OMIT, which utimensat honours.
+   *
+   * <p>Notifications queued by callbacks ({@link #invalidateAttributesAfterReply}) go out after
+   * the reply, when the kernel no longer waits on this request.
+   */
+  private static final class Worker {
+    private final Pointer se;
+    private final Pointer ch;
+    private final int fd;
+    final Pointer mem;
+    private final Pointer buf;
+    private final int pipeRead;
+    private final Pointer pipeCh;
+    private final Pointer reply = Memory.allocateDirect(RT, ATTR_REPLY_ROOM, true);
+    private final Pointer notify = Memory.allocateDirect(RT, OUT_HEADER + 24, true);
+    private long[] pending = new long[4];
+    private int pendingCount;
+
+    Worker(Pointer se, Pointer ch, int fd, Pointer mem, Pointer buf) throws IOException {
+      this.se = se;
+      this.ch = ch;
+      this.fd = fd;
+      this.mem = mem;
+      this.buf = buf;
+      int[] pipe = LibC.pipe();
+      LibC.setNonBlocking(pipe[0]); // a request libfuse does not answer must not hang us
+      pipeRead = pipe[0];
+      pipeCh = FUSE.fuse_kern_chan_new(pipe[1]); // for the process's lifetime, as the worker
+    }
+
+    void process() {
+      int opcode = mem.getInt(4);
+      switch (opcode) {
+        case FUSE_SETATTR -> completeTimes();
+        case FUSE_LINK -> invalidateAfterReply(mem.getLong(IN_HEADER)); // fuse_link_in.oldnodeid
+        default -> { }
+      }
+      if (opcode == FUSE_LOOKUP || opcode == FUSE_GETATTR || opcode == FUSE_SETATTR
+          || opcode == FUSE_LINK || opcode == FUSE_CREATE) {
+        processPatchingAttributes(opcode);
+      } else {
+        FUSE.fuse_session_process_buf(se, buf, ch);
+      }
+      if (pendingCount > 0) {
+        sendInvalidations();
+      }
+    }
+
+    /** SETATTR with one time only: the other one becomes UTIME_OMIT (fuse_setattr_in). */
+    private void completeTimes() {
+      int valid = mem.getInt(IN_HEADER);
+      boolean atime = (valid & FATTR_ATIME) != 0;
+      boolean mtime = (valid & FATTR_MTIME) != 0;
+      if (atime == mtime) {
+        return;
+      }
+      if (atime) {
+        mem.putLong(IN_HEADER + 40, 0);
+        mem.putInt(IN_HEADER + 60, UTIME_OMIT);
+        valid = (valid | FATTR_MTIME) & ~FATTR_MTIME_NOW;
+      } else {
+        mem.putLong(IN_HEADER + 32, 0);
+        mem.putInt(IN_HEADER + 56, UTIME_OMIT);
+        valid = (valid | FATTR_ATIME) & ~FATTR_ATIME_NOW;
+      }
+      mem.putInt(IN_HEADER, valid);
+    }
+
+    private void processPatchingAttributes(int opcode) {
+      FUSE.fuse_session_process_buf(se, buf, pipeCh);
+      long len = LibC.read(pipeRead, reply.address(), ATTR_REPLY_ROOM);
+      if (len < OUT_HEADER) {
+        return; // no reply was sent (nothing to forward)
+      }
+      if (reply.getInt(4) == 0) { // fuse_out_header.error
+        boolean entry = opcode != FUSE_GETATTR && opcode != FUSE_SETATTR;
+        int attr = OUT_HEADER + (entry ? ENTRY_OUT_ATTR : ATTR_OUT_ATTR);
+        if (len >= attr + ATTR_SIZE && (!entry || reply.getLong(OUT_HEADER) != 0)) {
+          int mode = reply.getInt(attr + ATTR_MODE);
+          if ((mode & S_IFMT) != S_IFDIR && reply.getInt(attr + ATTR_NLINK) > 1) {
+            // attr_valid and attr_valid_nsec, in fuse_entry_out or fuse_attr_out
+            reply.putLong(OUT_HEADER + (entry ? 24 : 0), 0);
+            reply.putInt(OUT_HEADER + (entry ? 36 : 8), 0);
+          }
+        }
+      }
+      long n = LibC.write(fd, reply.address(), len);
+      if (n < 0 && n != -ENOENT) { // ENOENT: the request was interrupted meanwhile
+        LOG.warn("sending the reply to FUSE opcode {} failed: {}", opcode,
+            LibC.strerror((int) -n));
+      }
+    }
+
+    void invalidateAfterReply(long nodeid) {
+      if (pendingCount == pending.length) {
+        pending = java.util.Arrays.copyOf(pending, pendingCount * 2);
+      }
+      pending[pendingCount++] = nodeid;
+    }
+
+    /** FUSE_NOTIFY_INVAL_INODE with offset -1: attributes only, the page cache stays. */
+    private void sendInvalidations() {
+      for (int i = 0; i < pendingCount; i++) {
+        notify.putInt(0, OUT_HEADER + 24);
+        notify.putInt(4, FUSE_NOTIFY_INVAL_INODE);
+        notify.putLong(8, 0);
+        notify.putLong(OUT_HEADER, pending[i]);
+        notify.putLong(OUT_HEADER + 8, -1);
+        notify.putLong(OUT_HEADER + 16, 0);
+        long n = LibC.write(fd, notify.address(), OUT_HEADER + 24);
+        if (n < 0 && n != -ENOENT) { // ENOENT: the kernel holds no such inode any more
+          LOG.debug("invalidating the attributes of FUSE node {} failed: {}", pending[i],
+              LibC.strerror((int) -n));
+        }
+      }
+      pendingCount = 0;
     }
   }
 

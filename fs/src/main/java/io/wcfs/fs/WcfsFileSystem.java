@@ -1,13 +1,13 @@
 package io.wcfs.fs;
 
 import io.wcfs.core.CacheErrorException;
+import io.wcfs.core.DirectoryBackingStore;
 import io.wcfs.core.WriteCache;
 import io.wcfs.nativ.LibC;
 import io.wcfs.nativ.NativeIOException;
 import java.io.IOException;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.DirectoryNotEmptyException;
-import java.nio.file.DirectoryStream;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -38,6 +38,10 @@ import ru.serce.jnrfuse.struct.Timespec;
  * and times live in the backing directory. Every callback returns 0 or -errno and never lets an
  * exception reach native code: unexpected ones are logged with the path and become EIO.
  *
+ * <p>Every name is reached relative to a descriptor of the backing root (the *at calls, as
+ * libfuse's passthrough_ll does): a path below the mount may be as long as the kernel allows,
+ * although the backing root's path plus it is longer than PATH_MAX.
+ *
  * <p>Extended attributes are left unimplemented: the kernel then remembers ENOSYS and stops
  * asking, instead of a getxattr("security.capability") before every write.
  */
@@ -51,24 +55,64 @@ final class WcfsFileSystem extends FuseStubFS {
   private static final long UTIME_NOW = (1L << 30) - 1;
   private static final long UTIME_OMIT = (1L << 30) - 2;
 
+  private static final int S_ISUID = 04000;
+  private static final int S_ISGID = 02000;
+  private static final int S_IXGRP = 00010;
+
   private final WriteCache cache;
-  private final Path root;
+  /** The backing root (O_PATH): every name below it is reached relative to this. */
+  private final int rootFd;
   private final int ownUid = LibC.geteuid();
+  /**
+   * This process's umask, which the backing filesystem applies to what we create. The kernel
+   * already applied the creator's umask to the mode it sends; ours must not take more away.
+   */
+  private final int ownUmask = ownUmask();
   private final Map<Long, Handle> handles = new ConcurrentHashMap<>();
   private final AtomicLong nextHandle = new AtomicLong(1);
   /** The largest write request the kernel sent: shows what max_write it agreed to. */
   private final LongAccumulator largestWrite = new LongAccumulator(Math::max, 0);
 
   /** One open file: the engine's handle and whether writes must commit before returning. */
-  private record Handle(WriteCache.OpenFile file, boolean sync) {}
+  private static final class Handle {
+    final WriteCache.OpenFile file;
+    final boolean sync;
+    /**
+     * Whether the file may have set-user-ID or set-group-ID bits that a write by another user
+     * must clear. Known at open and set again by a chmod that adds such bits, so that writes
+     * to the common file without them cost no stat; see {@link #clearSetIdBits}.
+     */
+    volatile boolean mayHaveSetId;
+
+    Handle(WriteCache.OpenFile file, boolean sync, boolean mayHaveSetId) {
+      this.file = file;
+      this.sync = sync;
+      this.mayHaveSetId = mayHaveSetId;
+    }
+  }
 
   long largestWrite() {
     return largestWrite.get();
   }
 
-  WcfsFileSystem(WriteCache cache, Path backingRoot) {
+  WcfsFileSystem(WriteCache cache, DirectoryBackingStore backing) {
     this.cache = cache;
-    this.root = backingRoot;
+    this.rootFd = backing.rootFd();
+  }
+
+  /** The Umask line of /proc/self/status: reading it does not change it, as umask(2) would. */
+  private static int ownUmask() {
+    try {
+      for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+        if (line.startsWith("Umask:")) {
+          return Integer.parseInt(line.substring(6).trim(), 8);
+        }
+      }
+    } catch (IOException | NumberFormatException e) {
+      LOG.warn("cannot read this process's umask ({}); new files get their modes set after"
+          + " creation", e.toString());
+    }
+    return 07777;
   }
 
   /** The fuse_operations table jnr-fuse filled in, for {@link FuseLoop}. */
@@ -81,13 +125,14 @@ final class WcfsFileSystem extends FuseStubFS {
     return "wcfs";
   }
 
-  /** "/a/b" -> "a/b", relative to the backing root. */
+  /** "/a/b" -> "a/b", relative to the backing root ("" for the root), as the engine takes it. */
   private static String rel(String path) {
     return path.length() <= 1 ? "" : path.substring(1);
   }
 
-  private String abs(String path) {
-    return path.length() <= 1 ? root.toString() : root + path;
+  /** "/a/b" -> "a/b", "/" -> ".": the path for an *at call relative to {@link #rootFd}. */
+  private static String at(String path) {
+    return path.length() <= 1 ? "." : path.substring(1);
   }
 
   /** Runs an operation, mapping exceptions to -errno; nothing escapes into native code. */
@@ -139,12 +184,30 @@ final class WcfsFileSystem extends FuseStubFS {
     return Struct.getMemory(s).address();
   }
 
-  /** New files belong to the caller, not to the daemon (which may run as root). */
-  private void giveToCaller(String absPath) {
+  /**
+   * Makes a node just created at {@code at} the caller's, with the mode the kernel asked for.
+   * New nodes belong to the caller, not to the daemon (which may run as root). The mode the
+   * kernel sends is already masked with the creator's umask; the backing filesystem then masked
+   * it with ours too, and chown cleared set-ID bits, so both are put back when they differ.
+   */
+  private void settleNew(String at, long mode, boolean directory) {
     int uid = (int) getContext().uid.get();
     int gid = (int) getContext().gid.get();
+    boolean chowned = false;
     if (ownUid == 0 && (uid != 0 || gid != 0)) {
-      LibC.lchown(absPath, uid, gid);
+      chowned = LibC.fchownat(rootFd, at, uid, gid) == 0;
+    }
+    int perm = (int) mode & 07777;
+    if ((perm & ownUmask) != 0 || (chowned && (perm & (S_ISUID | S_ISGID)) != 0)) {
+      int keep = 0;
+      if (directory) { // a set-group-ID parent passed its bit on; chmod must not take it away
+        try {
+          keep = LibC.fstatat(rootFd, at, LibC.AT_SYMLINK_NOFOLLOW).mode() & S_ISGID;
+        } catch (NativeIOException e) {
+          return; // gone already (a concurrent rmdir): nothing left to set
+        }
+      }
+      LibC.fchmodat(rootFd, at, perm | keep);
     }
   }
 
@@ -153,7 +216,7 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int getattr(String path, FileStat stat) {
     return guard("getattr", path, () -> {
-      int rc = LibC.lstat(abs(path), address(stat));
+      int rc = LibC.fstatat(rootFd, at(path), address(stat), LibC.AT_SYMLINK_NOFOLLOW);
       if (rc == 0) {
         overlayCachedAttributes(stat);
       }
@@ -185,18 +248,90 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int chmod(String path, @mode_t long mode) {
-    return guard("chmod", path, () -> LibC.chmod(abs(path), (int) mode));
+    return guard("chmod", path, () -> {
+      int rc = LibC.fchmodat(rootFd, at(path), (int) mode);
+      if (rc == 0 && (mode & (S_ISUID | S_ISGID)) != 0) {
+        // Open handles of this file (through any name) must check their writes from now on.
+        long ino = LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW).ino();
+        for (Handle h : handles.values()) {
+          if (h.file.ino() == ino) {
+            h.mayHaveSetId = true;
+          }
+        }
+      }
+      return rc;
+    });
   }
 
   @Override
   public int chown(String path, long uid, long gid) {
-    return guard("chown", path, () -> LibC.lchown(abs(path), (int) uid, (int) gid));
+    return guard("chown", path, () -> LibC.fchownat(rootFd, at(path), (int) uid, (int) gid));
+  }
+
+  /**
+   * A write or truncate by a user other than root clears S_ISUID, and S_ISGID where group-exec
+   * is set or the writer is outside the file's group, as the kernel does for a local filesystem
+   * (should_remove_suid). Through FUSE the kernel does it only from its cached copy of the mode,
+   * which can be stale (set through another name), and never for the group rule; the backing
+   * filesystem never does, since the daemon writing there is root. Returns whether set-ID bits
+   * may remain on the file.
+   */
+  private boolean clearSetIdBits(String path, long ino) throws IOException {
+    var ctx = getContext();
+    int uid = (int) ctx.uid.get();
+    if (uid == 0) {
+      return true; // root may keep them (CAP_FSETID); the next writer may be another user
+    }
+    LibC.FileStatus st;
+    try {
+      st = LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW);
+    } catch (NativeIOException e) {
+      return false; // no name left (unlinked while open): nobody can execute it by name either
+    }
+    if (ino >= 0 && st.ino() != ino) {
+      return true; // the name now belongs to another file: ours was not checked
+    }
+    int mode = st.mode() & 07777;
+    int kill = mode & S_ISUID;
+    if ((mode & S_ISGID) != 0 && ((mode & S_IXGRP) != 0
+        || !inGroup((int) ctx.gid.get(), (int) ctx.pid.get(), st.gid()))) {
+      kill |= S_ISGID;
+    }
+    if (kill != 0) {
+      LibC.check(LibC.fchmodat(rootFd, at(path), mode & ~kill), "clearing set-ID bits of "
+          + path);
+      // A write's reply carries no attributes: the kernel would show the old mode until its
+      // copy times out.
+      FuseLoop.invalidateAttributesAfterReply();
+    }
+    return (mode & ~kill & (S_ISUID | S_ISGID)) != 0;
+  }
+
+  /** Whether the caller (fsgid {@code gid}, process {@code pid}) is a member of {@code fileGid}. */
+  private static boolean inGroup(int gid, int pid, int fileGid) {
+    if (gid == fileGid) {
+      return true;
+    }
+    try {
+      for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
+        if (line.startsWith("Groups:")) {
+          for (String g : line.substring(7).trim().split("\\s+")) {
+            if (!g.isEmpty() && Integer.parseInt(g) == fileGid) {
+              return true;
+            }
+          }
+        }
+      }
+    } catch (IOException | NumberFormatException e) {
+      // the caller is gone or unreadable: treat it as outside the group, the safe side
+    }
+    return false;
   }
 
   @Override
   public int utimens(String path, Timespec[] timespec) {
     return guard("utimens", path, () -> {
-      int rc = LibC.utimens(abs(path), address(timespec[0]));
+      int rc = LibC.utimensat(rootFd, at(path), address(timespec[0]));
       if (rc != 0) {
         return rc;
       }
@@ -217,12 +352,12 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int access(String path, int mask) {
-    return guard("access", path, () -> LibC.access(abs(path), mask));
+    return guard("access", path, () -> LibC.faccessat(rootFd, at(path), mask));
   }
 
   @Override
   public int statfs(String path, Statvfs stbuf) {
-    return guard("statfs", path, () -> LibC.statvfs(root.toString(), address(stbuf)));
+    return guard("statfs", path, () -> LibC.fstatvfs(rootFd, address(stbuf)));
   }
 
   // ---- namespace ----------------------------------------------------------------------------
@@ -233,13 +368,7 @@ final class WcfsFileSystem extends FuseStubFS {
     return guard("readdir", path, () -> {
       filter.apply(buf, ".", null, 0);
       filter.apply(buf, "..", null, 0);
-      try (DirectoryStream<Path> dir = Files.newDirectoryStream(Path.of(abs(path)))) {
-        for (Path p : dir) {
-          if (filter.apply(buf, p.getFileName().toString(), null, 0) != 0) {
-            break;
-          }
-        }
-      }
+      LibC.listDirectory(rootFd, at(path), name -> filter.apply(buf, name, null, 0) == 0);
       return 0;
     });
   }
@@ -247,9 +376,9 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int mkdir(String path, @mode_t long mode) {
     return guard("mkdir", path, () -> {
-      int rc = LibC.mkdir(abs(path), (int) mode);
+      int rc = LibC.mkdirat(rootFd, at(path), (int) mode);
       if (rc == 0) {
-        giveToCaller(abs(path));
+        settleNew(at(path), mode, true);
         cache.namespaceChanged(rel(path));
       }
       return rc;
@@ -258,7 +387,8 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int rmdir(String path) {
-    return guard("rmdir", path, () -> namespaceChanged(path, LibC.rmdir(abs(path))));
+    return guard("rmdir", path, () ->
+        namespaceChanged(path, LibC.unlinkat(rootFd, at(path), LibC.AT_REMOVEDIR)));
   }
 
   @Override
@@ -280,15 +410,15 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int link(String oldpath, String newpath) {
     return guard("link", oldpath, () ->
-        namespaceChanged(newpath, LibC.link(abs(oldpath), abs(newpath))));
+        namespaceChanged(newpath, LibC.linkat(rootFd, at(oldpath), rootFd, at(newpath), 0)));
   }
 
   @Override
   public int symlink(String oldpath, String newpath) {
     return guard("symlink", newpath, () -> {
-      int rc = LibC.symlink(oldpath, abs(newpath));
+      int rc = LibC.symlinkat(oldpath, rootFd, at(newpath));
       if (rc == 0) {
-        giveToCaller(abs(newpath));
+        settleNew(at(newpath), 0777, false); // a symlink's mode is always 0777
         cache.namespaceChanged(rel(newpath));
       }
       return rc;
@@ -297,15 +427,15 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int readlink(String path, Pointer buf, @size_t long size) {
-    return guard("readlink", path, () -> LibC.readlink(abs(path), buf.address(), size));
+    return guard("readlink", path, () -> LibC.readlinkat(rootFd, at(path), buf.address(), size));
   }
 
   @Override
   public int mknod(String path, @mode_t long mode, long rdev) {
     return guard("mknod", path, () -> {
-      int rc = LibC.mknod(abs(path), (int) mode, rdev);
+      int rc = LibC.mknodat(rootFd, at(path), (int) mode, rdev);
       if (rc == 0) {
-        giveToCaller(abs(path));
+        settleNew(at(path), mode, false);
         cache.namespaceChanged(rel(path));
       }
       return rc;
@@ -318,9 +448,10 @@ final class WcfsFileSystem extends FuseStubFS {
   public int create(String path, @mode_t long mode, FuseFileInfo fi) {
     return guard("create", path, () -> {
       int flags = fi.flags.get();
-      int fd = LibC.open(abs(path), O_CREAT | (flags & O_EXCL) | LibC.O_WRONLY, (int) mode);
+      int fd = LibC.openat(rootFd, at(path), O_CREAT | (flags & O_EXCL) | LibC.O_WRONLY,
+          (int) mode);
       LibC.close(fd);
-      giveToCaller(abs(path));
+      settleNew(at(path), mode, false);
       cache.namespaceChanged(rel(path)); // the next fsync makes the new name durable too
       return openHandle(path, fi);
     });
@@ -334,12 +465,43 @@ final class WcfsFileSystem extends FuseStubFS {
   private int openHandle(String path, FuseFileInfo fi) throws IOException {
     int flags = fi.flags.get();
     WriteCache.OpenFile file = cache.open(rel(path));
-    boolean sync = (flags & O_ACCMODE) != LibC.O_RDONLY && ((flags & O_DSYNC) != 0
-        || (flags & O_SYNC) == O_SYNC);
+    boolean writable = (flags & O_ACCMODE) != LibC.O_RDONLY;
+    boolean sync = writable && ((flags & O_DSYNC) != 0 || (flags & O_SYNC) == O_SYNC);
+    boolean setId = false;
+    if (writable) { // one stat per open spares one per write
+      try {
+        setId = (LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW).mode()
+            & (S_ISUID | S_ISGID)) != 0;
+      } catch (IOException e) {
+        cache.close(file);
+        throw e;
+      }
+    }
     long id = nextHandle.getAndIncrement();
-    handles.put(id, new Handle(file, sync));
+    handles.put(id, new Handle(file, sync, setId));
     fi.fh.set(id);
     return 0;
+  }
+
+  /**
+   * Before a write through {@code h}: clears set-ID bits if the file may have them. The flag
+   * drops before the check, so a chmod that sets the bits meanwhile raises it again and the
+   * next write checks once more; a file that keeps a bit (set-group-ID without group-exec,
+   * written by a group member) keeps the flag.
+   */
+  private void checkSetIdBits(Handle h, String path) throws IOException {
+    if (!h.mayHaveSetId) {
+      return;
+    }
+    h.mayHaveSetId = false;
+    boolean mayRemain = true;
+    try {
+      mayRemain = clearSetIdBits(path, h.file.ino());
+    } finally {
+      if (mayRemain) {
+        h.mayHaveSetId = true;
+      }
+    }
   }
 
   private Handle handle(FuseFileInfo fi) throws IOException {
@@ -354,7 +516,7 @@ final class WcfsFileSystem extends FuseStubFS {
   public int read(String path, Pointer buf, @size_t long size, @off_t long offset,
       FuseFileInfo fi) {
     return guard("read", path, () ->
-        cache.read(handle(fi).file(), offset, buf.address(), (int) size));
+        cache.read(handle(fi).file, offset, buf.address(), (int) size));
   }
 
   @Override
@@ -363,8 +525,9 @@ final class WcfsFileSystem extends FuseStubFS {
     return guard("write", path, () -> {
       Handle h = handle(fi);
       largestWrite.accumulate(size);
-      cache.write(h.file(), offset, buf.address(), size);
-      if (h.sync()) {
+      checkSetIdBits(h, path);
+      cache.write(h.file, offset, buf.address(), size);
+      if (h.sync) {
         cache.commit(); // O_SYNC / O_DSYNC: durable before the write returns
       }
       return (int) size;
@@ -381,7 +544,7 @@ final class WcfsFileSystem extends FuseStubFS {
     return guard("release", path, () -> {
       Handle h = handles.remove(fi.fh.get());
       if (h != null) {
-        cache.close(h.file());
+        cache.close(h.file);
       }
       return 0;
     });
@@ -398,7 +561,7 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int fsyncdir(String path, FuseFileInfo fi) {
     return guard("fsyncdir", path, () -> {
-      int fd = LibC.open(abs(path), LibC.O_RDONLY, 0);
+      int fd = LibC.openat(rootFd, at(path), LibC.O_RDONLY | LibC.O_DIRECTORY, 0);
       try {
         LibC.fsync(fd); // directory entries live in the backing directory
       } finally {
@@ -411,6 +574,7 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int truncate(String path, @off_t long size) {
     return guard("truncate", path, () -> {
+      clearSetIdBits(path, -1); // not a hot path: truncate by name checks every time
       cache.truncate(rel(path), size);
       return 0;
     });
@@ -419,7 +583,9 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int ftruncate(String path, @off_t long size, FuseFileInfo fi) {
     return guard("ftruncate", path, () -> {
-      cache.truncate(handle(fi).file(), size);
+      Handle h = handle(fi);
+      checkSetIdBits(h, path);
+      cache.truncate(h.file, size);
       return 0;
     });
   }
@@ -431,7 +597,7 @@ final class WcfsFileSystem extends FuseStubFS {
       if (mode != 0) {
         return -ErrorCodes.EOPNOTSUPP();
       }
-      WriteCache.OpenFile f = handle(fi).file();
+      WriteCache.OpenFile f = handle(fi).file;
       if (off + length > cache.size(f)) {
         cache.truncate(f, off + length); // the new range reads as zeros, as fallocate's does
       }

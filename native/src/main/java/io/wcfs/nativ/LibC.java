@@ -17,6 +17,7 @@ import jnr.ffi.types.ssize_t;
  * arm64) pass pointers and 64-bit integers the same way, and it avoids a Pointer object per call.
  */
 public final class LibC {
+  private static final boolean ARM64 = System.getProperty("os.arch").equals("aarch64");
   public static final int O_RDONLY = 0;
   public static final int O_WRONLY = 1;
   public static final int O_RDWR = 2;
@@ -25,8 +26,11 @@ public final class LibC {
   public static final int O_TRUNC = 01000;
   public static final int O_CLOEXEC = 02000000;
   /** Differs by architecture: arm64 swapped it with O_DIRECTORY. */
-  public static final int O_DIRECT =
-      System.getProperty("os.arch").equals("aarch64") ? 0200000 : 040000;
+  public static final int O_DIRECT = ARM64 ? 0200000 : 040000;
+  public static final int O_DIRECTORY = ARM64 ? 040000 : 0200000;
+  public static final int O_NOFOLLOW = ARM64 ? 0100000 : 0400000;
+  /** A descriptor that only names a place: for the *at calls, not for reading. */
+  public static final int O_PATH = 010000000;
 
   public static final int PROT_READ = 1;
   public static final int PROT_WRITE = 2;
@@ -98,47 +102,7 @@ public final class LibC {
     int flock(int fd, int operation);
 
     @SaveError
-    int lstat(String path, long statBuf);
-
-    @SaveError
-    int mkdir(String path, int mode);
-
-    @SaveError
-    int rmdir(String path);
-
-    @SaveError
-    int unlink(String path);
-
-    @SaveError
-    int rename(String from, String to);
-
-    @SaveError
-    int symlink(String target, String linkPath);
-
-    @SaveError
-    @ssize_t
-    long readlink(String path, long buf, @size_t long size);
-
-    @SaveError
-    int link(String from, String to);
-
-    @SaveError
-    int chmod(String path, int mode);
-
-    @SaveError
-    int lchown(String path, int uid, int gid);
-
-    @SaveError
     int utimensat(int dirfd, String path, long times, int flags);
-
-    @SaveError
-    int mknod(String path, int mode, long dev);
-
-    @SaveError
-    int statvfs(String path, long buf);
-
-    @SaveError
-    int access(String path, int mode);
 
     @IgnoreError
     int geteuid();
@@ -163,12 +127,68 @@ public final class LibC {
     @SaveError
     @ssize_t
     long write(int fd, long buf, @size_t long count);
+
+    // The *at calls: paths relative to a directory descriptor, so that a path is limited by
+    // PATH_MAX on its own, not together with the directory's own path.
+
+    @SaveError
+    int openat(int dirfd, String path, int flags, int mode);
+
+    @SaveError
+    int fstatat(int dirfd, String path, long statBuf, int flags);
+
+    @SaveError
+    int mkdirat(int dirfd, String path, int mode);
+
+    @SaveError
+    int unlinkat(int dirfd, String path, int flags);
+
+    @SaveError
+    int renameat(int olddirfd, String oldpath, int newdirfd, String newpath);
+
+    @SaveError
+    int linkat(int olddirfd, String oldpath, int newdirfd, String newpath, int flags);
+
+    @SaveError
+    int symlinkat(String target, int newdirfd, String linkpath);
+
+    @SaveError
+    @ssize_t
+    long readlinkat(int dirfd, String path, long buf, @size_t long size);
+
+    @SaveError
+    int mknodat(int dirfd, String path, int mode, long dev);
+
+    @SaveError
+    int fchmodat(int dirfd, String path, int mode, int flags);
+
+    @SaveError
+    int fchmod(int fd, int mode);
+
+    @SaveError
+    int fchownat(int dirfd, String path, int uid, int gid, int flags);
+
+    @SaveError
+    int faccessat(int dirfd, String path, int mode, int flags);
+
+    @SaveError
+    int fstatvfs(int fd, long buf);
+
+    @SaveError
+    long fdopendir(int fd);
+
+    @SaveError
+    long readdir(long dirp);
+
+    @SaveError
+    int closedir(long dirp);
   }
 
   private static final Api API = LibraryLoader.create(Api.class).failImmediately().load("c");
   private static final Runtime RUNTIME = Runtime.getRuntime(API);
   /** The real page size: 4 KiB on x86-64, 4, 16 or 64 KiB on arm64 depending on the kernel. */
   private static final long PAGE_SIZE = API.sysconf(SC_PAGESIZE);
+  private static final com.kenai.jffi.MemoryIO IO = com.kenai.jffi.MemoryIO.getInstance();
 
   private LibC() {}
 
@@ -255,29 +275,6 @@ public final class LibC {
     }
   }
 
-  /** What the engine reads of an open file's fstat. */
-  public record FdStat(long dev, long ino, int mode, long size, long mtimeNanos) {}
-
-  // struct stat offsets shared by x86-64 and arm64 (asm-generic): dev, ino, size, mtime; the
-  // mode sits at 24 on x86-64 and at 16 on arm64 (where nlink is 4 bytes and comes after it).
-  private static final int STAT_BUF = 256;
-  private static final int ST_MODE = "aarch64".equals(System.getProperty("os.arch")) ? 16 : 24;
-
-  /**
-   * fstat: the file the descriptor holds, whatever names it has now (renamed or unlinked
-   * since it was opened), so that nothing about an open file is looked up by a stale path.
-   */
-  public static FdStat fstat(int fd) throws NativeIOException {
-    try (NativeBuffer buf = new NativeBuffer(STAT_BUF)) {
-      if (API.fstat(fd, buf.address()) != 0) {
-        throw error("fstat");
-      }
-      jnr.ffi.Pointer p = jnr.ffi.Pointer.wrap(RUNTIME, buf.address());
-      return new FdStat(p.getLong(0), p.getLong(8), p.getInt(ST_MODE), p.getLong(48),
-          p.getLong(88) * 1_000_000_000L + p.getLong(96));
-    }
-  }
-
   /** futimens: sets the mtime of the open file itself, leaving its atime as it is. */
   public static void futimesMtime(int fd, long mtimeNanos) throws NativeIOException {
     try (NativeBuffer t = new NativeBuffer(32)) {
@@ -340,6 +337,8 @@ public final class LibC {
 
   public static final int AT_FDCWD = -100;
   public static final int AT_SYMLINK_NOFOLLOW = 0x100;
+  public static final int AT_REMOVEDIR = 0x200;
+  public static final int AT_EMPTY_PATH = 0x1000;
 
   /**
    * flock(LOCK_EX | LOCK_NB): true if taken. A BSD lock belongs to the open file description,
@@ -357,33 +356,15 @@ public final class LibC {
     throw new NativeIOException("flock: " + API.strerror(errno), errno);
   }
 
-  public static int lstat(String path, long statBuf) {
-    return rc(API.lstat(path, statBuf));
-  }
-
-  public static int mkdir(String path, int mode) {
-    return rc(API.mkdir(path, mode));
-  }
-
-  public static int rmdir(String path) {
-    return rc(API.rmdir(path));
-  }
-
-  public static int unlink(String path) {
-    return rc(API.unlink(path));
-  }
-
-  public static int rename(String from, String to) {
-    return rc(API.rename(from, to));
-  }
-
-  public static int symlink(String target, String linkPath) {
-    return rc(API.symlink(target, linkPath));
-  }
-
   /** read(2): bytes read, or -errno (EAGAIN on an empty non-blocking descriptor). */
   public static long read(int fd, long buf, long count) {
     long n = API.read(fd, buf, count);
+    return n < 0 ? -RUNTIME.getLastError() : n;
+  }
+
+  /** write(2): bytes written, or -errno. */
+  public static long write(int fd, long buf, long count) {
+    long n = API.write(fd, buf, count);
     return n < 0 ? -RUNTIME.getLastError() : n;
   }
 
@@ -425,43 +406,186 @@ public final class LibC {
     }
   }
 
-  /** readlink into {@code buf}, NUL-terminated as FUSE expects; 0 or -errno. */
-  public static int readlink(String path, long buf, long size) {
-    long n = API.readlink(path, buf, size - 1);
+
+
+  // ---- Relative to a directory descriptor ---------------------------------------------------
+
+  /** openat(2) with O_CLOEXEC; the descriptor, or throws. */
+  public static int openat(int dirfd, String path, int flags, int mode) throws NativeIOException {
+    int fd = API.openat(dirfd, path, flags | O_CLOEXEC, mode);
+    if (fd < 0) {
+      throw error("open " + path);
+    }
+    return fd;
+  }
+
+  /** What wcfs reads of a struct stat. Times in nanoseconds since the epoch. */
+  public record FileStatus(long dev, long ino, long nlink, int mode, int uid, int gid, long size,
+      long atimeNanos, long mtimeNanos) {
+    public int type() {
+      return mode & 0170000;
+    }
+  }
+
+  /** struct stat is 144 bytes on x86-64 and 128 on arm64; room for either. */
+  private static final int STAT_SIZE = 256;
+
+  /** fstatat(2), by default following no symlink at the end; throws ENOENT and the rest. */
+  public static FileStatus fstatat(int dirfd, String path, int flags) throws NativeIOException {
+    long buf = IO.allocateMemory(STAT_SIZE, false);
+    try {
+      if (API.fstatat(dirfd, path, buf, flags) != 0) {
+        throw error("stat " + path);
+      }
+      return decodeStat(buf);
+    } finally {
+      IO.freeMemory(buf);
+    }
+  }
+
+  public static FileStatus fstat(int fd) throws NativeIOException {
+    long buf = IO.allocateMemory(STAT_SIZE, false);
+    try {
+      if (API.fstat(fd, buf) != 0) {
+        throw error("fstat");
+      }
+      return decodeStat(buf);
+    } finally {
+      IO.freeMemory(buf);
+    }
+  }
+
+  /** The kernel's struct stat layouts (asm/stat.h on x86-64, asm-generic/stat.h on arm64). */
+  private static FileStatus decodeStat(long b) {
+    long nlink;
+    int mode;
+    int uid;
+    int gid;
+    if (ARM64) {
+      mode = IO.getInt(b + 16);
+      nlink = IO.getInt(b + 20) & 0xffffffffL;
+      uid = IO.getInt(b + 24);
+      gid = IO.getInt(b + 28);
+    } else {
+      nlink = IO.getLong(b + 16);
+      mode = IO.getInt(b + 24);
+      uid = IO.getInt(b + 28);
+      gid = IO.getInt(b + 32);
+    }
+    return new FileStatus(IO.getLong(b), IO.getLong(b + 8), nlink, mode, uid, gid,
+        IO.getLong(b + 48), IO.getLong(b + 72) * 1_000_000_000L + IO.getLong(b + 80),
+        IO.getLong(b + 88) * 1_000_000_000L + IO.getLong(b + 96));
+  }
+
+  /** fstatat straight into a struct stat the caller owns (FUSE's getattr); 0 or -errno. */
+  public static int fstatat(int dirfd, String path, long statBuf, int flags) {
+    return rc(API.fstatat(dirfd, path, statBuf, flags));
+  }
+
+  public static int mkdirat(int dirfd, String path, int mode) {
+    return rc(API.mkdirat(dirfd, path, mode));
+  }
+
+  public static int unlinkat(int dirfd, String path, int flags) {
+    return rc(API.unlinkat(dirfd, path, flags));
+  }
+
+  public static int renameat(int olddirfd, String from, int newdirfd, String to) {
+    return rc(API.renameat(olddirfd, from, newdirfd, to));
+  }
+
+  public static int linkat(int olddirfd, String from, int newdirfd, String to, int flags) {
+    return rc(API.linkat(olddirfd, from, newdirfd, to, flags));
+  }
+
+  public static int symlinkat(String target, int newdirfd, String linkPath) {
+    return rc(API.symlinkat(target, newdirfd, linkPath));
+  }
+
+  /** readlinkat into {@code buf}, NUL-terminated as FUSE expects; 0 or -errno. */
+  public static int readlinkat(int dirfd, String path, long buf, long size) {
+    long n = API.readlinkat(dirfd, path, buf, size - 1);
     if (n < 0) {
       return -RUNTIME.getLastError();
     }
-    com.kenai.jffi.MemoryIO.getInstance().putByte(buf + n, (byte) 0);
+    IO.putByte(buf + n, (byte) 0);
     return 0;
   }
 
-  public static int link(String from, String to) {
-    return rc(API.link(from, to));
+  public static int mknodat(int dirfd, String path, int mode, long dev) {
+    return rc(API.mknodat(dirfd, path, mode, dev));
   }
 
-  public static int chmod(String path, int mode) {
-    return rc(API.chmod(path, mode));
+  public static int fchmodat(int dirfd, String path, int mode) {
+    return rc(API.fchmodat(dirfd, path, mode, 0)); // Linux has no chmod of a symlink itself
   }
 
-  public static int lchown(String path, int uid, int gid) {
-    return rc(API.lchown(path, uid, gid));
+  public static int fchmod(int fd, int mode) {
+    return rc(API.fchmod(fd, mode));
   }
 
-  /** utimensat(AT_FDCWD, path, times[2], AT_SYMLINK_NOFOLLOW). */
-  public static int utimens(String path, long times) {
-    return rc(API.utimensat(AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW));
+  /** fchownat without following a final symlink, as lchown. */
+  public static int fchownat(int dirfd, String path, int uid, int gid) {
+    return rc(API.fchownat(dirfd, path, uid, gid, AT_SYMLINK_NOFOLLOW));
   }
 
-  public static int mknod(String path, int mode, long dev) {
-    return rc(API.mknod(path, mode, dev));
+  /** utimensat(dirfd, path, times[2], AT_SYMLINK_NOFOLLOW). */
+  public static int utimensat(int dirfd, String path, long times) {
+    return rc(API.utimensat(dirfd, path, times, AT_SYMLINK_NOFOLLOW));
   }
 
-  public static int statvfs(String path, long buf) {
-    return rc(API.statvfs(path, buf));
+  public static int faccessat(int dirfd, String path, int mode) {
+    return rc(API.faccessat(dirfd, path, mode, 0));
   }
 
-  public static int access(String path, int mode) {
-    return rc(API.access(path, mode));
+  public static int fstatvfs(int fd, long buf) {
+    return rc(API.fstatvfs(fd, buf));
+  }
+
+  /**
+   * Calls {@code each} with the name of every entry of the directory {@code path} (relative to
+   * {@code dirfd}), "." and ".." left out, until it returns false. openat + fdopendir rather
+   * than opendir, so that the path may be as long as any other path below dirfd.
+   */
+  public static void listDirectory(int dirfd, String path, java.util.function.Predicate<String> each)
+      throws NativeIOException {
+    int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY, 0);
+    long dir = API.fdopendir(fd);
+    if (dir == 0) {
+      NativeIOException e = error("fdopendir " + path);
+      API.close(fd);
+      throw e;
+    }
+    try {
+      while (true) {
+        RUNTIME.setLastError(0); // readdir tells its end from an error only by errno
+        long ent = API.readdir(dir);
+        if (ent == 0) {
+          if (RUNTIME.getLastError() != 0) {
+            throw error("readdir " + path);
+          }
+          return;
+        }
+        String name = direntName(ent);
+        if (!name.equals(".") && !name.equals("..") && !each.test(name)) {
+          return;
+        }
+      }
+    } finally {
+      API.closedir(dir); // closes fd too
+    }
+  }
+
+  /** struct dirent: d_ino, d_off (8 bytes each), d_reclen (2), d_type (1), then d_name. */
+  private static String direntName(long ent) {
+    long name = ent + 19;
+    int len = 0;
+    while (IO.getByte(name + len) != 0) {
+      len++;
+    }
+    byte[] b = new byte[len];
+    IO.getByteArray(name, b, 0, len);
+    return new String(b, java.nio.charset.StandardCharsets.UTF_8);
   }
 
   private static int rc(int result) {
