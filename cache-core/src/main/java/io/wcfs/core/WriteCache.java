@@ -47,17 +47,6 @@ import org.slf4j.LoggerFactory;
 public final class WriteCache implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(WriteCache.class);
 
-  // Slot kinds (low bits of state[]); WB marks a slot whose data writeback is copying.
-  private static final byte FREE = 0;
-  private static final byte RESERVED = 1;
-  private static final byte UNCOMMITTED = 2;
-  private static final byte COMMITTED = 3;
-  /** Replaced by a newer version or dropped; freed after the open epoch commits. */
-  private static final byte SUPERSEDED = 4;
-  /** Freed on the device, waiting for writeback to stop reading it before reuse. */
-  private static final byte FREED_AFTER_WB = 5;
-  private static final byte KIND = 0x0f;
-  private static final byte WB = 0x10;
   /** Writeback batches hold this many writeback_jobs buffers' worth of blocks per fsync. */
   private static final int WRITEBACK_BATCH_JOBS = 16;
   /** A contiguous writeback run this long goes to the backing file with O_DIRECT. */
@@ -92,18 +81,12 @@ public final class WriteCache implements AutoCloseable {
       new java.util.concurrent.atomic.AtomicLong();
   /** Writers hold it shared while storing into the open epoch; a commit holds it exclusively. */
   private final ReentrantReadWriteLock epochLock = new ReentrantReadWriteLock();
-  /** Guards every field below up to the counters. */
-  private final Object index = new Object();
-
-  private final byte[] state;
-  /** LRU of occupied slots in allocation order (oldest first); free slots chain via lruNext. */
-  private final int[] lruPrev;
-  private final int[] lruNext;
-  private int lruHead = -1;
-  private int lruTail = -1;
-  private int freeHead = -1;
-  private int freeCount;
-  private int dirtyCount;
+  /**
+   * The slot table, and the engine's index monitor: it guards the table and every field below
+   * up to the counters (one monitor, because a write's slots, the epoch's lists and the file
+   * table change together).
+   */
+  private final SlotTable table;
   private final int[] freeFileSlots;
   private int freeFileSlotCount;
   private final CachedFile[] byFileSlot;
@@ -185,9 +168,7 @@ public final class WriteCache implements AutoCloseable {
     }
     this.nBlocks = (int) n;
     this.maxChunkBlocks = Math.max(1, Math.min(64, nBlocks / 4));
-    this.state = new byte[nBlocks];
-    this.lruPrev = new int[nBlocks];
-    this.lruNext = new int[nBlocks];
+    this.table = new SlotTable(nBlocks);
     int slots = layout.geometry().fileSlots();
     this.byFileSlot = new CachedFile[slots];
     this.freeFileSlots = new int[slots];
@@ -318,7 +299,7 @@ public final class WriteCache implements AutoCloseable {
       throw new IOException(path + " is not a regular file");
     }
     FileKey key = new FileKey(st.dev(), st.ino());
-    synchronized (index) {
+    synchronized (table) {
       CachedFile f = files.get(key);
       if (f == null) {
         f = new CachedFile(st.dev(), st.ino(), path, st.size(), st.mtimeNanos());
@@ -338,7 +319,7 @@ public final class WriteCache implements AutoCloseable {
     CachedFile f = h.file;
     f.lock.writeLock().lock();
     try {
-      synchronized (index) {
+      synchronized (table) {
         if (h.closed) {
           return;
         }
@@ -383,7 +364,7 @@ public final class WriteCache implements AutoCloseable {
 
   /** The logical size of a file the engine knows, or -1: getattr must show it, not the disk's. */
   public long cachedSize(long dev, long ino) {
-    synchronized (index) {
+    synchronized (table) {
       CachedFile f = files.get(new FileKey(dev, ino));
       return f == null ? -1 : f.size;
     }
@@ -391,7 +372,7 @@ public final class WriteCache implements AutoCloseable {
 
   /** The mtime of a file the engine knows (nanoseconds), or -1. */
   public long cachedMtime(long dev, long ino) {
-    synchronized (index) {
+    synchronized (table) {
       CachedFile f = files.get(new FileKey(dev, ino));
       return f == null ? -1 : f.mtimeNanos;
     }
@@ -474,7 +455,7 @@ public final class WriteCache implements AutoCloseable {
       f.size = offset + length;
     }
     f.mtimeNanos = now();
-    synchronized (index) {
+    synchronized (table) {
       if (!writeThroughDirty.contains(f)) {
         writeThroughDirty.add(f);
       }
@@ -500,7 +481,7 @@ public final class WriteCache implements AutoCloseable {
     int need = 0;
     for (int i = 0; i < count; i++) {
       int s = f.blocks.get(first + i);
-      if (s < 0 || (state[s] & KIND) != UNCOMMITTED) {
+      if (s < 0 || !table.isUncommitted(s)) {
         need++;
       }
     }
@@ -509,9 +490,9 @@ public final class WriteCache implements AutoCloseable {
 
   /** Takes {@code need} free slots (and a file slot if the file has none), or null if short. */
   private int[] reserve(CachedFile f, int need) throws IOException {
-    synchronized (index) {
+    synchronized (table) {
       boolean needFileSlot = f.fileSlot < 0;
-      if (freeCount < need || (needFileSlot && freeFileSlotCount == 0)) {
+      if (table.free() < need || (needFileSlot && freeFileSlotCount == 0)) {
         return null;
       }
       if (needFileSlot) {
@@ -522,11 +503,7 @@ public final class WriteCache implements AutoCloseable {
       }
       int[] out = new int[need];
       for (int i = 0; i < need; i++) {
-        int s = freeHead;
-        freeHead = lruNext[s];
-        freeCount--;
-        state[s] = RESERVED;
-        out[i] = s;
+        out[i] = table.reserve();
       }
       return out;
     }
@@ -550,7 +527,7 @@ public final class WriteCache implements AutoCloseable {
         long from = Math.max(offset, start);
         long to = Math.min(end, start + blockSize);
         int old = f.blocks.get(b);
-        if (old >= 0 && (state[old] & KIND) == UNCOMMITTED) {
+        if (old >= 0 && table.isUncommitted(old)) {
           mem.copyIn(layout.dataOffset(old) + (from - start), src + (from - offset), to - from);
           writeHitsUncommitted.increment();
           continue;
@@ -571,12 +548,10 @@ public final class WriteCache implements AutoCloseable {
         layout.storeEntry(slot, CacheLayout.location(f.fileSlot, b), epoch);
         f.blocks.put(b, slot);
       }
-      synchronized (index) { // once per chunk, not per block: this is the write hot path
+      synchronized (table) { // once per chunk, not per block: this is the write hot path
         for (int k = 0; k < next; k++) {
           int slot = reserved[k];
-          state[slot] = UNCOMMITTED;
-          lruAppend(slot);
-          dirtyCount++;
+          table.stored(slot);
           noteUncommitted(slot);
           if (replaced[k] >= 0) {
             supersede(replaced[k]);
@@ -607,9 +582,7 @@ public final class WriteCache implements AutoCloseable {
 
   /** A slot whose block has a newer version (or was dropped): freed after the next commit. */
   private void supersede(int slot) {
-    state[slot] = (byte) ((state[slot] & WB) | SUPERSEDED);
-    lruRemove(slot);
-    dirtyCount--;
+    table.supersede(slot);
     pendingFree.add(slot);
   }
 
@@ -635,7 +608,7 @@ public final class WriteCache implements AutoCloseable {
         f.mtimeNanos, f.path, f.unlinking);
     f.version = v;
     f.versionSeq = epoch;
-    synchronized (index) {
+    synchronized (table) {
       dirtyVersions.add(f.fileSlot * 2 + v);
     }
   }
@@ -648,17 +621,17 @@ public final class WriteCache implements AutoCloseable {
       writebackStep(); // manual mode: nobody else will make room
       return;
     }
-    synchronized (index) {
+    synchronized (table) {
       blockedWriters++;
-      index.notifyAll();
+      table.notifyAll();
       try {
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(200);
-        while (freeCount < need && error == null && !closing) {
+        while (table.free() < need && error == null && !closing) {
           long left = deadline - System.nanoTime();
           if (left <= 0) {
             break; // re-check under the caller's locks; the file may need fewer slots now
           }
-          index.wait(Math.max(1, TimeUnit.NANOSECONDS.toMillis(left)));
+          table.wait(Math.max(1, TimeUnit.NANOSECONDS.toMillis(left)));
         }
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
@@ -672,7 +645,7 @@ public final class WriteCache implements AutoCloseable {
 
   private void maybeAutocommit() throws IOException {
     boolean due;
-    synchronized (index) {
+    synchronized (table) {
       due = uncommitted.size() >= config.autocommitBlocks();
     }
     if (due) {
@@ -756,7 +729,7 @@ public final class WriteCache implements AutoCloseable {
     commitLock.lock();
     try {
       boolean dirsDirty;
-      synchronized (index) {
+      synchronized (table) {
         dirsDirty = !dirtyDirectories.isEmpty();
       }
       // Group commit: an epoch committed meanwhile covers our writes, but not a name changed
@@ -780,7 +753,7 @@ public final class WriteCache implements AutoCloseable {
     writeThroughLock.lock();
     try {
       List<CachedFile> syncFiles;
-      synchronized (index) {
+      synchronized (table) {
         syncFiles = writeThroughDirty;
         if (!syncFiles.isEmpty()) {
           writeThroughDirty = new ArrayList<>();
@@ -799,7 +772,7 @@ public final class WriteCache implements AutoCloseable {
           (file != null ? file : backingFile(f)).sync(); // write-through: the backing fsync
           if (f.lock.writeLock().tryLock()) { // no wait: a commit may hold another file's
             try {
-              synchronized (index) {
+              synchronized (table) {
                 if (!writeThroughDirty.contains(f)) {
                   forgetIfUnused(f);
                 }
@@ -809,7 +782,7 @@ public final class WriteCache implements AutoCloseable {
             }
           }
         } catch (IOException e) {
-          synchronized (index) {
+          synchronized (table) {
             for (CachedFile g : syncFiles.subList(i, syncFiles.size())) {
               if (!writeThroughDirty.contains(g)) {
                 writeThroughDirty.add(g);
@@ -832,7 +805,7 @@ public final class WriteCache implements AutoCloseable {
   }
 
   private boolean nothingToCommit() {
-    synchronized (index) {
+    synchronized (table) {
       return uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
           && pendingFileFree.isEmpty() && dirtyDirectories.isEmpty();
     }
@@ -843,7 +816,7 @@ public final class WriteCache implements AutoCloseable {
    * create, mkdir, mknod, symlink, link, rmdir): the next commit makes them durable.
    */
   public void namespaceChanged(String path) {
-    synchronized (index) {
+    synchronized (table) {
       dirtyDirectories.add(parentOf(path));
     }
   }
@@ -861,7 +834,7 @@ public final class WriteCache implements AutoCloseable {
    */
   private void syncDirectories() throws IOException {
     Set<String> dirs;
-    synchronized (index) {
+    synchronized (table) {
       if (dirtyDirectories.isEmpty()) {
         return;
       }
@@ -875,7 +848,7 @@ public final class WriteCache implements AutoCloseable {
         }
       }
     } catch (IOException e) {
-      synchronized (index) {
+      synchronized (table) {
         dirtyDirectories.addAll(dirs);
       }
       throw new IOException("fsync of a backing directory failed: " + e.getMessage(), e);
@@ -901,7 +874,7 @@ public final class WriteCache implements AutoCloseable {
       IntList versions;
       IntList frees;
       IntList fileFrees;
-      synchronized (index) {
+      synchronized (table) {
         blocks = uncommitted;
         versions = dirtyVersions;
         frees = pendingFree;
@@ -930,12 +903,9 @@ public final class WriteCache implements AutoCloseable {
       openEpoch = epoch + 1;
       // 3. Old versions the epoch replaced, then file slots it released, freed in that order.
       releaseSlots(frees, fileFrees);
-      synchronized (index) {
+      synchronized (table) {
         for (int i = 0; i < blocks.size(); i++) {
-          int s = blocks.get(i);
-          if ((state[s] & KIND) == UNCOMMITTED) {
-            state[s] = (byte) ((state[s] & WB) | COMMITTED);
-          }
+          table.committed(blocks.get(i));
         }
         commitTimes.addLast(new long[] {epoch, System.nanoTime()});
         oldestDirtyAgeNanos(System.nanoTime()); // prunes commitTimes
@@ -943,8 +913,8 @@ public final class WriteCache implements AutoCloseable {
         recordLatency(System.nanoTime() - startNanos);
         // Wake writeback only when it waits for committed blocks: a wakeup per fsync costs
         // a context switch, which on a 2-core machine is more than the commit itself.
-        if (writebackWantsCommitted || usedPercentAbove(config.highWatermark())) {
-          index.notifyAll();
+        if (writebackWantsCommitted || table.usedPercentAbove(config.highWatermark())) {
+          table.notifyAll();
         }
       }
     } catch (IOException | RuntimeException e) {
@@ -968,14 +938,9 @@ public final class WriteCache implements AutoCloseable {
       }
       mem.commit();
     }
-    synchronized (index) {
+    synchronized (table) {
       for (int i = 0; i < frees.size(); i++) {
-        int s = frees.get(i);
-        if ((state[s] & WB) != 0) {
-          state[s] = (byte) (WB | FREED_AFTER_WB);
-        } else {
-          pushFree(s);
-        }
+        table.freed(frees.get(i));
       }
       for (int i = 0; i < fileFrees.size(); i++) {
         pushFreeFileSlot(fileFrees.get(i));
@@ -984,7 +949,7 @@ public final class WriteCache implements AutoCloseable {
         // Only writers waiting for free slots care. Waking the writeback thread too (it waits
         // on the same monitor) cost a context switch per overwriting fsync: 19% of the
         // daemon's CPU with 4 fio jobs.
-        index.notifyAll();
+        table.notifyAll();
       }
     }
   }
@@ -1002,14 +967,6 @@ public final class WriteCache implements AutoCloseable {
     mem.commit();
     layout.storeFileVersionFree(fileSlot, 1 - older);
     layout.flushFileVersion(fileSlot, 1 - older);
-  }
-
-  /** Needs index. */
-  private void pushFree(int s) {
-    state[s] = FREE;
-    lruNext[s] = freeHead;
-    freeHead = s;
-    freeCount++;
   }
 
   /** Needs index. */
@@ -1070,7 +1027,7 @@ public final class WriteCache implements AutoCloseable {
             epochLock.readLock().lock();
             try {
               if (tailSlot >= 0) {
-                need = (state[tailSlot] & KIND) == UNCOMMITTED ? 0 : 1;
+                need = table.isUncommitted(tailSlot) ? 0 : 1;
                 int[] reserved = reserve(f, need);
                 if (reserved == null) {
                   waitFor = need + 1;
@@ -1105,7 +1062,7 @@ public final class WriteCache implements AutoCloseable {
           }
           if (!cached && !shrinking) {
             // A size-only change the cache does not record: the next fsync makes it durable.
-            synchronized (index) {
+            synchronized (table) {
               if (!writeThroughDirty.contains(f)) {
                 writeThroughDirty.add(f);
               }
@@ -1123,7 +1080,7 @@ public final class WriteCache implements AutoCloseable {
   /** Supersedes every cached block of f from {@code fromBlock} on. Needs f.lock, epochLock. */
   private void dropBlocks(CachedFile f, long fromBlock) {
     long[] keys = f.blocks.keysSorted();
-    synchronized (index) {
+    synchronized (table) {
       for (long b : keys) {
         if (b >= fromBlock) {
           supersede(f.blocks.remove(b));
@@ -1203,7 +1160,7 @@ public final class WriteCache implements AutoCloseable {
       BackingStore.Stat src = backing.stat(from);
       BackingStore.Stat dst = backing.stat(to);
       List<CachedFile> moving = new ArrayList<>();
-      synchronized (index) {
+      synchronized (table) {
         for (CachedFile f : files.values()) {
           String p = f.path;
           if (p != null && (p.equals(from) || p.startsWith(from + "/"))) {
@@ -1273,7 +1230,7 @@ public final class WriteCache implements AutoCloseable {
   }
 
   private CachedFile known(BackingStore.Stat st) {
-    synchronized (index) {
+    synchronized (table) {
       return files.get(new FileKey(st.dev(), st.ino()));
     }
   }
@@ -1290,7 +1247,7 @@ public final class WriteCache implements AutoCloseable {
       epochLock.readLock().lock();
       try {
         dropBlocks(f, 0);
-        synchronized (index) {
+        synchronized (table) {
           pendingFileFree.add(f.fileSlot);
           f.fileSlot = -1;
           f.versionSeq = CacheLayout.FREE;
@@ -1365,12 +1322,12 @@ public final class WriteCache implements AutoCloseable {
     // background writeback keep it: files in use are reread from there once their blocks
     // leave the cache (random reads: 27k IOPS direct, 43k buffered).
     boolean bypassPageCache;
-    synchronized (index) {
+    synchronized (table) {
       bypassPageCache = drainRequests > 0 || closing;
     }
     // The kernel reads the slots straight from the mapping (no copy of our own): their data
     // stays put while we write, because a committed slot is never overwritten in place and a
-    // slot marked WB is not reused before writeback lets go of it (clearWriteback).
+    // slot marked WB is not reused before writeback lets go of it (SlotTable.endWriteback).
     long mapped = mem.address();
     int maxRun = config.writebackJobs();
     WritebackScratch scratch = writebackScratch.poll();
@@ -1448,7 +1405,7 @@ public final class WriteCache implements AutoCloseable {
     IntList freed = new IntList();
     for (int i = 0; i < slots.length; i++) {
       int s = slots[i];
-      if (f.blocks.get(blockIdx[i]) == s && (state[s] & KIND) == COMMITTED) {
+      if (f.blocks.get(blockIdx[i]) == s && table.isCommitted(s)) {
         layout.storeEntryFree(s);
         layout.flushEntry(s);
         freed.add(s);
@@ -1456,17 +1413,11 @@ public final class WriteCache implements AutoCloseable {
     }
     mem.commit();
     boolean releaseFile;
-    synchronized (index) {
+    synchronized (table) {
       for (int i = 0; i < freed.size(); i++) {
         int s = freed.get(i);
         f.blocks.remove(CacheLayout.locationBlock(layout.entryLocation(s)));
-        lruRemove(s);
-        dirtyCount--;
-        if ((state[s] & WB) != 0) {
-          state[s] = (byte) (WB | FREED_AFTER_WB);
-        } else {
-          pushFree(s);
-        }
+        table.writtenBack(s);
       }
       writtenBack.add(freed.size());
       releaseFile = f.blocks.size() == 0 && f.fileSlot >= 0 && f.versionSeq < committedSeq;
@@ -1475,15 +1426,15 @@ public final class WriteCache implements AutoCloseable {
       int fs = f.fileSlot;
       storeFileSlotFree(fs);
       mem.commit();
-      synchronized (index) {
+      synchronized (table) {
         f.fileSlot = -1;
         f.versionSeq = CacheLayout.FREE;
         pushFreeFileSlot(fs);
         forgetIfUnused(f);
       }
     }
-    synchronized (index) {
-      index.notifyAll();
+    synchronized (table) {
+      table.notifyAll();
     }
   }
 
@@ -1517,7 +1468,7 @@ public final class WriteCache implements AutoCloseable {
         } else {
           LOG.debug("writeback failed again, retrying in {} ms: {}", backoffMs, e.toString());
         }
-        synchronized (index) {
+        synchronized (table) {
           writebackBackoffUntil = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(backoffMs);
         }
         backoffMs = Math.min(5000, backoffMs * 2);
@@ -1535,14 +1486,14 @@ public final class WriteCache implements AutoCloseable {
         writeBackGroup(groupFiles.get(g), groupSlots.get(g));
       }
     } finally {
-      synchronized (index) {
+      synchronized (table) {
         for (int[] slots : groupSlots) {
           for (int s : slots) {
-            clearWriteback(s);
+            table.endWriteback(s);
           }
         }
         writebackInFlight = 0;
-        index.notifyAll();
+        table.notifyAll();
       }
     }
   }
@@ -1555,7 +1506,7 @@ public final class WriteCache implements AutoCloseable {
     List<CachedFile> groupFiles = new ArrayList<>();
     List<int[]> groupSlots = new ArrayList<>();
     int taken;
-    synchronized (index) {
+    synchronized (table) {
       collectBatch(groupFiles, groupSlots);
       taken = writebackInFlight;
     }
@@ -1569,18 +1520,6 @@ public final class WriteCache implements AutoCloseable {
     return taken;
   }
 
-  /** Needs index. */
-  private void clearWriteback(int s) {
-    if ((state[s] & WB) == 0) {
-      return;
-    }
-    if ((state[s] & KIND) == FREED_AFTER_WB) {
-      pushFree(s);
-    } else {
-      state[s] &= ~WB;
-    }
-  }
-
   /**
    * Waits for work and takes the oldest committed blocks, grouped per file and sorted by block.
    * Returns false when the cache is closing and everything is written back.
@@ -1588,13 +1527,13 @@ public final class WriteCache implements AutoCloseable {
   private boolean nextBatch(List<CachedFile> groupFiles, List<int[]> groupSlots)
       throws IOException {
     boolean needCommit = false;
-    synchronized (index) {
+    synchronized (table) {
       while (true) {
         long now = System.nanoTime();
         boolean draining = drainRequests > 0 || config.cleaner() || closing;
-        if (usedPercentAbove(config.highWatermark())) {
+        if (table.usedPercentAbove(config.highWatermark())) {
           writebackActive = true;
-        } else if ((nBlocks - freeCount) * 100 < (long) config.lowWatermark() * nBlocks) {
+        } else if (table.usedPercentBelow(config.lowWatermark())) {
           writebackActive = false;
         }
         boolean aged = config.maxAgeMs() > 0 && oldestDirtyAgeNanos(now)
@@ -1614,10 +1553,10 @@ public final class WriteCache implements AutoCloseable {
             needCommit = true;
             break;
           }
-          if (dirtyCount == 0 && closing) {
+          if (table.dirty() == 0 && closing) {
             return false;
           }
-        } else if (closing && (error != null || dirtyCount == 0)) {
+        } else if (closing && (error != null || table.dirty() == 0)) {
           return false;
         }
         if (autocommitDue) {
@@ -1631,7 +1570,7 @@ public final class WriteCache implements AutoCloseable {
           waitMs = Math.max(1, Math.min(waitMs, TimeUnit.NANOSECONDS.toMillis(due)));
         }
         try {
-          index.wait(waitMs);
+          table.wait(waitMs);
         } catch (InterruptedException e) {
           return false;
         }
@@ -1654,15 +1593,15 @@ public final class WriteCache implements AutoCloseable {
     Map<CachedFile, IntList> byFile = new HashMap<>();
     int taken = 0;
     int limit = config.writebackJobs() * WRITEBACK_BATCH_JOBS;
-    for (int s = lruHead; s >= 0 && taken < limit; s = lruNext[s]) {
-      if ((state[s] & KIND) != COMMITTED) {
+    for (int s = table.oldest(); s >= 0 && taken < limit; s = table.newerThan(s)) {
+      if (!table.isCommitted(s)) {
         break; // allocation order = epoch order: everything after is uncommitted too
       }
-      if ((state[s] & WB) != 0) {
+      if (table.inWriteback(s)) {
         continue;
       }
       CachedFile f = byFileSlot[CacheLayout.locationFileSlot(layout.entryLocation(s))];
-      state[s] |= WB;
+      table.startWriteback(s);
       byFile.computeIfAbsent(f, k -> new IntList()).add(s);
       taken++;
     }
@@ -1749,20 +1688,15 @@ public final class WriteCache implements AutoCloseable {
     }
   }
 
-  /** Needs index. More than {@code pct} percent of the blocks are in use. */
-  private boolean usedPercentAbove(int pct) {
-    return (nBlocks - freeCount) * 100 > (long) pct * nBlocks;
-  }
-
   /** Needs index. */
   private long oldestDirtyAgeNanos(long now) throws IOException {
-    if (lruHead < 0) {
+    if (table.oldest() < 0) {
       while (commitTimes.size() > 1) {
         commitTimes.pollFirst();
       }
       return 0;
     }
-    long seq = layout.entrySeq(lruHead);
+    long seq = layout.entrySeq(table.oldest());
     while (commitTimes.size() > 1 && commitTimes.peekFirst()[0] < seq) {
       commitTimes.pollFirst();
     }
@@ -1776,9 +1710,9 @@ public final class WriteCache implements AutoCloseable {
    */
   public void flush(long timeoutMs) throws IOException {
     long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
-    synchronized (index) {
+    synchronized (table) {
       drainRequests++;
-      index.notifyAll();
+      table.notifyAll();
     }
     try {
       while (true) {
@@ -1786,24 +1720,24 @@ public final class WriteCache implements AutoCloseable {
         if (!writebackThread.isAlive() && !closing) {
           writebackStep(); // manual mode
         }
-        synchronized (index) {
-          if (dirtyCount == 0 && uncommitted.isEmpty() && writeThroughDirty.isEmpty()) {
+        synchronized (table) {
+          if (table.dirty() == 0 && uncommitted.isEmpty() && writeThroughDirty.isEmpty()) {
             return;
           }
           checkError();
           if (System.nanoTime() > deadline) {
             throw new IOException("writeback did not finish in " + timeoutMs + " ms: "
-                + dirtyCount + " blocks still dirty and kept in the cache"
+                + table.dirty() + " blocks still dirty and kept in the cache"
                 + (lastWritebackError == null ? "" : "; last error: " + lastWritebackError));
           }
-          index.wait(50);
+          table.wait(50);
         }
       }
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IOException("interrupted while flushing");
     } finally {
-      synchronized (index) {
+      synchronized (table) {
         drainRequests--;
       }
     }
@@ -1894,10 +1828,10 @@ public final class WriteCache implements AutoCloseable {
           continue;
         }
         dropped.add(other);
-        state[other] = FREE;
+        table.recoveredStale(other);
       }
       f.blocks.put(b, s);
-      state[s] = COMMITTED;
+      table.recoveredCommitted(s);
       if (seq >= (1L << (63 - SLOT_BITS))) {
         throw new CacheFormatException("entry seq " + seq + " out of range at slot " + s);
       }
@@ -1926,18 +1860,11 @@ public final class WriteCache implements AutoCloseable {
     Arrays.sort(order, 0, live);
     int liveCount = 0;
     for (int i = 0; i < live; i++) {
-      int s = (int) (order[i] & ((1L << SLOT_BITS) - 1));
-      if (state[s] == COMMITTED) {
-        lruAppend(s);
+      if (table.recoveredInOrder((int) (order[i] & ((1L << SLOT_BITS) - 1)))) {
         liveCount++;
       }
     }
-    dirtyCount = liveCount;
-    for (int s = nBlocks - 1; s >= 0; s--) {
-      if (state[s] == FREE) {
-        pushFree(s);
-      }
-    }
+    table.recoveredFreeList();
     commitTimes.addLast(new long[] {seqCount - 1, System.nanoTime()});
     // Files with a recorded size but no blocks left: apply the size, release the slot.
     for (CachedFile f : new ArrayList<>(files.values())) {
@@ -2049,7 +1976,7 @@ public final class WriteCache implements AutoCloseable {
       LOG.error("{} {}; its {} cached blocks (size {}) go to {} instead", from, why,
           f.blocks.size(), f.size, to);
       lostAndFound.increment();
-      synchronized (index) {
+      synchronized (table) {
         if (files.get(f.key()) == f) {
           files.remove(f.key());
         }
@@ -2079,36 +2006,6 @@ public final class WriteCache implements AutoCloseable {
   // LRU, errors, stats, close
   // =============================================================================================
 
-  /** Needs index. */
-  private void lruAppend(int s) {
-    lruPrev[s] = lruTail;
-    lruNext[s] = -1;
-    if (lruTail >= 0) {
-      lruNext[lruTail] = s;
-    } else {
-      lruHead = s;
-    }
-    lruTail = s;
-  }
-
-  /** Needs index. */
-  private void lruRemove(int s) {
-    int p = lruPrev[s];
-    int n = lruNext[s];
-    if (p >= 0) {
-      lruNext[p] = n;
-    } else {
-      lruHead = n;
-    }
-    if (n >= 0) {
-      lruPrev[n] = p;
-    } else {
-      lruTail = p;
-    }
-    lruPrev[s] = -1;
-    lruNext[s] = -1;
-  }
-
   private void checkError() throws IOException {
     IOException e = error;
     if (e != null) {
@@ -2119,12 +2016,12 @@ public final class WriteCache implements AutoCloseable {
   /** Latches the first cache-memory failure: later writes and commits fail, reads go on. */
   private IOException fail(Exception e) {
     IOException io = e instanceof IOException ? (IOException) e : new IOException(e.toString(), e);
-    synchronized (index) {
+    synchronized (table) {
       if (error == null) {
         error = io;
         LOG.error("cache memory failed; writes and fsync now fail with EIO, reads continue", e);
       }
-      index.notifyAll();
+      table.notifyAll();
     }
     return new CacheErrorException(io);
   }
@@ -2140,7 +2037,7 @@ public final class WriteCache implements AutoCloseable {
   }
 
   public CacheStats stats() {
-    synchronized (index) {
+    synchronized (table) {
       long[] lat = Arrays.copyOf(commitLatencies,
           (int) Math.min(commitLatencyCount, commitLatencies.length));
       Arrays.sort(lat);
@@ -2152,10 +2049,10 @@ public final class WriteCache implements AutoCloseable {
       } catch (IOException e) {
         age = -1;
       }
-      return new CacheStats(error == null ? null : error.getMessage(), nBlocks, freeCount,
+      return new CacheStats(error == null ? null : error.getMessage(), nBlocks, table.free(),
           writebackInFlight, reads.sum(), readHits.sum(), writes.sum(),
           writeHitsUncommitted.sum(), writeHitsCommitted.sum(), writesAllocated.sum(),
-          writesBlocked.sum(), flushes.sum(), dirtyCount, uncommitted.size(), age, p50, p99,
+          writesBlocked.sum(), flushes.sum(), table.dirty(), uncommitted.size(), age, p50, p99,
           commitLatencyMax, writtenBack.sum(), writebackErrors.sum(), lastWritebackError,
           blockedWriters, blockSize, mem.describe(), inodeHintMismatches.sum(),
           lostAndFound.sum());
@@ -2164,8 +2061,8 @@ public final class WriteCache implements AutoCloseable {
 
   /** Heap held by the in-memory index (for the memory benchmark). */
   public long indexHeapBytes() {
-    synchronized (index) {
-      long bytes = state.length + 4L * lruPrev.length + 4L * lruNext.length
+    synchronized (table) {
+      long bytes = table.heapBytes()
           + 4L * freeFileSlots.length + 8L * byFileSlot.length;
       for (CachedFile f : files.values()) {
         bytes += f.blocks.heapBytes() + 128;
@@ -2184,9 +2081,9 @@ public final class WriteCache implements AutoCloseable {
     } catch (IOException e) {
       failure = e;
     }
-    synchronized (index) {
+    synchronized (table) {
       closing = true;
-      index.notifyAll();
+      table.notifyAll();
     }
     try {
       writebackThread.join(TimeUnit.SECONDS.toMillis(30));
@@ -2205,10 +2102,10 @@ public final class WriteCache implements AutoCloseable {
    * tests and for shutting down after a fatal error. Committed data stays in the cache.
    */
   public void abandon() throws IOException {
-    synchronized (index) {
+    synchronized (table) {
       closing = true;
       error = error != null ? error : new IOException("cache abandoned");
-      index.notifyAll();
+      table.notifyAll();
     }
     try {
       writebackThread.join(TimeUnit.SECONDS.toMillis(10));
@@ -2222,7 +2119,7 @@ public final class WriteCache implements AutoCloseable {
     for (WritebackScratch b; (b = writebackScratch.poll()) != null; ) {
       b.close();
     }
-    synchronized (index) {
+    synchronized (table) {
       for (CachedFile f : files.values()) {
         if (f.file != null) {
           f.file.close();
