@@ -13,7 +13,6 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentLinkedDeque;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.LongAdder;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.slf4j.Logger;
@@ -124,27 +123,10 @@ public final class WriteCache implements AutoCloseable {
   /** The first cache-memory error; sticky, as dm-writecache's writecache_error. */
   private volatile IOException error;
 
-  private final LongAdder reads = new LongAdder();
-  private final LongAdder readHits = new LongAdder();
-  private final LongAdder writes = new LongAdder();
-  private final LongAdder writeHitsUncommitted = new LongAdder();
-  private final LongAdder writeHitsCommitted = new LongAdder();
-  private final LongAdder writesAllocated = new LongAdder();
-  private final LongAdder writesBlocked = new LongAdder();
-  private final LongAdder flushes = new LongAdder();
-  private final LongAdder writtenBack = new LongAdder();
-  private final LongAdder writebackErrors = new LongAdder();
-  /** Recovered files whose path now leads to another inode number (a remounted network fs). */
-  private final LongAdder inodeHintMismatches = new LongAdder();
-  /** Files whose blocks had no path left to go to and were put in lost+found. */
-  private final LongAdder lostAndFound = new LongAdder();
-  private volatile String lastWritebackError;
+  private final Counters counters = new Counters();
   private volatile int writebackInFlight;
   /** Needs index. Writeback is waiting for blocks to commit (commits then wake it). */
   private boolean writebackWantsCommitted;
-  private final long[] commitLatencies = new long[4096];
-  private long commitLatencyCount;
-  private long commitLatencyMax;
 
   private final Thread writebackThread;
   /**
@@ -450,7 +432,7 @@ public final class WriteCache implements AutoCloseable {
     } finally {
       f.io.unlock();
     }
-    writes.add((length + blockSize - 1) / blockSize);
+    counters.writes.add((length + blockSize - 1) / blockSize);
     if (offset + length > f.size) {
       f.size = offset + length;
     }
@@ -529,7 +511,7 @@ public final class WriteCache implements AutoCloseable {
         int old = f.blocks.get(b);
         if (old >= 0 && table.isUncommitted(old)) {
           mem.copyIn(layout.dataOffset(old) + (from - start), src + (from - offset), to - from);
-          writeHitsUncommitted.increment();
+          counters.writeHitsUncommitted.increment();
           continue;
         }
         int slot = reserved[next];
@@ -555,13 +537,13 @@ public final class WriteCache implements AutoCloseable {
           noteUncommitted(slot);
           if (replaced[k] >= 0) {
             supersede(replaced[k]);
-            writeHitsCommitted.increment();
+            counters.writeHitsCommitted.increment();
           } else {
-            writesAllocated.increment();
+            counters.writesAllocated.increment();
           }
         }
       }
-      writes.add(count);
+      counters.writes.add(count);
       if (end > f.size) {
         f.size = end;
       }
@@ -614,7 +596,7 @@ public final class WriteCache implements AutoCloseable {
   }
 
   private void waitForFreeSlots(int need) throws IOException {
-    writesBlocked.increment();
+    counters.writesBlocked.increment();
     // The cache may be full of uncommitted blocks that writeback cannot take: commit them.
     commit();
     if (!writebackThread.isAlive()) {
@@ -698,8 +680,8 @@ public final class WriteCache implements AutoCloseable {
       if (runStart >= 0) {
         readBacking(f, runStart, dst + (runStart - offset), end - runStart);
       }
-      reads.add(blocksRead);
-      readHits.add(hits);
+      counters.reads.add(blocksRead);
+      counters.readHits.add(hits);
       return n;
     } finally {
       f.lock.readLock().unlock();
@@ -909,8 +891,7 @@ public final class WriteCache implements AutoCloseable {
         }
         commitTimes.addLast(new long[] {epoch, System.nanoTime()});
         oldestDirtyAgeNanos(System.nanoTime()); // prunes commitTimes
-        flushes.increment();
-        recordLatency(System.nanoTime() - startNanos);
+        counters.commitTook(System.nanoTime() - startNanos);
         // Wake writeback only when it waits for committed blocks: a wakeup per fsync costs
         // a context switch, which on a 2-core machine is more than the commit itself.
         if (writebackWantsCommitted || table.usedPercentAbove(config.highWatermark())) {
@@ -975,10 +956,6 @@ public final class WriteCache implements AutoCloseable {
     freeFileSlots[freeFileSlotCount++] = fileSlot;
   }
 
-  private void recordLatency(long nanos) {
-    commitLatencies[(int) (commitLatencyCount++ % commitLatencies.length)] = nanos;
-    commitLatencyMax = Math.max(commitLatencyMax, nanos);
-  }
 
   // =============================================================================================
   // Namespace operations
@@ -1419,7 +1396,7 @@ public final class WriteCache implements AutoCloseable {
         f.blocks.remove(CacheLayout.locationBlock(layout.entryLocation(s)));
         table.writtenBack(s);
       }
-      writtenBack.add(freed.size());
+      counters.writtenBack.add(freed.size());
       releaseFile = f.blocks.size() == 0 && f.fileSlot >= 0 && f.versionSeq < committedSeq;
     }
     if (releaseFile) {
@@ -1457,8 +1434,7 @@ public final class WriteCache implements AutoCloseable {
           logged.clear();
         }
       } catch (IOException | RuntimeException e) {
-        writebackErrors.increment();
-        lastWritebackError = e.getMessage();
+        counters.writebackFailed(e.getMessage());
         if (logged.size() >= 64) {
           logged.clear(); // errors that differ every time: keep the set small, log anew
         }
@@ -1513,8 +1489,7 @@ public final class WriteCache implements AutoCloseable {
     try {
       writeBackBatch(groupFiles, groupSlots);
     } catch (IOException | RuntimeException e) {
-      writebackErrors.increment();
-      lastWritebackError = e.getMessage();
+      counters.writebackFailed(e.getMessage());
       throw e;
     }
     return taken;
@@ -1531,18 +1506,15 @@ public final class WriteCache implements AutoCloseable {
       while (true) {
         long now = System.nanoTime();
         boolean draining = drainRequests > 0 || config.cleaner() || closing;
-        if (table.usedPercentAbove(config.highWatermark())) {
-          writebackActive = true;
-        } else if (table.usedPercentBelow(config.lowWatermark())) {
-          writebackActive = false;
-        }
-        boolean aged = config.maxAgeMs() > 0 && oldestDirtyAgeNanos(now)
-            >= TimeUnit.MILLISECONDS.toNanos(config.maxAgeMs());
+        WritebackPolicy.Decision d = WritebackPolicy.decide(new WritebackPolicy.State(
+            table.usedPercentAbove(config.highWatermark()),
+            table.usedPercentBelow(config.lowWatermark()), writebackActive, draining,
+            blockedWriters > 0, TimeUnit.NANOSECONDS.toMillis(oldestDirtyAgeNanos(now)),
+            now < writebackBackoffUntil, error != null), config);
+        writebackActive = d.active();
+        boolean want = d.write();
         boolean autocommitDue = !uncommitted.isEmpty() && now - firstUncommittedNanos
             >= TimeUnit.MILLISECONDS.toNanos(config.autocommitTimeMs());
-        boolean backingOff = now < writebackBackoffUntil;
-        boolean want = (draining || writebackActive || blockedWriters > 0 || aged) && !backingOff
-            && error == null;
         writebackWantsCommitted = want;
         if (want) {
           collectBatch(groupFiles, groupSlots);
@@ -1728,7 +1700,8 @@ public final class WriteCache implements AutoCloseable {
           if (System.nanoTime() > deadline) {
             throw new IOException("writeback did not finish in " + timeoutMs + " ms: "
                 + table.dirty() + " blocks still dirty and kept in the cache"
-                + (lastWritebackError == null ? "" : "; last error: " + lastWritebackError));
+                + (counters.lastWritebackError() == null ? ""
+                    : "; last error: " + counters.lastWritebackError()));
           }
           table.wait(50);
         }
@@ -1924,14 +1897,14 @@ public final class WriteCache implements AutoCloseable {
       LOG.error("cache slot {}: {} {}; its committed data (size {}) goes to {} instead",
           fs, path, lost, v.size(), to);
       backing.createFile(to);
-      lostAndFound.increment();
+      counters.lostAndFound.increment();
       path = to;
       st = backing.stat(path);
       if (st == null) {
         throw new IOException("could not create " + to + " in the backing directory");
       }
     } else if (!sameInode) {
-      inodeHintMismatches.increment();
+      counters.inodeHintMismatches.increment();
       LOG.warn("cache slot {}: {} was inode {} when cached and is inode {} now (a network"
           + " filesystem remounted, or the file replaced behind wcfs's back); the cache's"
           + " record of the path wins: its committed data goes to {}", fs, path, v.ino(),
@@ -1975,7 +1948,7 @@ public final class WriteCache implements AutoCloseable {
       }
       LOG.error("{} {}; its {} cached blocks (size {}) go to {} instead", from, why,
           f.blocks.size(), f.size, to);
-      lostAndFound.increment();
+      counters.lostAndFound.increment();
       synchronized (table) {
         if (files.get(f.key()) == f) {
           files.remove(f.key());
@@ -2037,26 +2010,19 @@ public final class WriteCache implements AutoCloseable {
   }
 
   public CacheStats stats() {
+    Counters.Live live;
     synchronized (table) {
-      long[] lat = Arrays.copyOf(commitLatencies,
-          (int) Math.min(commitLatencyCount, commitLatencies.length));
-      Arrays.sort(lat);
-      long p50 = lat.length == 0 ? 0 : lat[(int) ((lat.length - 1) * 0.50)];
-      long p99 = lat.length == 0 ? 0 : lat[(int) ((lat.length - 1) * 0.99)];
       long age;
       try {
         age = TimeUnit.NANOSECONDS.toMillis(oldestDirtyAgeNanos(System.nanoTime()));
       } catch (IOException e) {
         age = -1;
       }
-      return new CacheStats(error == null ? null : error.getMessage(), nBlocks, table.free(),
-          writebackInFlight, reads.sum(), readHits.sum(), writes.sum(),
-          writeHitsUncommitted.sum(), writeHitsCommitted.sum(), writesAllocated.sum(),
-          writesBlocked.sum(), flushes.sum(), table.dirty(), uncommitted.size(), age, p50, p99,
-          commitLatencyMax, writtenBack.sum(), writebackErrors.sum(), lastWritebackError,
-          blockedWriters, blockSize, mem.describe(), inodeHintMismatches.sum(),
-          lostAndFound.sum());
+      live = new Counters.Live(error == null ? null : error.getMessage(), nBlocks, table.free(),
+          writebackInFlight, table.dirty(), uncommitted.size(), age, blockedWriters, blockSize,
+          mem.describe());
     }
+    return counters.snapshot(live);
   }
 
   /** Heap held by the in-memory index (for the memory benchmark). */
