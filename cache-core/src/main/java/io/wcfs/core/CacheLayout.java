@@ -127,6 +127,11 @@ public final class CacheLayout {
    */
   private static final long FV_UNLINKING = 1L << 31;
 
+  /** The commit rule for entries, file versions (and journal records): seq below seq_count. */
+  static boolean isCommitted(long seq, long seqCount) {
+    return seq != FREE && seq < seqCount;
+  }
+
   /** st_dev folded to the 32 bits the file table keeps of it; never 0 ("unknown"). */
   static int devHint(long dev) {
     int h = (int) (dev ^ (dev >>> 32));

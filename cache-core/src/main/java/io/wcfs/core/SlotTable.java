@@ -160,24 +160,11 @@ final class SlotTable {
 
   // ---- recovery: the table is rebuilt from the device, then the free list from what is left
 
-  /** Recovery found a committed entry in {@code s}. */
-  void recoveredCommitted(int s) {
+  /** Recovery found a committed entry in {@code s}; called oldest first. */
+  void recovered(int s) {
     state[s] = COMMITTED;
-  }
-
-  /** Recovery found that {@code s}'s entry lost to a newer version of its block. */
-  void recoveredStale(int s) {
-    state[s] = FREE;
-  }
-
-  /** Recovery: queues a recovered committed slot, oldest first; returns false if it is not. */
-  boolean recoveredInOrder(int s) {
-    if (state[s] != COMMITTED) {
-      return false;
-    }
     append(s);
     dirtyCount++;
-    return true;
   }
 
   /** Recovery's last step: every slot not committed is free. */

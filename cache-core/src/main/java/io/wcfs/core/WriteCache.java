@@ -52,8 +52,6 @@ public final class WriteCache implements AutoCloseable {
   private static final long SEQUENTIAL_CUTOFF = 1 << 20;
   /** Where blocks whose path is gone are written, relative to the backing root. */
   static final String LOST_AND_FOUND = ".wcfs-lost+found";
-  /** Recovery sorts (seq, slot) pairs packed in one long. */
-  private static final int SLOT_BITS = 31;
 
   private final CacheMemory mem;
   private final CacheLayout layout;
@@ -1727,38 +1725,20 @@ public final class WriteCache implements AutoCloseable {
    * a file's recorded size are dropped and the backing file is cut to that size.
    */
   private void recover() throws IOException {
-    long seqCount = layout.seqCount();
+    CacheScan scan = CacheScan.of(layout);
+    if (!scan.problems.isEmpty()) {
+      throw new CacheFormatException("cache corruption: " + scan.problems.get(0)
+          + "; `wcfs check` lists the cache contents");
+    }
+    long seqCount = scan.seqCount;
     openEpoch = seqCount;
     committedSeq = seqCount;
-    int fileSlots = layout.geometry().fileSlots();
     IntList freedFileSlots = new IntList();
-    java.util.BitSet slotsWithFiles = new java.util.BitSet(fileSlots);
-    // Nothing is written until every record was read and checked: a cache refused as
-    // corrupt is left exactly as it was.
-    IntList uncommittedVersions = new IntList();
-    for (int fs = fileSlots - 1; fs >= 0; fs--) {
-      CacheLayout.FileVersion best = null;
-      int bestV = -1;
-      for (int v = 0; v < 2; v++) {
-        CacheLayout.FileVersion fv = layout.readFileVersion(fs, v);
-        if (fv.seq() != CacheLayout.FREE && fv.seq() >= seqCount) {
-          uncommittedVersions.add(fs * 2 + v); // never happened; freed once all is checked
-        } else if (fv.seq() != CacheLayout.FREE && (best == null || fv.seq() > best.seq())) {
-          best = fv;
-          bestV = v;
-        }
-      }
-      if (best != null && best.path() == null) {
-        throw new CacheFormatException("cache corruption: file slot " + fs + " holds a"
-            + " committed version with an invalid path length; `wcfs check` lists the cache"
-            + " contents");
-      }
-      if (best != null) {
-        slotsWithFiles.set(fs);
-      }
-      CachedFile f = best == null ? null : recoverFile(fs, best, bestV);
+    for (int fs = scan.files.length - 1; fs >= 0; fs--) { // the free stack hands out 0 first
+      CacheScan.FileRecord r = scan.files[fs];
+      CachedFile f = r == null ? null : recoverFile(fs, r.v(), r.version());
       if (f == null) {
-        if (best != null) {
+        if (r != null) {
           freedFileSlots.add(fs);
         }
         freeFileSlots[freeFileSlotCount++] = fs;
@@ -1767,48 +1747,19 @@ public final class WriteCache implements AutoCloseable {
         files.put(f.key(), f);
       }
     }
-    long[] order = new long[nBlocks];
-    int live = 0;
-    IntList dropped = new IntList();
-    for (int s = 0; s < nBlocks; s++) {
-      long seq = layout.entrySeq(s);
-      if (seq == CacheLayout.FREE) {
-        continue;
-      }
+    IntList uncommittedVersions = scan.uncommittedVersions;
+    IntList dropped = scan.stale;
+    int liveCount = 0;
+    for (int s : scan.live) { // oldest first: the order writeback follows
       long loc = layout.entryLocation(s);
-      int fs = CacheLayout.locationFileSlot(loc);
-      if (seq < seqCount && (fs < 0 || fs >= fileSlots || !slotsWithFiles.get(fs))) {
-        // A file slot is freed only after every entry naming it: this cannot happen.
-        throw new CacheFormatException("cache corruption: committed entry " + s + " names file"
-            + " slot " + fs + ", which holds no file; `wcfs check` lists the cache contents");
-      }
-      CachedFile f = seq >= seqCount ? null : byFileSlot[fs];
-      long b = CacheLayout.locationBlock(loc);
-      if (f == null || b * blockSize >= f.size) {
-        dropped.add(s);
+      CachedFile f = byFileSlot[CacheLayout.locationFileSlot(loc)];
+      if (f == null) {
+        dropped.add(s); // its file's unlink was finished above
         continue;
       }
-      int other = f.blocks.get(b);
-      if (other >= 0) {
-        long otherSeq = layout.entrySeq(other);
-        if (otherSeq == seq) {
-          throw new CacheFormatException("cache corruption: slots " + other + " and " + s
-              + " both hold block " + b + " of " + f.path + " with seq " + seq
-              + "; `wcfs check` lists the cache contents");
-        }
-        if (otherSeq > seq) {
-          dropped.add(s);
-          continue;
-        }
-        dropped.add(other);
-        table.recoveredStale(other);
-      }
-      f.blocks.put(b, s);
-      table.recoveredCommitted(s);
-      if (seq >= (1L << (63 - SLOT_BITS))) {
-        throw new CacheFormatException("entry seq " + seq + " out of range at slot " + s);
-      }
-      order[live++] = seq << SLOT_BITS | s;
+      f.blocks.put(CacheLayout.locationBlock(loc), s);
+      table.recovered(s);
+      liveCount++;
     }
     for (CachedFile f : files.values()) {
       if (f.backingLonger) {
@@ -1829,14 +1780,6 @@ public final class WriteCache implements AutoCloseable {
       storeFileSlotFree(freedFileSlots.get(i));
     }
     mem.commit();
-    // Oldest first: the LRU order writeback follows.
-    Arrays.sort(order, 0, live);
-    int liveCount = 0;
-    for (int i = 0; i < live; i++) {
-      if (table.recoveredInOrder((int) (order[i] & ((1L << SLOT_BITS) - 1)))) {
-        liveCount++;
-      }
-    }
     table.recoveredFreeList();
     commitTimes.addLast(new long[] {seqCount - 1, System.nanoTime()});
     // Files with a recorded size but no blocks left: apply the size, release the slot.
