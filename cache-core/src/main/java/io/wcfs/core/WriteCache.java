@@ -1,6 +1,5 @@
 package io.wcfs.core;
 
-import io.wcfs.nativ.IoVec;
 import io.wcfs.nativ.NativeBuffer;
 import java.io.IOException;
 import java.util.ArrayDeque;
@@ -11,7 +10,6 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.concurrent.ConcurrentLinkedDeque;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
@@ -37,19 +35,23 @@ import org.slf4j.LoggerFactory;
  *
  * <h2>Locks</h2>
  *
- * Order: {@code namespaceLock} -> {@link CachedFile#lock} -> {@code commitLock} -> {@code
- * epochLock} -> {@code index} (monitor). {@link CachedFile#io} is taken after the file's lock,
- * and only the file's monitor (its open backing file) under it. No lock but a file's own is
- * held across backing I/O, and writeback's copies hold only {@code io}: a slow backing disk
- * stalls neither commits nor the writers of the file being written back.
+ * Order: {@code namespaceLock} -> {@link CachedFile#lock} -> {@code writeThroughLock} -> {@code
+ * commitLock} -> {@code epochLock} -> {@code table} (the index monitor, {@link SlotTable}).
+ * {@link CachedFile#io} is taken after the file's lock, and only the file's monitor (its open
+ * backing file) under it; under {@code writeThroughLock} other files' locks are only tried.
+ * Writeback's copies hold only {@code io}: a slow backing disk stalls neither commits nor the
+ * writers of the file being written back. Backing I/O under other locks, each on purpose:
+ * rename and unlink hold {@code namespaceLock} (a name must not change under a writer that
+ * records it); backing fsyncs of write-through files hold {@code writeThroughLock} (an fsync
+ * must not return before an earlier one finished); the directory fsyncs of a commit hold
+ * {@code epochLock} exclusively (no write may record a name newer than the directories
+ * synced).
  */
 public final class WriteCache implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(WriteCache.class);
 
   /** Writeback batches hold this many writeback_jobs buffers' worth of blocks per fsync. */
   private static final int WRITEBACK_BATCH_JOBS = 16;
-  /** A contiguous writeback run this long goes to the backing file with O_DIRECT. */
-  private static final long SEQUENTIAL_CUTOFF = 1 << 20;
   /** Where blocks whose path is gone are written, relative to the backing root. */
   static final String LOST_AND_FOUND = ".wcfs-lost+found";
 
@@ -88,7 +90,7 @@ public final class WriteCache implements AutoCloseable {
   private int freeFileSlotCount;
   private final CachedFile[] byFileSlot;
   /** Files the engine knows, by the (st_dev, st_ino) of their backing file in this mount. */
-  private final Map<FileKey, CachedFile> files = new HashMap<>();
+  private final Map<CachedFile.Key, CachedFile> files = new HashMap<>();
   private IntList uncommitted = new IntList();
   private IntList dirtyVersions = new IntList();
   private IntList pendingFree = new IntList();
@@ -127,13 +129,7 @@ public final class WriteCache implements AutoCloseable {
   private boolean writebackWantsCommitted;
 
   private final Thread writebackThread;
-  /**
-   * Writeback's iovec arrays and, for a memory the kernel cannot read directly, copy buffers
-   * (writeback_jobs blocks each), kept for reuse: a fresh 4 MiB buffer per batch cost page
-   * faults on every block, and made draining slower than the disk.
-   */
-  private final ConcurrentLinkedDeque<WritebackScratch> writebackScratch =
-      new ConcurrentLinkedDeque<>();
+  private final BackingCopier copier;
   private final ThreadLocal<NativeBuffer> scratch;
 
   private WriteCache(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig cfg) {
@@ -153,6 +149,7 @@ public final class WriteCache implements AutoCloseable {
     this.byFileSlot = new CachedFile[slots];
     this.freeFileSlots = new int[slots];
     this.scratch = ThreadLocal.withInitial(() -> new NativeBuffer(2L * blockSize));
+    this.copier = new BackingCopier(mem, layout, config.writebackJobs());
     this.writebackThread = new Thread(this::writebackLoop, "wcfs-writeback");
     this.writebackThread.setDaemon(true);
   }
@@ -200,61 +197,6 @@ public final class WriteCache implements AutoCloseable {
   // Files
   // =============================================================================================
 
-  /** A backing file known to the engine: open, or holding cached blocks, or both. */
-  /** A backing file while this mount lasts: st_dev and st_ino (two filesystems may share ino). */
-  record FileKey(long dev, long ino) {}
-
-  static final class CachedFile {
-    /**
-     * Where the backing file is in this mount (its key in {@code files}); recorded as a hint,
-     * never as its identity. Changed, under index, only when the file moves to lost+found.
-     */
-    volatile long dev;
-    volatile long ino;
-    final ReentrantReadWriteLock lock = new ReentrantReadWriteLock();
-    /**
-     * Serializes changes to the backing file's data and size (writeback, write-through,
-     * truncate). Taken after lock, never before it. Writeback holds io, not lock, while it
-     * copies to the disk, so writers to a file being written back do not wait for the disk;
-     * committed slots are never overwritten in place, so the data it copies cannot change.
-     */
-    final ReentrantLock io = new ReentrantLock();
-    /** Block index -> slot of the newest version. Guarded by lock (read for lookups). */
-    final LongIntMap blocks = new LongIntMap();
-    /** Path relative to the backing root, as recorded in the file table; null once unknown. */
-    volatile String path;
-    /** Logical size: what reads and getattr see. */
-    volatile long size;
-    volatile long mtimeNanos;
-    /** File table slot, -1 while the file has nothing in the cache. */
-    int fileSlot = -1;
-    /** Which of the slot's two versions is the newest, and its seq. */
-    int version;
-    long versionSeq = CacheLayout.FREE;
-    /** Writes go straight to the backing file: path too long for a slot, or name unlinked. */
-    volatile boolean writeThrough;
-    /** Recovery found the backing file longer than the committed size (a cut truncate). */
-    boolean backingLonger;
-    /** Its backing name is being unlinked or renamed over (recorded in the file slot). */
-    boolean unlinking;
-    /** Set once the file was found deleted or replaced in the backing directory. */
-    volatile boolean replacedWarned;
-    int handles;
-    BackingStore.BackingFile file;
-
-    FileKey key() {
-      return new FileKey(dev, ino);
-    }
-
-    CachedFile(long dev, long ino, String path, long size, long mtimeNanos) {
-      this.dev = dev;
-      this.ino = ino;
-      this.path = path;
-      this.size = size;
-      this.mtimeNanos = mtimeNanos;
-    }
-  }
-
   /** An open file: what the filesystem holds per file handle. */
   public static final class OpenFile {
     private final CachedFile file;
@@ -278,7 +220,7 @@ public final class WriteCache implements AutoCloseable {
     if (!st.regularFile()) {
       throw new IOException(path + " is not a regular file");
     }
-    FileKey key = new FileKey(st.dev(), st.ino());
+    CachedFile.Key key = new CachedFile.Key(st.dev(), st.ino());
     synchronized (table) {
       CachedFile f = files.get(key);
       if (f == null) {
@@ -345,7 +287,7 @@ public final class WriteCache implements AutoCloseable {
   /** The logical size of a file the engine knows, or -1: getattr must show it, not the disk's. */
   public long cachedSize(long dev, long ino) {
     synchronized (table) {
-      CachedFile f = files.get(new FileKey(dev, ino));
+      CachedFile f = files.get(new CachedFile.Key(dev, ino));
       return f == null ? -1 : f.size;
     }
   }
@@ -353,7 +295,7 @@ public final class WriteCache implements AutoCloseable {
   /** The mtime of a file the engine knows (nanoseconds), or -1. */
   public long cachedMtime(long dev, long ino) {
     synchronized (table) {
-      CachedFile f = files.get(new FileKey(dev, ino));
+      CachedFile f = files.get(new CachedFile.Key(dev, ino));
       return f == null ? -1 : f.mtimeNanos;
     }
   }
@@ -1206,7 +1148,7 @@ public final class WriteCache implements AutoCloseable {
 
   private CachedFile known(BackingStore.Stat st) {
     synchronized (table) {
-      return files.get(new FileKey(st.dev(), st.ino()));
+      return files.get(new CachedFile.Key(st.dev(), st.ino()));
     }
   }
 
@@ -1276,16 +1218,6 @@ public final class WriteCache implements AutoCloseable {
     warnIfReplaced(f);
   }
 
-  /** One writeback copy's scratch; {@code copy} is null when the memory has an address. */
-  private record WritebackScratch(IoVec iov, NativeBuffer copy) implements AutoCloseable {
-    @Override
-    public void close() {
-      iov.close();
-      if (copy != null) {
-        copy.close();
-      }
-    }
-  }
 
   private void copyLocked(CachedFile f, long[] blockIdx, int[] slots, long size, long mtime)
       throws IOException {
@@ -1300,52 +1232,7 @@ public final class WriteCache implements AutoCloseable {
     synchronized (table) {
       bypassPageCache = drainRequests > 0 || closing;
     }
-    // The kernel reads the slots straight from the mapping (no copy of our own): their data
-    // stays put while we write, because a committed slot is never overwritten in place and a
-    // slot marked WB is not reused before writeback lets go of it (SlotTable.endWriteback).
-    long mapped = mem.address();
-    int maxRun = config.writebackJobs();
-    WritebackScratch scratch = writebackScratch.poll();
-    if (scratch == null) {
-      scratch = new WritebackScratch(new IoVec(maxRun),
-          mapped != 0 ? null : new NativeBuffer((long) maxRun * blockSize, 4096));
-    }
-    try {
-      IoVec iov = scratch.iov();
-      int i = 0;
-      while (i < slots.length) {
-        int j = i;
-        while (j + 1 < slots.length && j + 1 - i < maxRun && blockIdx[j + 1] == blockIdx[j] + 1) {
-          j++;
-        }
-        long start = blockIdx[i] * blockSize;
-        if (start < size) {
-          // Whole blocks, also the one holding the end of file: the truncate below cuts it.
-          int n = (int) Math.min(j - i + 1, (size - start + blockSize - 1) / blockSize);
-          iov.clear();
-          for (int k = i, run; k < i + n; k += run) {
-            run = 1; // slots allocated in a row make one buffer
-            while (k + run < i + n && slots[k + run] == slots[k] + run) {
-              run++;
-            }
-            long from = layout.dataOffset(slots[k]);
-            long len = (long) run * blockSize;
-            if (mapped != 0) {
-              iov.add(mapped + from, len);
-            } else {
-              long to = scratch.copy().address() + (long) (k - i) * blockSize;
-              mem.copyOut(from, to, len);
-              iov.add(to, len);
-            }
-          }
-          boolean direct = bypassPageCache || (long) n * blockSize >= SEQUENTIAL_CUTOFF;
-          file.writeBlocks(start, iov, direct);
-        }
-        i = j + 1;
-      }
-    } finally {
-      writebackScratch.push(scratch);
-    }
+    copier.copy(file, blockIdx, slots, size, bypassPageCache);
     if (file.size() != size) {
       file.truncate(size);
     }
@@ -1832,7 +1719,7 @@ public final class WriteCache implements AutoCloseable {
     } else if (st == null || !st.regularFile()) {
       lost = st == null ? "no longer exists in the backing directory"
           : "is no longer a regular file in the backing directory";
-    } else if (files.containsKey(new FileKey(st.dev(), st.ino()))) {
+    } else if (files.containsKey(new CachedFile.Key(st.dev(), st.ino()))) {
       lost = "now names the same file as another path the cache holds data for";
     }
     if (lost != null) {
@@ -2025,9 +1912,7 @@ public final class WriteCache implements AutoCloseable {
   }
 
   private void closeBackingFiles() throws IOException {
-    for (WritebackScratch b; (b = writebackScratch.poll()) != null; ) {
-      b.close();
-    }
+    copier.close();
     synchronized (table) {
       for (CachedFile f : files.values()) {
         if (f.file != null) {
