@@ -49,6 +49,10 @@ final class CachedFile {
   /** Set once the file was found deleted or replaced in the backing directory. */
   volatile boolean replacedWarned;
   int handles;
+  /** Queued for a backing fsync at the next commit (write-through, size-only change). */
+  boolean owesBackingSync;
+  /** A commit is fsyncing its backing file now: the descriptor must stay open. */
+  boolean backingSyncRunning;
   BackingStore.BackingFile file;
 
   Key key() {

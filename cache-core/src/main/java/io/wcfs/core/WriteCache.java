@@ -86,11 +86,7 @@ public final class WriteCache implements AutoCloseable {
    * table change together).
    */
   private final SlotTable table;
-  private final int[] freeFileSlots;
-  private int freeFileSlotCount;
-  private final CachedFile[] byFileSlot;
-  /** Files the engine knows, by the (st_dev, st_ino) of their backing file in this mount. */
-  private final Map<CachedFile.Key, CachedFile> files = new HashMap<>();
+  private final FileRegistry files;
   private IntList uncommitted = new IntList();
   private IntList dirtyVersions = new IntList();
   private IntList pendingFree = new IntList();
@@ -145,9 +141,7 @@ public final class WriteCache implements AutoCloseable {
     this.nBlocks = (int) n;
     this.maxChunkBlocks = Math.max(1, Math.min(64, nBlocks / 4));
     this.table = new SlotTable(nBlocks);
-    int slots = layout.geometry().fileSlots();
-    this.byFileSlot = new CachedFile[slots];
-    this.freeFileSlots = new int[slots];
+    this.files = new FileRegistry(table, backing, layout.geometry().fileSlots());
     this.scratch = ThreadLocal.withInitial(() -> new NativeBuffer(2L * blockSize));
     this.copier = new BackingCopier(mem, layout, config.writebackJobs());
     this.writebackThread = new Thread(this::writebackLoop, "wcfs-writeback");
@@ -213,28 +207,7 @@ public final class WriteCache implements AutoCloseable {
 
   /** Opens an existing regular backing file. */
   public OpenFile open(String path) throws IOException {
-    BackingStore.Stat st = backing.stat(path);
-    if (st == null) {
-      throw new java.nio.file.NoSuchFileException(path);
-    }
-    if (!st.regularFile()) {
-      throw new IOException(path + " is not a regular file");
-    }
-    CachedFile.Key key = new CachedFile.Key(st.dev(), st.ino());
-    synchronized (table) {
-      CachedFile f = files.get(key);
-      if (f == null) {
-        f = new CachedFile(st.dev(), st.ino(), path, st.size(), st.mtimeNanos());
-        f.writeThrough = !CacheLayout.pathFits(path);
-        if (f.writeThrough) {
-          LOG.info("{}: path longer than {} bytes, writes go straight to the backing file", path,
-              CacheLayout.MAX_PATH_BYTES);
-        }
-        files.put(key, f);
-      }
-      f.handles++;
-      return new OpenFile(f);
-    }
+    return new OpenFile(files.open(path));
   }
 
   public void close(OpenFile h) throws IOException {
@@ -247,57 +220,23 @@ public final class WriteCache implements AutoCloseable {
         }
         h.closed = true;
         f.handles--;
-        forgetIfUnused(f);
+        files.forgetIfUnused(f);
       }
     } finally {
       f.lock.writeLock().unlock();
     }
   }
 
-  /**
-   * Drops an idle file from memory: no handle, nothing cached, no backing fsync owed (the
-   * descriptor stays open for that fsync, which must reach the file whatever its name is by
-   * then). Needs f.lock and index.
-   */
-  private void forgetIfUnused(CachedFile f) throws IOException {
-    if (f.handles == 0 && f.fileSlot < 0 && f.versionSeq == CacheLayout.FREE
-        && !writeThroughDirty.contains(f)) {
-      if (files.get(f.key()) == f) {
-        files.remove(f.key());
-      }
-      if (f.file != null) {
-        f.file.close();
-        f.file = null;
-      }
-    }
-  }
-
-  private BackingStore.BackingFile backingFile(CachedFile f) throws IOException {
-    synchronized (f) {
-      if (f.file == null) {
-        if (f.path == null) {
-          throw new IOException("backing file of inode " + f.ino + " has no name left");
-        }
-        f.file = backing.open(f.path);
-      }
-      return f.file;
-    }
-  }
-
   /** The logical size of a file the engine knows, or -1: getattr must show it, not the disk's. */
   public long cachedSize(long dev, long ino) {
-    synchronized (table) {
-      CachedFile f = files.get(new CachedFile.Key(dev, ino));
-      return f == null ? -1 : f.size;
-    }
+    CachedFile f = files.known(dev, ino);
+    return f == null ? -1 : f.size;
   }
 
   /** The mtime of a file the engine knows (nanoseconds), or -1. */
   public long cachedMtime(long dev, long ino) {
-    synchronized (table) {
-      CachedFile f = files.get(new CachedFile.Key(dev, ino));
-      return f == null ? -1 : f.mtimeNanos;
-    }
+    CachedFile f = files.known(dev, ino);
+    return f == null ? -1 : f.mtimeNanos;
   }
 
   public long size(OpenFile h) {
@@ -368,7 +307,7 @@ public final class WriteCache implements AutoCloseable {
   private void writeThrough(CachedFile f, long offset, long src, long length) throws IOException {
     f.io.lock();
     try {
-      backingFile(f).write(offset, src, length);
+      files.backingFile(f).write(offset, src, length);
     } finally {
       f.io.unlock();
     }
@@ -377,7 +316,13 @@ public final class WriteCache implements AutoCloseable {
       f.size = offset + length;
     }
     f.mtimeNanos = now();
+    queueBackingSync(f);
+  }
+
+  /** The next commit fsyncs f's backing file (write-through, or a size-only change). */
+  private void queueBackingSync(CachedFile f) {
     synchronized (table) {
+      f.owesBackingSync = true;
       if (!writeThroughDirty.contains(f)) {
         writeThroughDirty.add(f);
       }
@@ -393,7 +338,7 @@ public final class WriteCache implements AutoCloseable {
       return false;
     }
     long valid = Math.max(0, Math.min(blockSize, f.size - start));
-    long got = valid > 0 ? backingFile(f).read(start, buf, valid) : 0;
+    long got = valid > 0 ? files.backingFile(f).read(start, buf, valid) : 0;
     // Past the logical size a block reads as zeros, whatever the disk still holds there.
     NativeBuffer.zero(buf + got, blockSize - got);
     return true;
@@ -414,14 +359,11 @@ public final class WriteCache implements AutoCloseable {
   private int[] reserve(CachedFile f, int need) throws IOException {
     synchronized (table) {
       boolean needFileSlot = f.fileSlot < 0;
-      if (table.free() < need || (needFileSlot && freeFileSlotCount == 0)) {
+      if (table.free() < need || (needFileSlot && !files.hasFreeSlot())) {
         return null;
       }
       if (needFileSlot) {
-        f.fileSlot = freeFileSlots[--freeFileSlotCount];
-        byFileSlot[f.fileSlot] = f;
-        f.version = 1; // storeFileMeta switches to version 0
-        f.versionSeq = CacheLayout.FREE;
+        files.takeSlot(f);
       }
       int[] out = new int[need];
       for (int i = 0; i < need; i++) {
@@ -629,7 +571,7 @@ public final class WriteCache implements AutoCloseable {
   }
 
   private void readBacking(CachedFile f, long pos, long dst, long length) throws IOException {
-    long got = backingFile(f).read(pos, dst, length);
+    long got = files.backingFile(f).read(pos, dst, length);
     if (got < length) {
       NativeBuffer.zero(dst + got, length - got); // a hole past the disk's end of file
     }
@@ -680,6 +622,10 @@ public final class WriteCache implements AutoCloseable {
         if (!syncFiles.isEmpty()) {
           writeThroughDirty = new ArrayList<>();
         }
+        for (CachedFile f : syncFiles) {
+          f.owesBackingSync = false; // a write from here on queues it again
+          f.backingSyncRunning = true; // its descriptor stays open until the sync is done
+        }
       }
       for (int i = 0; i < syncFiles.size(); i++) {
         CachedFile f = syncFiles.get(i);
@@ -688,28 +634,27 @@ public final class WriteCache implements AutoCloseable {
           synchronized (f) {
             file = f.file;
           }
-          if (file == null && f.path == null) {
-            continue; // never opened and unlinked since: no name, nothing to make durable
+          if (file != null || f.path != null) { // else never opened, and its name is gone
+            (file != null ? file : files.backingFile(f)).sync(); // write-through: backing fsync
           }
-          (file != null ? file : backingFile(f)).sync(); // write-through: the backing fsync
+          synchronized (table) {
+            f.backingSyncRunning = false;
+          }
           if (f.lock.writeLock().tryLock()) { // no wait: a commit may hold another file's
             try {
               synchronized (table) {
-                if (!writeThroughDirty.contains(f)) {
-                  forgetIfUnused(f);
-                }
+                files.forgetIfUnused(f);
               }
             } finally {
               f.lock.writeLock().unlock();
             }
           }
         } catch (IOException e) {
-          synchronized (table) {
-            for (CachedFile g : syncFiles.subList(i, syncFiles.size())) {
-              if (!writeThroughDirty.contains(g)) {
-                writeThroughDirty.add(g);
-              }
+          for (CachedFile g : syncFiles.subList(i, syncFiles.size())) {
+            synchronized (table) {
+              g.backingSyncRunning = false;
             }
+            queueBackingSync(g);
           }
           writeThroughFailure = new IOException("fsync of backing file " + f.path + " failed: "
               + e.getMessage(), e);
@@ -864,7 +809,7 @@ public final class WriteCache implements AutoCloseable {
         table.freed(frees.get(i));
       }
       for (int i = 0; i < fileFrees.size(); i++) {
-        pushFreeFileSlot(fileFrees.get(i));
+        files.slotFreed(fileFrees.get(i));
       }
       if (blockedWriters > 0) {
         // Only writers waiting for free slots care. Waking the writeback thread too (it waits
@@ -890,11 +835,6 @@ public final class WriteCache implements AutoCloseable {
     layout.flushFileVersion(fileSlot, 1 - older);
   }
 
-  /** Needs index. */
-  private void pushFreeFileSlot(int fileSlot) {
-    byFileSlot[fileSlot] = null;
-    freeFileSlots[freeFileSlotCount++] = fileSlot;
-  }
 
 
   // =============================================================================================
@@ -965,7 +905,7 @@ public final class WriteCache implements AutoCloseable {
             f.size = size;
             f.mtimeNanos = now();
           }
-          BackingStore.BackingFile file = backingFile(f);
+          BackingStore.BackingFile file = files.backingFile(f);
           f.io.lock(); // after a writeback copy that took the old size
           try {
             file.truncate(size);
@@ -979,11 +919,7 @@ public final class WriteCache implements AutoCloseable {
           }
           if (!cached && !shrinking) {
             // A size-only change the cache does not record: the next fsync makes it durable.
-            synchronized (table) {
-              if (!writeThroughDirty.contains(f)) {
-                writeThroughDirty.add(f);
-              }
-            }
+            queueBackingSync(f);
           }
           return;
         } finally {
@@ -1009,7 +945,7 @@ public final class WriteCache implements AutoCloseable {
   /** Sets a file's mtime (utimens); cached files keep it for writeback. */
   public void setMtime(String path, long mtimeNanos) throws IOException {
     BackingStore.Stat st = backing.stat(path);
-    CachedFile f = st == null ? null : known(st);
+    CachedFile f = st == null ? null : files.known(st);
     if (f == null) {
       return;
     }
@@ -1039,7 +975,7 @@ public final class WriteCache implements AutoCloseable {
     namespaceLock.writeLock().lock();
     try {
       BackingStore.Stat st = backing.stat(path);
-      CachedFile f = st == null ? null : known(st);
+      CachedFile f = st == null ? null : files.known(st);
       if (f == null) {
         backing.unlink(path);
         namespaceChanged(path);
@@ -1076,21 +1012,16 @@ public final class WriteCache implements AutoCloseable {
     try {
       BackingStore.Stat src = backing.stat(from);
       BackingStore.Stat dst = backing.stat(to);
-      List<CachedFile> moving = new ArrayList<>();
+      List<CachedFile> moving;
       synchronized (table) {
-        for (CachedFile f : files.values()) {
-          String p = f.path;
-          if (p != null && (p.equals(from) || p.startsWith(from + "/"))) {
-            moving.add(f);
-          }
-        }
+        moving = files.under(from);
       }
       for (CachedFile f : moving) {
         writeBackFile(f);
       }
       CachedFile victim = null;
       if (dst != null && dst.regularFile() && (src == null || src.ino() != dst.ino())) {
-        victim = known(dst);
+        victim = files.known(dst);
         if (victim != null && dst.nlink() > 1) {
           writeBackFile(victim);
           victim.writeThrough = true;
@@ -1146,11 +1077,6 @@ public final class WriteCache implements AutoCloseable {
     }
   }
 
-  private CachedFile known(BackingStore.Stat st) {
-    synchronized (table) {
-      return files.get(new CachedFile.Key(st.dev(), st.ino()));
-    }
-  }
 
   /** Drops a file whose last name is gone: blocks and file slot freed by a commit. */
   private void discard(CachedFile f) throws IOException {
@@ -1168,7 +1094,7 @@ public final class WriteCache implements AutoCloseable {
           pendingFileFree.add(f.fileSlot);
           f.fileSlot = -1;
           f.versionSeq = CacheLayout.FREE;
-          forgetIfUnused(f);
+          files.forgetIfUnused(f);
         }
       } finally {
         epochLock.readLock().unlock();
@@ -1221,7 +1147,7 @@ public final class WriteCache implements AutoCloseable {
 
   private void copyLocked(CachedFile f, long[] blockIdx, int[] slots, long size, long mtime)
       throws IOException {
-    BackingStore.BackingFile file = backingFile(f);
+    BackingStore.BackingFile file = files.backingFile(f);
     // A drain (flush, unmount) and any long contiguous run bypass the page cache (as bcache's
     // sequential cutoff does): nobody rereads such data through the backing page cache, the
     // kernel's cache of the mount already holds what was just written, and on a VM whose host
@@ -1291,8 +1217,8 @@ public final class WriteCache implements AutoCloseable {
       synchronized (table) {
         f.fileSlot = -1;
         f.versionSeq = CacheLayout.FREE;
-        pushFreeFileSlot(fs);
-        forgetIfUnused(f);
+        files.slotFreed(fs);
+        files.forgetIfUnused(f);
       }
     }
     synchronized (table) {
@@ -1457,7 +1383,7 @@ public final class WriteCache implements AutoCloseable {
       if (table.inWriteback(s)) {
         continue;
       }
-      CachedFile f = byFileSlot[CacheLayout.locationFileSlot(layout.entryLocation(s))];
+      CachedFile f = files.bySlot(CacheLayout.locationFileSlot(layout.entryLocation(s)));
       table.startWriteback(s);
       byFile.computeIfAbsent(f, k -> new IntList()).add(s);
       taken++;
@@ -1624,22 +1550,17 @@ public final class WriteCache implements AutoCloseable {
     for (int fs = scan.files.length - 1; fs >= 0; fs--) { // the free stack hands out 0 first
       CacheScan.FileRecord r = scan.files[fs];
       CachedFile f = r == null ? null : recoverFile(fs, r.v(), r.version());
-      if (f == null) {
-        if (r != null) {
-          freedFileSlots.add(fs);
-        }
-        freeFileSlots[freeFileSlotCount++] = fs;
-      } else {
-        byFileSlot[fs] = f;
-        files.put(f.key(), f);
+      if (f == null && r != null) {
+        freedFileSlots.add(fs);
       }
+      files.recovered(fs, f);
     }
     IntList uncommittedVersions = scan.uncommittedVersions;
     IntList dropped = scan.stale;
     int liveCount = 0;
     for (int s : scan.live) { // oldest first: the order writeback follows
       long loc = layout.entryLocation(s);
-      CachedFile f = byFileSlot[CacheLayout.locationFileSlot(loc)];
+      CachedFile f = files.bySlot(CacheLayout.locationFileSlot(loc));
       if (f == null) {
         dropped.add(s); // its file's unlink was finished above
         continue;
@@ -1648,7 +1569,7 @@ public final class WriteCache implements AutoCloseable {
       table.recovered(s);
       liveCount++;
     }
-    for (CachedFile f : files.values()) {
+    for (CachedFile f : files.all()) {
       if (f.backingLonger) {
         finishTruncate(f);
       }
@@ -1670,7 +1591,7 @@ public final class WriteCache implements AutoCloseable {
     table.recoveredFreeList();
     commitTimes.addLast(new long[] {seqCount - 1, System.nanoTime()});
     // Files with a recorded size but no blocks left: apply the size, release the slot.
-    for (CachedFile f : new ArrayList<>(files.values())) {
+    for (CachedFile f : files.all()) {
       if (f.blocks.size() == 0) {
         f.lock.writeLock().lock();
         try {
@@ -1719,7 +1640,7 @@ public final class WriteCache implements AutoCloseable {
     } else if (st == null || !st.regularFile()) {
       lost = st == null ? "no longer exists in the backing directory"
           : "is no longer a regular file in the backing directory";
-    } else if (files.containsKey(new CachedFile.Key(st.dev(), st.ino()))) {
+    } else if (files.taken(st)) {
       lost = "now names the same file as another path the cache holds data for";
     }
     if (lost != null) {
@@ -1780,13 +1701,7 @@ public final class WriteCache implements AutoCloseable {
           f.blocks.size(), f.size, to);
       counters.lostAndFound.increment();
       synchronized (table) {
-        if (files.get(f.key()) == f) {
-          files.remove(f.key());
-        }
-        f.dev = st.dev();
-        f.ino = st.ino();
-        f.path = to;
-        files.put(f.key(), f);
+        files.rekey(f, st.dev(), st.ino(), to);
       }
       if (f.file != null) {
         f.file.close();
@@ -1858,12 +1773,7 @@ public final class WriteCache implements AutoCloseable {
   /** Heap held by the in-memory index (for the memory benchmark). */
   public long indexHeapBytes() {
     synchronized (table) {
-      long bytes = table.heapBytes()
-          + 4L * freeFileSlots.length + 8L * byFileSlot.length;
-      for (CachedFile f : files.values()) {
-        bytes += f.blocks.heapBytes() + 128;
-      }
-      return bytes;
+      return table.heapBytes() + files.heapBytes();
     }
   }
 
@@ -1913,14 +1823,7 @@ public final class WriteCache implements AutoCloseable {
 
   private void closeBackingFiles() throws IOException {
     copier.close();
-    synchronized (table) {
-      for (CachedFile f : files.values()) {
-        if (f.file != null) {
-          f.file.close();
-          f.file = null;
-        }
-      }
-    }
+    files.closeAll();
   }
 
   @Override
