@@ -43,6 +43,8 @@ final class SlotTable {
   private int freeCount;
   /** Occupied slots: uncommitted or committed, not yet written back. */
   private int dirtyCount;
+  /** Writers waiting for free slots (they wait on this monitor). */
+  private int waitingWriters;
 
   SlotTable(int size) {
     this.size = size;
@@ -61,6 +63,18 @@ final class SlotTable {
 
   int dirty() {
     return dirtyCount;
+  }
+
+  int writersWaiting() {
+    return waitingWriters;
+  }
+
+  void writerWaits() {
+    waitingWriters++;
+  }
+
+  void writerDone() {
+    waitingWriters--;
   }
 
   boolean isUncommitted(int s) {

@@ -2,16 +2,12 @@ package io.wcfs.core;
 
 import io.wcfs.nativ.NativeBuffer;
 import java.io.IOException;
-import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.locks.ReentrantLock;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -65,64 +61,25 @@ public final class WriteCache implements AutoCloseable {
 
   /** Rename and unlink exclude writers that record a path in the file table. */
   private final ReentrantReadWriteLock namespaceLock = new ReentrantReadWriteLock();
-  /** Serializes commits; group commit: a waiter whose epoch was committed meanwhile returns. */
-  private final ReentrantLock commitLock = new ReentrantLock();
   /**
-   * Serializes the backing fsyncs of {@code writeThroughDirty}: without it, a second fsync
-   * found the list empty and returned before the first one's backing fsync had finished.
-   */
-  private final ReentrantLock writeThroughLock = new ReentrantLock();
-  /** Guarded by writeThroughLock: the last failed backing fsync, reported as described there. */
-  private IOException writeThroughFailure;
-  /** Guarded by writeThroughLock: commits whose ticket is at most this report the failure. */
-  private long writeThroughFailureTicket;
-  private final java.util.concurrent.atomic.AtomicLong commitTickets =
-      new java.util.concurrent.atomic.AtomicLong();
-  /** Writers hold it shared while storing into the open epoch; a commit holds it exclusively. */
-  private final ReentrantReadWriteLock epochLock = new ReentrantReadWriteLock();
-  /**
-   * The slot table, and the engine's index monitor: it guards the table and every field below
-   * up to the counters (one monitor, because a write's slots, the epoch's lists and the file
-   * table change together).
+   * The slot table, and the engine's index monitor ("index" in comments): it guards the table,
+   * the registry's and the epochs' index fields and the writeback state below (one monitor,
+   * because a write's slots, the epoch's lists and the file table change together).
    */
   private final SlotTable table;
   private final FileRegistry files;
-  private IntList uncommitted = new IntList();
-  private IntList dirtyVersions = new IntList();
-  private IntList pendingFree = new IntList();
-  private IntList pendingFileFree = new IntList();
-  /**
-   * Files whose backing file the next commit fsyncs: write-through files, and size-only
-   * changes (truncate up, fallocate) of files with nothing in the cache.
-   */
-  private List<CachedFile> writeThroughDirty = new ArrayList<>();
-  /**
-   * Backing directories whose entries changed (create, rename, unlink, ...) since the last
-   * commit. The next commit fsyncs them before its commit point, so that a committed file slot
-   * never names a path the backing disk could still lose, and an unlinked or replaced file's
-   * blocks are freed only once its name is durably gone.
-   */
-  private Set<String> dirtyDirectories = new HashSet<>();
-  private long firstUncommittedNanos;
-  /** (epoch, nanoTime of its commit), oldest first: the age of the oldest dirty block. */
-  private final ArrayDeque<long[]> commitTimes = new ArrayDeque<>();
-  private int blockedWriters;
-  private int drainRequests;
-  private boolean writebackActive;
-  private boolean closing;
-  private long writebackBackoffUntil;
-
-  /** The epoch new writes belong to; written under epochLock exclusively. */
-  private volatile long openEpoch;
-  /** Persisted seq_count: epochs below it are committed. */
-  private volatile long committedSeq;
-  /** The first cache-memory error; sticky, as dm-writecache's writecache_error. */
-  private volatile IOException error;
-
+  private final Epochs epochs;
   private final Counters counters = new Counters();
+  /** Guarded by index: flushes and unmounts waiting for the cache to drain. */
+  private int drainRequests;
+  /** Guarded by index: writeback's watermark hysteresis (see WritebackPolicy). */
+  private boolean writebackActive;
+  /** Guarded by index: the engine is stopping; writeback ends once everything is written. */
+  private boolean closing;
+  /** Guarded by index: no writeback batch before this nanoTime (after a backing error). */
+  private long writebackBackoffUntil;
+  /** Blocks in the current writeback batch, for status; written under index. */
   private volatile int writebackInFlight;
-  /** Needs index. Writeback is waiting for blocks to commit (commits then wake it). */
-  private boolean writebackWantsCommitted;
 
   private final Thread writebackThread;
   private final BackingCopier copier;
@@ -142,6 +99,7 @@ public final class WriteCache implements AutoCloseable {
     this.maxChunkBlocks = Math.max(1, Math.min(64, nBlocks / 4));
     this.table = new SlotTable(nBlocks);
     this.files = new FileRegistry(table, backing, layout.geometry().fileSlots());
+    this.epochs = new Epochs(mem, layout, backing, config, table, files, counters);
     this.scratch = ThreadLocal.withInitial(() -> new NativeBuffer(2L * blockSize));
     this.copier = new BackingCopier(mem, layout, config.writebackJobs());
     this.writebackThread = new Thread(this::writebackLoop, "wcfs-writeback");
@@ -252,7 +210,7 @@ public final class WriteCache implements AutoCloseable {
     if (length == 0) {
       return;
     }
-    checkError();
+    epochs.checkError();
     CachedFile f = h.file;
     long chunkBytes = (long) maxChunkBlocks * blockSize;
     long done = 0;
@@ -284,7 +242,7 @@ public final class WriteCache implements AutoCloseable {
         boolean headFromDisk = prefill(f, first, offset, length, fill.address());
         boolean tailFromDisk = last != first && prefill(f, last, offset, length,
             fill.address() + blockSize);
-        epochLock.readLock().lock();
+        epochs.storing().lock();
         try {
           need = slotsNeeded(f, first, count);
           int[] reserved = reserve(f, need);
@@ -294,7 +252,7 @@ public final class WriteCache implements AutoCloseable {
             return;
           }
         } finally {
-          epochLock.readLock().unlock();
+          epochs.storing().unlock();
         }
       } finally {
         f.lock.writeLock().unlock();
@@ -316,17 +274,7 @@ public final class WriteCache implements AutoCloseable {
       f.size = offset + length;
     }
     f.mtimeNanos = now();
-    queueBackingSync(f);
-  }
-
-  /** The next commit fsyncs f's backing file (write-through, or a size-only change). */
-  private void queueBackingSync(CachedFile f) {
-    synchronized (table) {
-      f.owesBackingSync = true;
-      if (!writeThroughDirty.contains(f)) {
-        writeThroughDirty.add(f);
-      }
-    }
+    epochs.queueBackingSync(f);
   }
 
   /** True when block {@code b} is written partly, is not cached, and was read from disk. */
@@ -383,7 +331,7 @@ public final class WriteCache implements AutoCloseable {
     int[] replaced = new int[reserved.length]; // old slot per reserved slot, or -1
     int next = 0;
     long end = offset + length;
-    long epoch = openEpoch;
+    long epoch = epochs.openEpoch();
     try {
       for (int i = 0; i < count; i++) {
         long b = first + i;
@@ -416,9 +364,9 @@ public final class WriteCache implements AutoCloseable {
         for (int k = 0; k < next; k++) {
           int slot = reserved[k];
           table.stored(slot);
-          noteUncommitted(slot);
+          epochs.noteUncommitted(slot);
           if (replaced[k] >= 0) {
-            supersede(replaced[k]);
+            epochs.supersede(replaced[k]);
             counters.writeHitsCommitted.increment();
           } else {
             counters.writesAllocated.increment();
@@ -432,22 +380,8 @@ public final class WriteCache implements AutoCloseable {
       f.mtimeNanos = now();
       storeFileMeta(f);
     } catch (IOException | RuntimeException e) {
-      throw fail(e);
+      throw epochs.fail(e);
     }
-  }
-
-  /** Needs index. */
-  private void noteUncommitted(int slot) {
-    if (uncommitted.isEmpty()) {
-      firstUncommittedNanos = System.nanoTime();
-    }
-    uncommitted.add(slot);
-  }
-
-  /** A slot whose block has a newer version (or was dropped): freed after the next commit. */
-  private void supersede(int slot) {
-    table.supersede(slot);
-    pendingFree.add(slot);
   }
 
   /**
@@ -462,7 +396,7 @@ public final class WriteCache implements AutoCloseable {
 
   /** {@code whole}: rewrite every field, not just size and mtime (the unlinking mark). */
   private void storeFileMeta(CachedFile f, boolean whole) throws IOException {
-    long epoch = openEpoch;
+    long epoch = epochs.openEpoch();
     if (f.versionSeq == epoch && !whole) {
       layout.storeFileSizeMtime(f.fileSlot, f.version, f.size, f.mtimeNanos);
       return;
@@ -473,24 +407,24 @@ public final class WriteCache implements AutoCloseable {
     f.version = v;
     f.versionSeq = epoch;
     synchronized (table) {
-      dirtyVersions.add(f.fileSlot * 2 + v);
+      epochs.versionStored(f.fileSlot, v);
     }
   }
 
   private void waitForFreeSlots(int need) throws IOException {
     counters.writesBlocked.increment();
     // The cache may be full of uncommitted blocks that writeback cannot take: commit them.
-    commit();
+    epochs.commit();
     if (!writebackThread.isAlive()) {
       writebackStep(); // manual mode: nobody else will make room
       return;
     }
     synchronized (table) {
-      blockedWriters++;
+      table.writerWaits();
       table.notifyAll();
       try {
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(200);
-        while (table.free() < need && error == null && !closing) {
+        while (table.free() < need && epochs.error() == null && !closing) {
           long left = deadline - System.nanoTime();
           if (left <= 0) {
             break; // re-check under the caller's locks; the file may need fewer slots now
@@ -501,19 +435,19 @@ public final class WriteCache implements AutoCloseable {
         Thread.currentThread().interrupt();
         throw new IOException("interrupted while waiting for free cache blocks");
       } finally {
-        blockedWriters--;
+        table.writerDone();
       }
     }
-    checkError();
+    epochs.checkError();
   }
 
   private void maybeAutocommit() throws IOException {
     boolean due;
     synchronized (table) {
-      due = uncommitted.size() >= config.autocommitBlocks();
+      due = epochs.uncommittedCount() >= config.autocommitBlocks();
     }
     if (due) {
-      commit();
+      epochs.commit();
     }
   }
 
@@ -582,100 +516,11 @@ public final class WriteCache implements AutoCloseable {
   // =============================================================================================
 
   /**
-   * fsync: makes every write that returned before this call durable. Concurrent callers share
-   * one commit (group commit): a caller whose epoch another caller committed meanwhile returns.
+   * fsync: makes every write that returned before this call durable, and every name changed
+   * before it. Concurrent callers share one commit (group commit).
    */
   public void commit() throws IOException {
-    checkError();
-    long ticket = commitTickets.incrementAndGet();
-    long target = openEpoch;
-    syncBackingFiles(ticket);
-    commitLock.lock();
-    try {
-      boolean dirsDirty;
-      synchronized (table) {
-        dirsDirty = !dirtyDirectories.isEmpty();
-      }
-      // Group commit: an epoch committed meanwhile covers our writes, but not a name changed
-      // after that commit took its directories.
-      if ((committedSeq > target && !dirsDirty) || nothingToCommit()) {
-        return;
-      }
-      commitEpoch();
-    } finally {
-      commitLock.unlock();
-    }
-  }
-
-  /**
-   * fsyncs the backing files of write-through files and size-only changes. A failure is
-   * reported to this commit and to every commit that began before it was seen (they may cover
-   * the same writes), and the files stay queued for the next one: an fsync error is never
-   * forgotten into a later success of a commit that overlapped it.
-   */
-  private void syncBackingFiles(long ticket) throws IOException {
-    writeThroughLock.lock();
-    try {
-      List<CachedFile> syncFiles;
-      synchronized (table) {
-        syncFiles = writeThroughDirty;
-        if (!syncFiles.isEmpty()) {
-          writeThroughDirty = new ArrayList<>();
-        }
-        for (CachedFile f : syncFiles) {
-          f.owesBackingSync = false; // a write from here on queues it again
-          f.backingSyncRunning = true; // its descriptor stays open until the sync is done
-        }
-      }
-      for (int i = 0; i < syncFiles.size(); i++) {
-        CachedFile f = syncFiles.get(i);
-        try {
-          BackingStore.BackingFile file;
-          synchronized (f) {
-            file = f.file;
-          }
-          if (file != null || f.path != null) { // else never opened, and its name is gone
-            (file != null ? file : files.backingFile(f)).sync(); // write-through: backing fsync
-          }
-          synchronized (table) {
-            f.backingSyncRunning = false;
-          }
-          if (f.lock.writeLock().tryLock()) { // no wait: a commit may hold another file's
-            try {
-              synchronized (table) {
-                files.forgetIfUnused(f);
-              }
-            } finally {
-              f.lock.writeLock().unlock();
-            }
-          }
-        } catch (IOException e) {
-          for (CachedFile g : syncFiles.subList(i, syncFiles.size())) {
-            synchronized (table) {
-              g.backingSyncRunning = false;
-            }
-            queueBackingSync(g);
-          }
-          writeThroughFailure = new IOException("fsync of backing file " + f.path + " failed: "
-              + e.getMessage(), e);
-          writeThroughFailureTicket = commitTickets.get();
-          LOG.warn("{}", writeThroughFailure.getMessage());
-          break;
-        }
-      }
-      if (writeThroughFailure != null && ticket <= writeThroughFailureTicket) {
-        throw writeThroughFailure;
-      }
-    } finally {
-      writeThroughLock.unlock();
-    }
-  }
-
-  private boolean nothingToCommit() {
-    synchronized (table) {
-      return uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
-          && pendingFileFree.isEmpty() && dirtyDirectories.isEmpty();
-    }
+    epochs.commit();
   }
 
   /**
@@ -683,159 +528,13 @@ public final class WriteCache implements AutoCloseable {
    * create, mkdir, mknod, symlink, link, rmdir): the next commit makes them durable.
    */
   public void namespaceChanged(String path) {
-    synchronized (table) {
-      dirtyDirectories.add(parentOf(path));
-    }
+    epochs.namespaceChanged(path);
   }
 
-  private static String parentOf(String path) {
-    int slash = path.lastIndexOf('/');
-    return slash < 0 ? "" : path.substring(0, slash);
+  /** The latched cache error, or null. */
+  public IOException error() {
+    return epochs.error();
   }
-
-  /**
-   * fsyncs the directories changed since the last commit. Called with epochLock held
-   * exclusively, so no write can store a slot naming a path whose directory entry is newer
-   * than the set taken here. A failure puts them back and fails the commit, latching nothing:
-   * it is the backing disk's error, not the cache's.
-   */
-  private void syncDirectories() throws IOException {
-    Set<String> dirs;
-    synchronized (table) {
-      if (dirtyDirectories.isEmpty()) {
-        return;
-      }
-      dirs = dirtyDirectories;
-      dirtyDirectories = new HashSet<>();
-    }
-    try {
-      for (String d : dirs) {
-        if (backing.stat(d) != null) { // removed since: its parent's fsync covers that
-          backing.syncDirectory(d);
-        }
-      }
-    } catch (IOException e) {
-      synchronized (table) {
-        dirtyDirectories.addAll(dirs);
-      }
-      throw new IOException("fsync of a backing directory failed: " + e.getMessage(), e);
-    }
-  }
-
-  /** DESIGN.md's commit sequence; holds epochLock exclusively from the first flush to the end. */
-  private void commitEpoch() throws IOException {
-    long startNanos = System.nanoTime();
-    epochLock.writeLock().lock();
-    try {
-      syncDirectories(); // 0. names first: what this epoch commits may rely on them
-      commitEpochLocked(startNanos);
-    } finally {
-      epochLock.writeLock().unlock();
-    }
-  }
-
-  private void commitEpochLocked(long startNanos) throws IOException {
-    try {
-      long epoch = openEpoch;
-      IntList blocks;
-      IntList versions;
-      IntList frees;
-      IntList fileFrees;
-      synchronized (table) {
-        blocks = uncommitted;
-        versions = dirtyVersions;
-        frees = pendingFree;
-        fileFrees = pendingFileFree;
-        if (blocks.isEmpty() && versions.isEmpty() && frees.isEmpty() && fileFrees.isEmpty()) {
-          return; // only directories to sync (a new empty file's name): no cache commit
-        }
-        uncommitted = new IntList();
-        dirtyVersions = new IntList();
-        pendingFree = new IntList();
-        pendingFileFree = new IntList();
-      }
-      // 1. pmem_flush every block, entry and file version of the epoch, then pmem_commit.
-      for (int i = 0; i < blocks.size(); i++) {
-        layout.flushBlock(blocks.get(i));
-        layout.flushEntry(blocks.get(i));
-      }
-      for (int i = 0; i < versions.size(); i++) {
-        layout.flushFileVersion(versions.get(i) / 2, versions.get(i) % 2);
-      }
-      mem.commit();
-      // 2. The commit point: seq_count = epoch + 1, one atomic store, flushed and committed.
-      layout.storeSeqCount(epoch + 1);
-      mem.commit();
-      committedSeq = epoch + 1;
-      openEpoch = epoch + 1;
-      // 3. Old versions the epoch replaced, then file slots it released, freed in that order.
-      releaseSlots(frees, fileFrees);
-      synchronized (table) {
-        for (int i = 0; i < blocks.size(); i++) {
-          table.committed(blocks.get(i));
-        }
-        commitTimes.addLast(new long[] {epoch, System.nanoTime()});
-        oldestDirtyAgeNanos(System.nanoTime()); // prunes commitTimes
-        counters.commitTook(System.nanoTime() - startNanos);
-        // Wake writeback only when it waits for committed blocks: a wakeup per fsync costs
-        // a context switch, which on a 2-core machine is more than the commit itself.
-        if (writebackWantsCommitted || table.usedPercentAbove(config.highWatermark())) {
-          table.notifyAll();
-        }
-      }
-    } catch (IOException | RuntimeException e) {
-      throw fail(e);
-    }
-  }
-
-  /** Frees entries (seq = -1) durably, then file slots; only then may they be reused. */
-  private void releaseSlots(IntList frees, IntList fileFrees) throws IOException {
-    if (frees.isEmpty() && fileFrees.isEmpty()) {
-      return;
-    }
-    for (int i = 0; i < frees.size(); i++) {
-      layout.storeEntryFree(frees.get(i));
-      layout.flushEntry(frees.get(i));
-    }
-    mem.commit();
-    if (!fileFrees.isEmpty()) {
-      for (int i = 0; i < fileFrees.size(); i++) {
-        storeFileSlotFree(fileFrees.get(i));
-      }
-      mem.commit();
-    }
-    synchronized (table) {
-      for (int i = 0; i < frees.size(); i++) {
-        table.freed(frees.get(i));
-      }
-      for (int i = 0; i < fileFrees.size(); i++) {
-        files.slotFreed(fileFrees.get(i));
-      }
-      if (blockedWriters > 0) {
-        // Only writers waiting for free slots care. Waking the writeback thread too (it waits
-        // on the same monitor) cost a context switch per overwriting fsync: 19% of the
-        // daemon's CPU with 4 fio jobs.
-        table.notifyAll();
-      }
-    }
-  }
-
-  /**
-   * Frees both versions of a file slot, the older one durably first: were the newer one freed
-   * alone, a crash would let the older version (stale size and path) win recovery.
-   */
-  private void storeFileSlotFree(int fileSlot) throws IOException {
-    long seq0 = layout.readFileVersion(fileSlot, 0).seq();
-    long seq1 = layout.readFileVersion(fileSlot, 1).seq();
-    int older = Long.compareUnsigned(seq0 + 1, seq1 + 1) < 0 ? 0 : 1; // FREE (-1) sorts first
-    layout.storeFileVersionFree(fileSlot, older);
-    layout.flushFileVersion(fileSlot, older);
-    mem.commit();
-    layout.storeFileVersionFree(fileSlot, 1 - older);
-    layout.flushFileVersion(fileSlot, 1 - older);
-  }
-
-
 
   // =============================================================================================
   // Namespace operations
@@ -860,7 +559,7 @@ public final class WriteCache implements AutoCloseable {
     if (size < 0) {
       throw new IllegalArgumentException("negative size " + size);
     }
-    checkError();
+    epochs.checkError();
     CachedFile f = h.file;
     try (NativeBuffer zeros = new NativeBuffer(blockSize)) {
       for (int waitFor = 0; ; ) {
@@ -881,7 +580,7 @@ public final class WriteCache implements AutoCloseable {
             long tail = size / blockSize;
             int tailSlot = shrinking && size % blockSize != 0 && !f.writeThrough
                 ? f.blocks.get(tail) : -1;
-            epochLock.readLock().lock();
+            epochs.storing().lock();
             try {
               if (tailSlot >= 0) {
                 need = table.isUncommitted(tailSlot) ? 0 : 1;
@@ -898,9 +597,9 @@ public final class WriteCache implements AutoCloseable {
               f.mtimeNanos = now();
               storeFileMeta(f);
             } finally {
-              epochLock.readLock().unlock();
+              epochs.storing().unlock();
             }
-            commit();
+            epochs.commit();
           } else {
             f.size = size;
             f.mtimeNanos = now();
@@ -919,7 +618,7 @@ public final class WriteCache implements AutoCloseable {
           }
           if (!cached && !shrinking) {
             // A size-only change the cache does not record: the next fsync makes it durable.
-            queueBackingSync(f);
+            epochs.queueBackingSync(f);
           }
           return;
         } finally {
@@ -936,7 +635,7 @@ public final class WriteCache implements AutoCloseable {
     synchronized (table) {
       for (long b : keys) {
         if (b >= fromBlock) {
-          supersede(f.blocks.remove(b));
+          epochs.supersede(f.blocks.remove(b));
         }
       }
     }
@@ -953,11 +652,11 @@ public final class WriteCache implements AutoCloseable {
     try {
       f.mtimeNanos = mtimeNanos;
       if (f.fileSlot >= 0) {
-        epochLock.readLock().lock();
+        epochs.storing().lock();
         try {
           storeFileMeta(f);
         } finally {
-          epochLock.readLock().unlock();
+          epochs.storing().unlock();
         }
       }
     } finally {
@@ -978,13 +677,13 @@ public final class WriteCache implements AutoCloseable {
       CachedFile f = st == null ? null : files.known(st);
       if (f == null) {
         backing.unlink(path);
-        namespaceChanged(path);
+        epochs.namespaceChanged(path);
         return;
       }
       if (st.nlink() > 1) {
         writeBackFile(f);
         backing.unlink(path);
-        namespaceChanged(path);
+        epochs.namespaceChanged(path);
         f.writeThrough = true; // its recorded name is gone; the other names are unknown here
         return;
       }
@@ -995,7 +694,7 @@ public final class WriteCache implements AutoCloseable {
         markUnlinking(f, false);
         throw e;
       }
-      namespaceChanged(path);
+      epochs.namespaceChanged(path);
       discard(f);
     } finally {
       namespaceLock.writeLock().unlock();
@@ -1039,8 +738,8 @@ public final class WriteCache implements AutoCloseable {
         }
         throw e;
       }
-      namespaceChanged(from);
-      namespaceChanged(to);
+      epochs.namespaceChanged(from);
+      epochs.namespaceChanged(to);
       for (CachedFile f : moving) {
         String p = f.path;
         f.path = to + p.substring(from.length());
@@ -1064,14 +763,14 @@ public final class WriteCache implements AutoCloseable {
       if (f.fileSlot < 0 || f.unlinking == unlinking) {
         return;
       }
-      epochLock.readLock().lock();
+      epochs.storing().lock();
       try {
         f.unlinking = unlinking;
         storeFileMeta(f, true);
       } finally {
-        epochLock.readLock().unlock();
+        epochs.storing().unlock();
       }
-      commit();
+      epochs.commit();
     } finally {
       f.lock.writeLock().unlock();
     }
@@ -1087,19 +786,19 @@ public final class WriteCache implements AutoCloseable {
       if (f.fileSlot < 0) {
         return;
       }
-      epochLock.readLock().lock();
+      epochs.storing().lock();
       try {
         dropBlocks(f, 0);
         synchronized (table) {
-          pendingFileFree.add(f.fileSlot);
+          epochs.fileSlotReleased(f.fileSlot);
           f.fileSlot = -1;
           f.versionSeq = CacheLayout.FREE;
           files.forgetIfUnused(f);
         }
       } finally {
-        epochLock.readLock().unlock();
+        epochs.storing().unlock();
       }
-      commit();
+      epochs.commit();
     } finally {
       f.lock.writeLock().unlock();
     }
@@ -1116,7 +815,7 @@ public final class WriteCache implements AutoCloseable {
       if (f.fileSlot < 0) {
         return;
       }
-      commit(); // every block of f is committed from here on: we hold its lock
+      epochs.commit(); // every block of f is committed from here on: we hold its lock
       long[] keys = f.blocks.keysSorted();
       int[] slots = new int[keys.length];
       for (int i = 0; i < keys.length; i++) {
@@ -1208,11 +907,11 @@ public final class WriteCache implements AutoCloseable {
         table.writtenBack(s);
       }
       counters.writtenBack.add(freed.size());
-      releaseFile = f.blocks.size() == 0 && f.fileSlot >= 0 && f.versionSeq < committedSeq;
+      releaseFile = f.blocks.size() == 0 && f.fileSlot >= 0 && f.versionSeq < epochs.committedSeq();
     }
     if (releaseFile) {
       int fs = f.fileSlot;
-      storeFileSlotFree(fs);
+      epochs.storeFileSlotFree(fs);
       mem.commit();
       synchronized (table) {
         f.fileSlot = -1;
@@ -1320,26 +1019,26 @@ public final class WriteCache implements AutoCloseable {
         WritebackPolicy.Decision d = WritebackPolicy.decide(new WritebackPolicy.State(
             table.usedPercentAbove(config.highWatermark()),
             table.usedPercentBelow(config.lowWatermark()), writebackActive, draining,
-            blockedWriters > 0, TimeUnit.NANOSECONDS.toMillis(oldestDirtyAgeNanos(now)),
-            now < writebackBackoffUntil, error != null), config);
+            table.writersWaiting() > 0, TimeUnit.NANOSECONDS.toMillis(epochs.oldestDirtyAgeNanos(now)),
+            now < writebackBackoffUntil, epochs.error() != null), config);
         writebackActive = d.active();
         boolean want = d.write();
-        boolean autocommitDue = !uncommitted.isEmpty() && now - firstUncommittedNanos
-            >= TimeUnit.MILLISECONDS.toNanos(config.autocommitTimeMs());
-        writebackWantsCommitted = want;
+        long autocommitIn = epochs.autocommitInNanos(now);
+        boolean autocommitDue = autocommitIn == 0;
+        epochs.writebackWaits(want);
         if (want) {
           collectBatch(groupFiles, groupSlots);
           if (!groupFiles.isEmpty()) {
             return true;
           }
-          if (!uncommitted.isEmpty() && (draining || blockedWriters > 0)) {
+          if (epochs.uncommittedCount() > 0 && (draining || table.writersWaiting() > 0)) {
             needCommit = true;
             break;
           }
           if (table.dirty() == 0 && closing) {
             return false;
           }
-        } else if (closing && (error != null || table.dirty() == 0)) {
+        } else if (closing && (epochs.error() != null || table.dirty() == 0)) {
           return false;
         }
         if (autocommitDue) {
@@ -1347,10 +1046,8 @@ public final class WriteCache implements AutoCloseable {
           break;
         }
         long waitMs = 100;
-        if (!uncommitted.isEmpty()) {
-          long due = firstUncommittedNanos
-              + TimeUnit.MILLISECONDS.toNanos(config.autocommitTimeMs()) - now;
-          waitMs = Math.max(1, Math.min(waitMs, TimeUnit.NANOSECONDS.toMillis(due)));
+        if (autocommitIn > 0) {
+          waitMs = Math.max(1, Math.min(waitMs, TimeUnit.NANOSECONDS.toMillis(autocommitIn)));
         }
         try {
           table.wait(waitMs);
@@ -1360,7 +1057,7 @@ public final class WriteCache implements AutoCloseable {
       }
     }
     if (needCommit) {
-      commit();
+      epochs.commit();
     }
     return true;
   }
@@ -1472,21 +1169,6 @@ public final class WriteCache implements AutoCloseable {
   }
 
   /** Needs index. */
-  private long oldestDirtyAgeNanos(long now) throws IOException {
-    if (table.oldest() < 0) {
-      while (commitTimes.size() > 1) {
-        commitTimes.pollFirst();
-      }
-      return 0;
-    }
-    long seq = layout.entrySeq(table.oldest());
-    while (commitTimes.size() > 1 && commitTimes.peekFirst()[0] < seq) {
-      commitTimes.pollFirst();
-    }
-    long[] first = commitTimes.peekFirst();
-    return first == null || first[0] < seq ? 0 : now - first[1];
-  }
-
   /**
    * Commits, then writes everything back and waits until the cache is empty (wcfs flush,
    * unmount). Throws if writeback keeps failing past {@code timeoutMs}, leaving data cached.
@@ -1499,15 +1181,15 @@ public final class WriteCache implements AutoCloseable {
     }
     try {
       while (true) {
-        commit();
+        epochs.commit();
         if (!writebackThread.isAlive() && !closing) {
           writebackStep(); // manual mode
         }
         synchronized (table) {
-          if (table.dirty() == 0 && uncommitted.isEmpty() && writeThroughDirty.isEmpty()) {
+          if (table.dirty() == 0 && epochs.uncommittedCount() == 0 && !epochs.owesBackingSyncs()) {
             return;
           }
-          checkError();
+          epochs.checkError();
           if (System.nanoTime() > deadline) {
             throw new IOException("writeback did not finish in " + timeoutMs + " ms: "
                 + table.dirty() + " blocks still dirty and kept in the cache"
@@ -1544,8 +1226,7 @@ public final class WriteCache implements AutoCloseable {
           + "; `wcfs check` lists the cache contents");
     }
     long seqCount = scan.seqCount;
-    openEpoch = seqCount;
-    committedSeq = seqCount;
+    epochs.recovered(seqCount);
     IntList freedFileSlots = new IntList();
     for (int fs = scan.files.length - 1; fs >= 0; fs--) { // the free stack hands out 0 first
       CacheScan.FileRecord r = scan.files[fs];
@@ -1585,11 +1266,10 @@ public final class WriteCache implements AutoCloseable {
     }
     mem.commit();
     for (int i = 0; i < freedFileSlots.size(); i++) {
-      storeFileSlotFree(freedFileSlots.get(i));
+      epochs.storeFileSlotFree(freedFileSlots.get(i));
     }
     mem.commit();
     table.recoveredFreeList();
-    commitTimes.addLast(new long[] {seqCount - 1, System.nanoTime()});
     // Files with a recorded size but no blocks left: apply the size, release the slot.
     for (CachedFile f : files.all()) {
       if (f.blocks.size() == 0) {
@@ -1724,31 +1404,6 @@ public final class WriteCache implements AutoCloseable {
   // LRU, errors, stats, close
   // =============================================================================================
 
-  private void checkError() throws IOException {
-    IOException e = error;
-    if (e != null) {
-      throw new CacheErrorException(e);
-    }
-  }
-
-  /** Latches the first cache-memory failure: later writes and commits fail, reads go on. */
-  private IOException fail(Exception e) {
-    IOException io = e instanceof IOException ? (IOException) e : new IOException(e.toString(), e);
-    synchronized (table) {
-      if (error == null) {
-        error = io;
-        LOG.error("cache memory failed; writes and fsync now fail with EIO, reads continue", e);
-      }
-      table.notifyAll();
-    }
-    return new CacheErrorException(io);
-  }
-
-  /** The latched cache error, or null. */
-  public IOException error() {
-    return error;
-  }
-
   private static long now() {
     java.time.Instant t = java.time.Instant.now();
     return t.getEpochSecond() * 1_000_000_000L + t.getNano();
@@ -1759,12 +1414,13 @@ public final class WriteCache implements AutoCloseable {
     synchronized (table) {
       long age;
       try {
-        age = TimeUnit.NANOSECONDS.toMillis(oldestDirtyAgeNanos(System.nanoTime()));
+        age = TimeUnit.NANOSECONDS.toMillis(epochs.oldestDirtyAgeNanos(System.nanoTime()));
       } catch (IOException e) {
         age = -1;
       }
+      IOException error = epochs.error();
       live = new Counters.Live(error == null ? null : error.getMessage(), nBlocks, table.free(),
-          writebackInFlight, table.dirty(), uncommitted.size(), age, blockedWriters, blockSize,
+          writebackInFlight, table.dirty(), epochs.uncommittedCount(), age, table.writersWaiting(), blockSize,
           mem.describe());
     }
     return counters.snapshot(live);
@@ -1781,7 +1437,7 @@ public final class WriteCache implements AutoCloseable {
   public void close(long timeoutMs) throws IOException {
     IOException failure = null;
     try {
-      if (error == null) {
+      if (epochs.error() == null) {
         flush(timeoutMs);
       }
     } catch (IOException e) {
@@ -1810,9 +1466,8 @@ public final class WriteCache implements AutoCloseable {
   public void abandon() throws IOException {
     synchronized (table) {
       closing = true;
-      error = error != null ? error : new IOException("cache abandoned");
-      table.notifyAll();
     }
+    epochs.abandon();
     try {
       writebackThread.join(TimeUnit.SECONDS.toMillis(10));
     } catch (InterruptedException e) {
