@@ -2,11 +2,7 @@ package io.wcfs.core;
 
 import io.wcfs.nativ.NativeBuffer;
 import java.io.IOException;
-import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.HashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 import org.slf4j.Logger;
@@ -70,19 +66,7 @@ public final class WriteCache implements AutoCloseable {
   private final FileRegistry files;
   private final Epochs epochs;
   private final Counters counters = new Counters();
-  /** Guarded by index: flushes and unmounts waiting for the cache to drain. */
-  private int drainRequests;
-  /** Guarded by index: writeback's watermark hysteresis (see WritebackPolicy). */
-  private boolean writebackActive;
-  /** Guarded by index: the engine is stopping; writeback ends once everything is written. */
-  private boolean closing;
-  /** Guarded by index: no writeback batch before this nanoTime (after a backing error). */
-  private long writebackBackoffUntil;
-  /** Blocks in the current writeback batch, for status; written under index. */
-  private volatile int writebackInFlight;
-
-  private final Thread writebackThread;
-  private final BackingCopier copier;
+  private final Writeback writeback;
   private final ThreadLocal<NativeBuffer> scratch;
 
   private WriteCache(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig cfg) {
@@ -101,9 +85,8 @@ public final class WriteCache implements AutoCloseable {
     this.files = new FileRegistry(table, backing, layout.geometry().fileSlots());
     this.epochs = new Epochs(mem, layout, backing, config, table, files, counters);
     this.scratch = ThreadLocal.withInitial(() -> new NativeBuffer(2L * blockSize));
-    this.copier = new BackingCopier(mem, layout, config.writebackJobs());
-    this.writebackThread = new Thread(this::writebackLoop, "wcfs-writeback");
-    this.writebackThread.setDaemon(true);
+    this.writeback = new Writeback(mem, layout, backing, config, table, files, epochs,
+        counters);
   }
 
   /**
@@ -113,7 +96,7 @@ public final class WriteCache implements AutoCloseable {
   public static WriteCache open(CacheMemory mem, BackingStore backing, CacheConfig config)
       throws IOException {
     WriteCache cache = openManual(mem, backing, config);
-    cache.writebackThread.start();
+    cache.writeback.start();
     return cache;
   }
 
@@ -258,7 +241,7 @@ public final class WriteCache implements AutoCloseable {
         f.lock.writeLock().unlock();
         namespaceLock.readLock().unlock();
       }
-      waitForFreeSlots(need + 1);
+      writeback.waitForFreeSlots(need + 1);
     }
   }
 
@@ -411,36 +394,6 @@ public final class WriteCache implements AutoCloseable {
     }
   }
 
-  private void waitForFreeSlots(int need) throws IOException {
-    counters.writesBlocked.increment();
-    // The cache may be full of uncommitted blocks that writeback cannot take: commit them.
-    epochs.commit();
-    if (!writebackThread.isAlive()) {
-      writebackStep(); // manual mode: nobody else will make room
-      return;
-    }
-    synchronized (table) {
-      table.writerWaits();
-      table.notifyAll();
-      try {
-        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(200);
-        while (table.free() < need && epochs.error() == null && !closing) {
-          long left = deadline - System.nanoTime();
-          if (left <= 0) {
-            break; // re-check under the caller's locks; the file may need fewer slots now
-          }
-          table.wait(Math.max(1, TimeUnit.NANOSECONDS.toMillis(left)));
-        }
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-        throw new IOException("interrupted while waiting for free cache blocks");
-      } finally {
-        table.writerDone();
-      }
-    }
-    epochs.checkError();
-  }
-
   private void maybeAutocommit() throws IOException {
     boolean due;
     synchronized (table) {
@@ -564,7 +517,7 @@ public final class WriteCache implements AutoCloseable {
     try (NativeBuffer zeros = new NativeBuffer(blockSize)) {
       for (int waitFor = 0; ; ) {
         if (waitFor > 0) {
-          waitForFreeSlots(waitFor); // with no lock held: writeback may need this file's
+          writeback.waitForFreeSlots(waitFor); // with no lock held: writeback may need this file's
         }
         int need = 0;
         namespaceLock.readLock().lock();
@@ -681,7 +634,7 @@ public final class WriteCache implements AutoCloseable {
         return;
       }
       if (st.nlink() > 1) {
-        writeBackFile(f);
+        writeback.writeBackFile(f);
         backing.unlink(path);
         epochs.namespaceChanged(path);
         f.writeThrough = true; // its recorded name is gone; the other names are unknown here
@@ -716,13 +669,13 @@ public final class WriteCache implements AutoCloseable {
         moving = files.under(from);
       }
       for (CachedFile f : moving) {
-        writeBackFile(f);
+        writeback.writeBackFile(f);
       }
       CachedFile victim = null;
       if (dst != null && dst.regularFile() && (src == null || src.ino() != dst.ino())) {
         victim = files.known(dst);
         if (victim != null && dst.nlink() > 1) {
-          writeBackFile(victim);
+          writeback.writeBackFile(victim);
           victim.writeThrough = true;
           victim = null;
         }
@@ -804,409 +757,17 @@ public final class WriteCache implements AutoCloseable {
     }
   }
 
-  // =============================================================================================
-  // Writeback
-  // =============================================================================================
-
-  /** Writes one file back completely and releases its file slot. Holds f.lock throughout. */
-  private void writeBackFile(CachedFile f) throws IOException {
-    f.lock.writeLock().lock();
-    try {
-      if (f.fileSlot < 0) {
-        return;
-      }
-      epochs.commit(); // every block of f is committed from here on: we hold its lock
-      long[] keys = f.blocks.keysSorted();
-      int[] slots = new int[keys.length];
-      for (int i = 0; i < keys.length; i++) {
-        slots[i] = f.blocks.get(keys[i]);
-      }
-      copyToBacking(f, keys, slots, f.size, f.mtimeNanos);
-      freeWrittenBack(f, keys, slots);
-    } finally {
-      f.lock.writeLock().unlock();
-    }
-  }
-
-  /**
-   * Writes blocks to the backing file in contiguous runs, then fsyncs it with the file's size
-   * and mtime as of when the blocks were taken. Takes f.io.
-   */
-  private void copyToBacking(CachedFile f, long[] blockIdx, int[] slots, long size, long mtime)
-      throws IOException {
-    f.io.lock();
-    try {
-      copyLocked(f, blockIdx, slots, size, mtime);
-    } finally {
-      f.io.unlock();
-    }
-    warnIfReplaced(f);
-  }
-
-
-  private void copyLocked(CachedFile f, long[] blockIdx, int[] slots, long size, long mtime)
-      throws IOException {
-    BackingStore.BackingFile file = files.backingFile(f);
-    // A drain (flush, unmount) and any long contiguous run bypass the page cache (as bcache's
-    // sequential cutoff does): nobody rereads such data through the backing page cache, the
-    // kernel's cache of the mount already holds what was just written, and on a VM whose host
-    // reclaims free memory, fresh page-cache pages cost more than the disk. Short runs of
-    // background writeback keep it: files in use are reread from there once their blocks
-    // leave the cache (random reads: 27k IOPS direct, 43k buffered).
-    boolean bypassPageCache;
-    synchronized (table) {
-      bypassPageCache = drainRequests > 0 || closing;
-    }
-    copier.copy(file, blockIdx, slots, size, bypassPageCache);
-    if (file.size() != size) {
-      file.truncate(size);
-    }
-    file.setMtime(mtime);
-    file.sync(); // durable on the backing disk before freeWrittenBack frees any of these slots
-  }
-
-  /**
-   * Backing files are wcfs's to change while they have cached blocks. If one was deleted or
-   * replaced behind its back, its blocks went to the inode wcfs had open, which the path no
-   * longer shows: say so, naming the file, once per file.
-   */
-  private void warnIfReplaced(CachedFile f) throws IOException {
-    String path = f.path;
-    if (path == null || f.replacedWarned) {
-      return;
-    }
-    BackingStore.Stat st = backing.stat(path);
-    if (st == null || st.ino() != f.ino) {
-      f.replacedWarned = true;
-      LOG.warn("{} was {} in the backing directory behind wcfs's back while it had cached"
-          + " blocks; they were written to the original file (inode {}), which that path no"
-          + " longer shows", path, st == null ? "deleted" : "replaced", f.ino);
-    }
-  }
-
-  /**
-   * Frees slots whose data is now durable in the backing file: seq = -1 durably, then the file
-   * slot if the file has nothing left. Needs f.lock exclusively.
-   */
-  private void freeWrittenBack(CachedFile f, long[] blockIdx, int[] slots) throws IOException {
-    IntList freed = new IntList();
-    for (int i = 0; i < slots.length; i++) {
-      int s = slots[i];
-      if (f.blocks.get(blockIdx[i]) == s && table.isCommitted(s)) {
-        layout.storeEntryFree(s);
-        layout.flushEntry(s);
-        freed.add(s);
-      }
-    }
-    mem.commit();
-    boolean releaseFile;
-    synchronized (table) {
-      for (int i = 0; i < freed.size(); i++) {
-        int s = freed.get(i);
-        f.blocks.remove(CacheLayout.locationBlock(layout.entryLocation(s)));
-        table.writtenBack(s);
-      }
-      counters.writtenBack.add(freed.size());
-      releaseFile = f.blocks.size() == 0 && f.fileSlot >= 0 && f.versionSeq < epochs.committedSeq();
-    }
-    if (releaseFile) {
-      int fs = f.fileSlot;
-      epochs.storeFileSlotFree(fs);
-      mem.commit();
-      synchronized (table) {
-        f.fileSlot = -1;
-        f.versionSeq = CacheLayout.FREE;
-        files.slotFreed(fs);
-        files.forgetIfUnused(f);
-      }
-    }
-    synchronized (table) {
-      table.notifyAll();
-    }
-  }
-
-  private void writebackLoop() {
-    long backoffMs = 100;
-    // Errors logged since writeback last succeeded: one that lasts (a backing file nobody made
-    // writable yet) is logged once, not once per retry; status shows it all along.
-    java.util.Set<String> logged = new java.util.HashSet<>();
-    while (true) {
-      try {
-        List<CachedFile> groupFiles = new ArrayList<>();
-        List<int[]> groupSlots = new ArrayList<>();
-        if (!nextBatch(groupFiles, groupSlots)) {
-          return;
-        }
-        writeBackBatch(groupFiles, groupSlots);
-        backoffMs = 100;
-        if (!logged.isEmpty() && !groupFiles.isEmpty()) {
-          LOG.info("writeback works again");
-          logged.clear();
-        }
-      } catch (IOException | RuntimeException e) {
-        counters.writebackFailed(e.getMessage());
-        if (logged.size() >= 64) {
-          logged.clear(); // errors that differ every time: keep the set small, log anew
-        }
-        if (logged.add(e.toString())) {
-          LOG.warn("writeback failed, blocks stay in the cache, retrying with backoff (this"
-              + " error is not logged again until writeback works): {}", e.toString());
-        } else {
-          LOG.debug("writeback failed again, retrying in {} ms: {}", backoffMs, e.toString());
-        }
-        synchronized (table) {
-          writebackBackoffUntil = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(backoffMs);
-        }
-        backoffMs = Math.min(5000, backoffMs * 2);
-      } catch (Error e) {
-        LOG.error("writeback thread died", e);
-        throw e;
-      }
-    }
-  }
-
-  private void writeBackBatch(List<CachedFile> groupFiles, List<int[]> groupSlots)
-      throws IOException {
-    try {
-      for (int g = 0; g < groupFiles.size(); g++) {
-        writeBackGroup(groupFiles.get(g), groupSlots.get(g));
-      }
-    } finally {
-      synchronized (table) {
-        for (int[] slots : groupSlots) {
-          for (int s : slots) {
-            table.endWriteback(s);
-          }
-        }
-        writebackInFlight = 0;
-        table.notifyAll();
-      }
-    }
-  }
-
-  /**
-   * One writeback batch of the oldest committed blocks, now, whatever the watermarks; returns
-   * the number of blocks taken. Drives writeback in tests that run without the thread.
-   */
-  int writebackStep() throws IOException {
-    List<CachedFile> groupFiles = new ArrayList<>();
-    List<int[]> groupSlots = new ArrayList<>();
-    int taken;
-    synchronized (table) {
-      collectBatch(groupFiles, groupSlots);
-      taken = writebackInFlight;
-    }
-    try {
-      writeBackBatch(groupFiles, groupSlots);
-    } catch (IOException | RuntimeException e) {
-      counters.writebackFailed(e.getMessage());
-      throw e;
-    }
-    return taken;
-  }
-
-  /**
-   * Waits for work and takes the oldest committed blocks, grouped per file and sorted by block.
-   * Returns false when the cache is closing and everything is written back.
-   */
-  private boolean nextBatch(List<CachedFile> groupFiles, List<int[]> groupSlots)
-      throws IOException {
-    boolean needCommit = false;
-    synchronized (table) {
-      while (true) {
-        long now = System.nanoTime();
-        boolean draining = drainRequests > 0 || config.cleaner() || closing;
-        WritebackPolicy.Decision d = WritebackPolicy.decide(new WritebackPolicy.State(
-            table.usedPercentAbove(config.highWatermark()),
-            table.usedPercentBelow(config.lowWatermark()), writebackActive, draining,
-            table.writersWaiting() > 0, TimeUnit.NANOSECONDS.toMillis(epochs.oldestDirtyAgeNanos(now)),
-            now < writebackBackoffUntil, epochs.error() != null), config);
-        writebackActive = d.active();
-        boolean want = d.write();
-        long autocommitIn = epochs.autocommitInNanos(now);
-        boolean autocommitDue = autocommitIn == 0;
-        epochs.writebackWaits(want);
-        if (want) {
-          collectBatch(groupFiles, groupSlots);
-          if (!groupFiles.isEmpty()) {
-            return true;
-          }
-          if (epochs.uncommittedCount() > 0 && (draining || table.writersWaiting() > 0)) {
-            needCommit = true;
-            break;
-          }
-          if (table.dirty() == 0 && closing) {
-            return false;
-          }
-        } else if (closing && (epochs.error() != null || table.dirty() == 0)) {
-          return false;
-        }
-        if (autocommitDue) {
-          needCommit = true;
-          break;
-        }
-        long waitMs = 100;
-        if (autocommitIn > 0) {
-          waitMs = Math.max(1, Math.min(waitMs, TimeUnit.NANOSECONDS.toMillis(autocommitIn)));
-        }
-        try {
-          table.wait(waitMs);
-        } catch (InterruptedException e) {
-          return false;
-        }
-      }
-    }
-    if (needCommit) {
-      epochs.commit();
-    }
-    return true;
-  }
-
-  /**
-   * Needs index. Takes up to {@code WRITEBACK_BATCH_JOBS} x writeback_jobs committed slots from
-   * the LRU head. Memory in flight stays bounded by writeback_jobs blocks (the copy buffer is
-   * reused run after run); the larger batch spreads one fsync per file over more data: with
-   * one fsync per 4 MiB, draining 1 GiB ran at 0.2x a plain sequential write on this machine.
-   */
-  private void collectBatch(List<CachedFile> groupFiles, List<int[]> groupSlots)
-      throws IOException {
-    Map<CachedFile, IntList> byFile = new HashMap<>();
-    int taken = 0;
-    int limit = config.writebackJobs() * WRITEBACK_BATCH_JOBS;
-    for (int s = table.oldest(); s >= 0 && taken < limit; s = table.newerThan(s)) {
-      if (!table.isCommitted(s)) {
-        break; // allocation order = epoch order: everything after is uncommitted too
-      }
-      if (table.inWriteback(s)) {
-        continue;
-      }
-      CachedFile f = files.bySlot(CacheLayout.locationFileSlot(layout.entryLocation(s)));
-      table.startWriteback(s);
-      byFile.computeIfAbsent(f, k -> new IntList()).add(s);
-      taken++;
-    }
-    writebackInFlight = taken;
-    for (Map.Entry<CachedFile, IntList> e : byFile.entrySet()) {
-      IntList l = e.getValue();
-      int[] slots = new int[l.size()];
-      for (int i = 0; i < slots.length; i++) {
-        slots[i] = l.get(i);
-      }
-      groupFiles.add(e.getKey());
-      groupSlots.add(slots);
-    }
-  }
-
-  /**
-   * One file's share of a batch: copy under the file's read lock (a truncate cannot slip
-   * between our size check and the write), fsync without it, free under its write lock.
-   */
-  private void writeBackGroup(CachedFile f, int[] slots) throws IOException {
-    long[] blockIdx = new long[slots.length];
-    for (int i = 0; i < slots.length; i++) {
-      blockIdx[i] = CacheLayout.locationBlock(layout.entryLocation(slots[i]));
-    }
-    sortByBlock(blockIdx, slots);
-    long size;
-    long mtime;
-    f.lock.readLock().lock();
-    try {
-      // Blocks replaced or dropped since the batch was taken are not written.
-      int n = 0;
-      for (int i = 0; i < slots.length; i++) {
-        if (f.blocks.get(blockIdx[i]) == slots[i]) {
-          blockIdx[n] = blockIdx[i];
-          slots[n++] = slots[i];
-        }
-      }
-      blockIdx = Arrays.copyOf(blockIdx, n);
-      slots = Arrays.copyOf(slots, n);
-      if (n == 0 || f.path == null) {
-        return;
-      }
-      size = f.size;
-      mtime = f.mtimeNanos;
-      // io before lock is released: a truncate, write-through or writeBackFile that follows
-      // this snapshot waits for our copy instead of racing it with newer bytes.
-      f.io.lock();
-    } finally {
-      f.lock.readLock().unlock();
-    }
-    boolean vanished = false;
-    try {
-      copyToBacking(f, blockIdx, slots, size, mtime);
-    } catch (java.nio.file.NoSuchFileException e) {
-      vanished = true;
-    } finally {
-      f.io.unlock();
-    }
-    if (vanished) {
-      // Deleted behind wcfs's back before wcfs had it open (an open file is written through
-      // its descriptor whatever its names): keep the blocks, somewhere a person finds them.
-      moveToLostAndFound(f, "was deleted in the backing directory behind wcfs's back");
-      return; // the next batch writes them there
-    }
-    f.lock.writeLock().lock();
-    try {
-      freeWrittenBack(f, blockIdx, slots);
-    } finally {
-      f.lock.writeLock().unlock();
-    }
-  }
-
-  private static void sortByBlock(long[] blockIdx, int[] slots) {
-    Integer[] order = new Integer[slots.length];
-    for (int i = 0; i < order.length; i++) {
-      order[i] = i;
-    }
-    Arrays.sort(order, (a, b) -> Long.compare(blockIdx[a], blockIdx[b]));
-    long[] bi = blockIdx.clone();
-    int[] sl = slots.clone();
-    for (int i = 0; i < order.length; i++) {
-      blockIdx[i] = bi[order[i]];
-      slots[i] = sl[order[i]];
-    }
-  }
-
-  /** Needs index. */
   /**
    * Commits, then writes everything back and waits until the cache is empty (wcfs flush,
    * unmount). Throws if writeback keeps failing past {@code timeoutMs}, leaving data cached.
    */
   public void flush(long timeoutMs) throws IOException {
-    long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
-    synchronized (table) {
-      drainRequests++;
-      table.notifyAll();
-    }
-    try {
-      while (true) {
-        epochs.commit();
-        if (!writebackThread.isAlive() && !closing) {
-          writebackStep(); // manual mode
-        }
-        synchronized (table) {
-          if (table.dirty() == 0 && epochs.uncommittedCount() == 0 && !epochs.owesBackingSyncs()) {
-            return;
-          }
-          epochs.checkError();
-          if (System.nanoTime() > deadline) {
-            throw new IOException("writeback did not finish in " + timeoutMs + " ms: "
-                + table.dirty() + " blocks still dirty and kept in the cache"
-                + (counters.lastWritebackError() == null ? ""
-                    : "; last error: " + counters.lastWritebackError()));
-          }
-          table.wait(50);
-        }
-      }
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new IOException("interrupted while flushing");
-    } finally {
-      synchronized (table) {
-        drainRequests--;
-      }
-    }
+    writeback.flush(timeoutMs);
+  }
+
+  /** One writeback batch now, whatever the watermarks (tests without the thread). */
+  int writebackStep() throws IOException {
+    return writeback.step();
   }
 
   // =============================================================================================
@@ -1275,8 +836,8 @@ public final class WriteCache implements AutoCloseable {
       if (f.blocks.size() == 0) {
         f.lock.writeLock().lock();
         try {
-          copyToBacking(f, new long[0], new int[0], f.size, f.mtimeNanos);
-          freeWrittenBack(f, new long[0], new int[0]);
+          writeback.copyToBacking(f, new long[0], new int[0], f.size, f.mtimeNanos);
+          writeback.freeWrittenBack(f, new long[0], new int[0]);
         } catch (IOException e) {
           LOG.warn("{}: could not apply the recorded size {} yet ({}); kept in the cache", f.path,
               f.size, e.toString());
@@ -1324,7 +885,7 @@ public final class WriteCache implements AutoCloseable {
       lost = "now names the same file as another path the cache holds data for";
     }
     if (lost != null) {
-      String to = lostAndFoundPath(path, fs, v.seq());
+      String to = Writeback.lostAndFoundPath(path, fs, v.seq());
       LOG.error("cache slot {}: {} {}; its committed data (size {}) goes to {} instead",
           fs, path, lost, v.size(), to);
       backing.createFile(to);
@@ -1350,48 +911,6 @@ public final class WriteCache implements AutoCloseable {
   }
 
   /** Where a file's blocks go when their path is gone: BACKING/.wcfs-lost+found/. */
-  private static String lostAndFoundPath(String path, int fileSlot, long seq) {
-    String flat = path.replace('/', '#');
-    if (flat.length() > 160) {
-      flat = flat.substring(flat.length() - 160);
-    }
-    return LOST_AND_FOUND + "/" + flat + ".slot" + fileSlot + "-seq" + seq;
-  }
-
-  /**
-   * Gives a file whose path vanished behind wcfs's back a new one in lost+found: its blocks
-   * are written back there (and its file slot keeps the original path, so a crash before that
-   * lands them in lost+found again).
-   */
-  private void moveToLostAndFound(CachedFile f, String why) throws IOException {
-    f.lock.writeLock().lock();
-    try {
-      String from = f.path;
-      if (from == null || from.startsWith(LOST_AND_FOUND + "/")) {
-        throw new IOException(from + " vanished from the backing directory; its blocks stay in"
-            + " the cache");
-      }
-      String to = lostAndFoundPath(from, f.fileSlot, f.versionSeq);
-      backing.createFile(to);
-      BackingStore.Stat st = backing.stat(to);
-      if (st == null) {
-        throw new IOException("could not create " + to + " in the backing directory");
-      }
-      LOG.error("{} {}; its {} cached blocks (size {}) go to {} instead", from, why,
-          f.blocks.size(), f.size, to);
-      counters.lostAndFound.increment();
-      synchronized (table) {
-        files.rekey(f, st.dev(), st.ino(), to);
-      }
-      if (f.file != null) {
-        f.file.close();
-        f.file = null;
-      }
-    } finally {
-      f.lock.writeLock().unlock();
-    }
-  }
-
   /** A truncate committed before the crash: finish it before anyone reads the old tail. */
   private void finishTruncate(CachedFile f) throws IOException {
     try (BackingStore.BackingFile file = backing.open(f.path)) {
@@ -1420,7 +939,7 @@ public final class WriteCache implements AutoCloseable {
       }
       IOException error = epochs.error();
       live = new Counters.Live(error == null ? null : error.getMessage(), nBlocks, table.free(),
-          writebackInFlight, table.dirty(), epochs.uncommittedCount(), age, table.writersWaiting(), blockSize,
+          writeback.inFlight(), table.dirty(), epochs.uncommittedCount(), age, table.writersWaiting(), blockSize,
           mem.describe());
     }
     return counters.snapshot(live);
@@ -1443,15 +962,7 @@ public final class WriteCache implements AutoCloseable {
     } catch (IOException e) {
       failure = e;
     }
-    synchronized (table) {
-      closing = true;
-      table.notifyAll();
-    }
-    try {
-      writebackThread.join(TimeUnit.SECONDS.toMillis(30));
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-    }
+    writeback.stop(TimeUnit.SECONDS.toMillis(30));
     closeBackingFiles();
     mem.close();
     if (failure != null) {
@@ -1464,20 +975,13 @@ public final class WriteCache implements AutoCloseable {
    * tests and for shutting down after a fatal error. Committed data stays in the cache.
    */
   public void abandon() throws IOException {
-    synchronized (table) {
-      closing = true;
-    }
     epochs.abandon();
-    try {
-      writebackThread.join(TimeUnit.SECONDS.toMillis(10));
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-    }
+    writeback.stop(TimeUnit.SECONDS.toMillis(10));
     closeBackingFiles();
   }
 
   private void closeBackingFiles() throws IOException {
-    copier.close();
+    writeback.close();
     files.closeAll();
   }
 
