@@ -22,6 +22,14 @@ final class CacheScan {
   private static final int SLOT_BITS = 31;
 
   final long seqCount;
+  /**
+   * Records of the open epoch (seq == seq_count) count as committed: recovery in the boot the
+   * cache was mounted in, where only the daemon died and every complete store survived.
+   */
+  final boolean acceptOpenEpoch;
+  /** Accepted records of the open epoch: entries, and file versions (fileSlot * 2 + v). */
+  final IntList openEpochEntries = new IntList();
+  final IntList openEpochVersions = new IntList();
   /** By file slot; null where the slot holds no committed file. */
   final FileRecord[] files;
   /** Versions written in an epoch that never committed (fileSlot * 2 + version). */
@@ -33,17 +41,29 @@ final class CacheScan {
   /** Inconsistencies a mount refuses, each one sentence. */
   final List<String> problems = new ArrayList<>();
 
-  private CacheScan(long seqCount, int fileSlots) {
+  private CacheScan(long seqCount, int fileSlots, boolean acceptOpenEpoch) {
     this.seqCount = seqCount;
+    this.acceptOpenEpoch = acceptOpenEpoch;
     this.files = new FileRecord[fileSlots];
   }
 
   static CacheScan of(CacheLayout layout) throws IOException {
+    return of(layout, false);
+  }
+
+  /**
+   * {@code acceptOpenEpoch}: also take the open epoch's complete records (an entry or version
+   * whose seq word is stored is complete: it is stored last). An entry of the open epoch whose
+   * file version never got stored, or past its size, belonged to a write that had not
+   * returned; it is dropped, not a finding.
+   */
+  static CacheScan of(CacheLayout layout, boolean acceptOpenEpoch) throws IOException {
     long seqCount = layout.seqCount();
+    long acceptBelow = acceptOpenEpoch ? seqCount + 1 : seqCount;
     CacheLayout.Geometry g = layout.geometry();
     int fileSlots = g.fileSlots();
     long[] order = new long[(int) g.nBlocks()];
-    CacheScan scan = new CacheScan(seqCount, fileSlots);
+    CacheScan scan = new CacheScan(seqCount, fileSlots, acceptOpenEpoch);
     for (int fs = 0; fs < fileSlots; fs++) {
       CacheLayout.FileVersion best = null;
       int bestV = -1;
@@ -52,7 +72,7 @@ final class CacheScan {
         if (fv.seq() == CacheLayout.FREE) {
           continue;
         }
-        if (!CacheLayout.isCommitted(fv.seq(), seqCount)) {
+        if (!CacheLayout.isCommitted(fv.seq(), acceptBelow)) {
           scan.uncommittedVersions.add(fs * 2 + v);
         } else if (best == null || fv.seq() > best.seq()) {
           best = fv;
@@ -65,6 +85,9 @@ final class CacheScan {
       }
       if (best != null) {
         scan.files[fs] = new FileRecord(fs, bestV, best);
+        if (best.seq() == seqCount) {
+          scan.openEpochVersions.add(fs * 2 + bestV);
+        }
       }
     }
     LongIntMap newest = new LongIntMap();
@@ -74,13 +97,17 @@ final class CacheScan {
       if (seq == CacheLayout.FREE) {
         continue;
       }
-      if (!CacheLayout.isCommitted(seq, seqCount)) {
+      if (!CacheLayout.isCommitted(seq, acceptBelow)) {
         scan.stale.add(s);
         continue;
       }
       long loc = layout.entryLocation(s);
       int fs = CacheLayout.locationFileSlot(loc);
       FileRecord file = fs >= 0 && fs < fileSlots ? scan.files[fs] : null;
+      if (file == null && seq == seqCount) {
+        scan.stale.add(s); // a write in flight: its file's version never got stored
+        continue;
+      }
       if (file == null) {
         // A file slot is freed only after every entry naming it: this cannot happen.
         scan.problems.add("committed entry " + s + " names file slot " + fs + ", which holds"
@@ -125,6 +152,9 @@ final class CacheScan {
     scan.live = new int[kept];
     for (int i = 0; i < kept; i++) {
       scan.live[i] = (int) (order[i] & ((1L << SLOT_BITS) - 1));
+      if (layout.entrySeq(scan.live[i]) == seqCount) {
+        scan.openEpochEntries.add(scan.live[i]);
+      }
     }
     return scan;
   }

@@ -24,6 +24,8 @@ final class Counters {
   /** Files whose blocks had no path left to go to and were put in lost+found. */
   final LongAdder lostAndFound = new LongAdder();
   private volatile String lastWritebackError;
+  /** What the last recovery did: which kind (same boot or after a reboot), what it kept. */
+  private volatile String recovery = "none";
 
   /** The last 4096 commit latencies (ns), a ring. Guarded by this. */
   private final long[] commitLatencies = new long[4096];
@@ -33,6 +35,10 @@ final class Counters {
   void writebackFailed(String message) {
     writebackErrors.increment();
     lastWritebackError = message;
+  }
+
+  void recovered(String what) {
+    recovery = what;
   }
 
   String lastWritebackError() {
@@ -62,6 +68,6 @@ final class Counters {
         writesBlocked.sum(), flushes.sum(), live.dirtyBlocks(), live.uncommittedBlocks(),
         live.oldestDirtyAgeMs(), p50, p99, commitLatencyMax, writtenBack.sum(),
         writebackErrors.sum(), lastWritebackError, live.blockedWriters(), live.blockSize(),
-        live.memory(), inodeHintMismatches.sum(), lostAndFound.sum());
+        live.memory(), inodeHintMismatches.sum(), lostAndFound.sum(), recovery);
   }
 }

@@ -41,13 +41,31 @@ final class Recovery {
    * interrupted after the name was gone is dropped; a backing file longer than its recorded
    * size (a cut truncate) is cut to that size.
    */
-  void run() throws IOException {
-    CacheScan scan = CacheScan.of(layout);
+  void run(long bootId) throws IOException {
+    // Same boot: only the daemon died (kill -9, OOM, a bug); the machine kept every store it
+    // made into the mapping, flushed or not. After a reboot only what was committed counts.
+    boolean sameBoot = bootId != 0 && layout.boot() == bootId;
+    CacheScan scan = CacheScan.of(layout, sameBoot);
     if (!scan.problems.isEmpty()) {
       throw new CacheFormatException("cache corruption: " + scan.problems.get(0)
           + "; `wcfs check` lists the cache contents");
     }
     long seqCount = scan.seqCount;
+    int dropped0 = 0;
+    for (int i = 0; i < scan.stale.size(); i++) {
+      if (layout.entrySeq(scan.stale.get(i)) >= seqCount) {
+        dropped0++;
+      }
+    }
+    if (sameBoot) {
+      seqCount = commitOpenEpoch(scan);
+      counters.recovered("same boot (only the daemon stopped): kept "
+          + scan.openEpochEntries.size() + " uncommitted blocks and "
+          + scan.openEpochVersions.size() + " file versions whose writes had completed");
+    } else {
+      counters.recovered((layout.boot() == 0 ? "first mount" : "after a reboot")
+          + ": kept committed data only; " + dropped0 + " uncommitted blocks dropped");
+    }
     epochs.recovered(seqCount);
     IntList freedFileSlots = new IntList();
     for (int fs = scan.files.length - 1; fs >= 0; fs--) { // the free stack hands out 0 first
@@ -111,6 +129,46 @@ final class Recovery {
       LOG.info("recovered {} committed blocks in {} files; dropped {} uncommitted or stale",
           liveCount, files.size(), dropped.size());
     }
+  }
+
+  /**
+   * Commits the open epoch's complete records, as the commit the daemon did not get to would
+   * have: first the open epoch's records that were not taken (a write in flight) are freed, so
+   * the new seq_count cannot make them count; then the taken ones are flushed; then seq_count.
+   * Returns the new seq_count.
+   */
+  private long commitOpenEpoch(CacheScan scan) throws IOException {
+    long seqCount = scan.seqCount;
+    if (scan.openEpochEntries.isEmpty() && scan.openEpochVersions.isEmpty()) {
+      return seqCount;
+    }
+    for (int i = 0; i < scan.stale.size(); i++) {
+      int s = scan.stale.get(i);
+      if (layout.entrySeq(s) >= seqCount) {
+        layout.storeEntryFree(s);
+        layout.flushEntry(s);
+      }
+    }
+    for (int i = 0; i < scan.uncommittedVersions.size(); i++) {
+      int fv = scan.uncommittedVersions.get(i);
+      layout.storeFileVersionFree(fv / 2, fv % 2);
+      layout.flushFileVersion(fv / 2, fv % 2);
+    }
+    for (int i = 0; i < scan.openEpochEntries.size(); i++) {
+      layout.flushBlock(scan.openEpochEntries.get(i));
+      layout.flushEntry(scan.openEpochEntries.get(i));
+    }
+    for (int i = 0; i < scan.openEpochVersions.size(); i++) {
+      int fv = scan.openEpochVersions.get(i);
+      layout.flushFileVersion(fv / 2, fv % 2);
+    }
+    mem.commit();
+    layout.storeSeqCount(seqCount + 1);
+    mem.commit();
+    LOG.info("same-boot recovery: committed {} blocks and {} file versions that the daemon had"
+        + " stored but not committed when it stopped", scan.openEpochEntries.size(),
+        scan.openEpochVersions.size());
+    return seqCount + 1;
   }
 
   /**

@@ -112,10 +112,20 @@ public final class WriteCache implements AutoCloseable {
    */
   static WriteCache openManual(CacheMemory mem, BackingStore backing, CacheConfig config)
       throws IOException {
+    return openManual(mem, backing, config, BootId.current());
+  }
+
+  /**
+   * {@code bootId}: the boot this runs in ({@link BootId}); a test that simulates a power
+   * failure passes another one than the cache was mounted in, so only committed data counts.
+   */
+  static WriteCache openManual(CacheMemory mem, BackingStore backing, CacheConfig config,
+      long bootId) throws IOException {
     CacheLayout layout = CacheLayout.open(mem, backing.identity());
     WriteCache cache = new WriteCache(mem, layout, backing, config);
     new Recovery(mem, layout, backing, cache.table, cache.files, cache.epochs, cache.writeback,
-        cache.counters).run();
+        cache.counters).run(bootId);
+    layout.storeBoot(bootId); // from here on, a recovery in this boot may take stored writes
     return cache;
   }
 
