@@ -165,6 +165,8 @@ final class Daemon {
     m.put("uid", LibC.geteuid());
     // 1 MiB once FuseLoop's max_pages negotiation took; 128 KiB (131072) if the kernel refused
     m.put("largest_write_request_bytes", fs.largestWrite());
+    // how far the backing directory may lag below the watermark (0: without bound)
+    m.put("max_age_ms", spec.config().maxAgeMs());
     return m;
   }
 }

@@ -132,8 +132,10 @@ public final class Main {
         description = "Commit blocks left uncommitted this long (default ${DEFAULT-VALUE} ms).")
     long autocommitTime;
 
-    @Option(names = "--max-age", paramLabel = "MS", defaultValue = "0",
-        description = "Write back blocks older than this, whatever the watermarks (0: off).")
+    @Option(names = "--max-age", paramLabel = "MS", defaultValue = "30000",
+        description = "Write back blocks older than this, whatever the watermarks (default"
+            + " ${DEFAULT-VALUE} ms, the kernel's dirty expiry; 0: off, the backing directory"
+            + " may then lag until the cache is half full).")
     long maxAge;
 
     @Option(names = "--cleaner", description = "Write everything back and keep the cache clean.")
