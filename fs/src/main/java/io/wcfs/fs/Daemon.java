@@ -30,7 +30,13 @@ final class Daemon {
 
   /** Mounts and blocks until unmounted; {@code ready} gets "READY" once the mount is usable. */
   static void run(MountSpec spec, PrintStream ready) throws IOException {
-    CacheSetup.createIfMissing(spec.cacheFile(), spec.cacheSize(), spec.config().blockSize());
+    CacheSetup.createIfMissing(spec.cacheFile(), spec.cacheSize(), spec.config().blockSize(),
+        line -> {
+          if (ready != null) { // the launcher shows it on its terminal
+            ready.println("PROGRESS " + line);
+            ready.flush();
+          }
+        });
     int lockFd = LibC.open(spec.cacheFile().toString(), LibC.O_RDONLY, 0);
     try {
       if (!LibC.tryLockExclusive(lockFd)) {

@@ -6,7 +6,6 @@ import io.wcfs.core.CacheLayout;
 import io.wcfs.core.DirectoryBackingStore;
 import io.wcfs.core.PmemCacheMemory;
 import io.wcfs.core.WriteCache;
-import io.wcfs.nativ.CacheFiles;
 import io.wcfs.nativ.FlushStrategy;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -365,6 +364,10 @@ public final class Main {
                 + ")");
             return 0;
           }
+          if (line.startsWith("PROGRESS ")) {
+            System.err.println("wcfs: " + line.substring(9));
+            continue;
+          }
           if (line.startsWith("ERROR ")) {
             System.err.println("wcfs: " + line.substring(6));
             p.waitFor(10, TimeUnit.SECONDS);
@@ -506,7 +509,7 @@ public final class Main {
       }
       if (!Files.exists(file)) {
         long size = cacheSize != null ? parseSize(cacheSize) : CacheSetup.defaultSize(file);
-        CacheFiles.create(file, size, CacheLayout.Geometry.minFileSize(blockSize));
+        CacheSetup.create(file, size, blockSize, line -> System.err.println("wcfs: " + line));
       }
       try (PmemCacheMemory mem = CacheSetup.map(file, FlushStrategy.AUTO)) {
         CacheLayout.Contents c = CacheLayout.inspect(mem);
