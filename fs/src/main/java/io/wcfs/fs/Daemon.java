@@ -94,15 +94,18 @@ final class Daemon {
         "wcfs-mount-watch");
     watcher.setDaemon(true);
     watcher.start();
+    boolean served = false;
     try {
       FuseLoop.serve(fs.operations(), spec.mountpoint(), fuseArgs(spec), spec.threads(),
           spec.spinMicros());
+      served = true;
     } finally {
       watcher.interrupt();
       if (control[0] != null) {
         control[0].close();
       }
-      LOG.info("{} unmounted; writing back every cached block", spec.mountpoint());
+      LOG.info(served ? "{} unmounted; writing back every cached block"
+          : "{} could not be mounted; closing the cache", spec.mountpoint());
       try {
         cache.close(TimeUnit.HOURS.toMillis(24));
         LOG.info("all data written back to {}; cache {} is clean", spec.backing(),

@@ -42,11 +42,21 @@ public final class Main {
     }
   }
 
-  /** slf4j-simple reads its settings once, when the first logger is made: set them first. */
+  /**
+   * slf4j-simple reads its settings once, when the first logger is made: set them first. A
+   * daemon ({@code --foreground --log-file LOG}) makes the log its standard error, appended
+   * to: what libfuse and fusermount print there (why a mount failed) lands in the log between
+   * our own lines, instead of being overwritten by a logger that opened the file for itself
+   * from offset 0 (slf4j-simple's logFile truncates, then writes at its own offset).
+   */
   private static void configureLogging(String[] args) {
+    List<String> list = List.of(args);
+    boolean foreground = list.contains("-f") || list.contains("--foreground");
     for (int i = 0; i + 1 < args.length; i++) {
       if (args[i].equals("--log-file")) {
-        System.setProperty("org.slf4j.simpleLogger.logFile", args[i + 1]);
+        if (!foreground || !logToStderr(args[i + 1])) {
+          System.setProperty("org.slf4j.simpleLogger.logFile", args[i + 1]);
+        }
       }
     }
     System.setProperty("org.slf4j.simpleLogger.showDateTime", "true");
@@ -56,6 +66,20 @@ public final class Main {
     if (args.length == 0 || !args[0].equals("mount")) {
       // One-shot commands print their result; only warnings belong on stderr.
       System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn");
+    }
+  }
+
+  /** Points standard error (fd 2) at the end of {@code log}; false if it cannot be opened. */
+  private static boolean logToStderr(String log) {
+    try {
+      int fd = io.wcfs.nativ.LibC.open(log, io.wcfs.nativ.LibC.O_WRONLY
+          | io.wcfs.nativ.LibC.O_CREAT | io.wcfs.nativ.LibC.O_APPEND, 0644);
+      System.err.flush();
+      io.wcfs.nativ.LibC.dup2(fd, 2);
+      io.wcfs.nativ.LibC.close(fd);
+      return true;
+    } catch (IOException | RuntimeException e) {
+      return false;
     }
   }
 
@@ -369,16 +393,30 @@ public final class Main {
             continue;
           }
           if (line.startsWith("ERROR ")) {
-            System.err.println("wcfs: " + line.substring(6));
+            System.err.println("wcfs: " + line.substring(6) + "; log: " + spec.logFile());
             p.waitFor(10, TimeUnit.SECONDS);
             return p.isAlive() || p.exitValue() == 0 ? EXIT_FAILURE : p.exitValue();
           }
         }
       }
       p.waitFor(10, TimeUnit.SECONDS);
-      System.err.println("wcfs: the daemon exited before the mount was ready; see "
-          + spec.logFile());
+      System.err.println("wcfs: the daemon exited before the mount was ready"
+          + (p.isAlive() ? "" : " (exit code " + p.exitValue() + ")") + "; the end of its log "
+          + spec.logFile() + ":");
+      for (String line : tail(spec.logFile(), 10)) {
+        System.err.println("  " + line);
+      }
       return EXIT_FAILURE;
+    }
+  }
+
+  /** The last {@code n} lines of a log, for a message; none if it cannot be read. */
+  static List<String> tail(Path log, int n) {
+    try {
+      List<String> lines = Files.readAllLines(log, StandardCharsets.UTF_8);
+      return lines.subList(Math.max(0, lines.size() - n), lines.size());
+    } catch (IOException | RuntimeException e) {
+      return List.of();
     }
   }
 
