@@ -134,6 +134,11 @@ final class Daemon {
     if (spec.allowOther()) {
       opts.add("default_permissions"); // the kernel checks modes for every user
     }
+    if (spec.backing().equals(spec.mountpoint())) {
+      // In place: the backing directory is the mount point and holds the files shown (its
+      // root was opened before the mount); libfuse2 refuses a non-empty one without this.
+      opts.add("nonempty");
+    }
     opts.addAll(spec.fuseOptions());
     return List.of("-o", String.join(",", opts));
   }

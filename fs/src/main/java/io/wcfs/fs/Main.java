@@ -248,25 +248,26 @@ public final class Main {
         throw new UsageException("/dev/fuse is missing: load the fuse module (modprobe fuse)"
             + " or, in a container, pass --device /dev/fuse");
       }
+      // Before anything looks at it: a dead mount answers every stat with ENOTCONN.
+      clearDeadMount(mountpoint.toAbsolutePath().normalize());
       Path back = CacheSetup.realDirectory(backing, "backing directory",
           "create it or give an existing directory");
       Path mp = CacheSetup.realDirectory(mountpoint, "mount point",
           "create it (mkdir -p " + mountpoint + ") first");
+      // In place (mount point = backing directory, as dm-writecache sits over its origin):
+      // the daemon opens the backing root before it mounts over it. That directory is often a
+      // filesystem's mount point itself, which is then no reason to refuse.
+      boolean inPlace = mp.equals(back);
       String mounted = Mounts.typeAt(mp);
-      if ("fuse.wcfs".equals(mounted) && !Files.exists(RuntimeDir.socketFor(mp))) {
-        // A daemon killed with -9 leaves a dead mount: clear it, the cache recovers the data.
-        Mounts.fusermountUnmount(mp, true);
-        mounted = Mounts.typeAt(mp);
-      }
-      if (mounted != null) {
+      if (mounted != null && (!inPlace || mounted.equals("fuse.wcfs"))) {
         throw new UsageException("mount point " + mp + " is already mounted (" + mounted
             + "); unmount it first or pick another directory");
       }
-      if (mp.equals(back) || CacheSetup.inside(mp, back)) {
+      if (!mp.equals(back) && CacheSetup.inside(mp, back)) {
         throw new UsageException("mount point " + mp + " is inside backing directory " + back
             + "; pick a mount point outside it");
       }
-      if (CacheSetup.inside(back, mp)) {
+      if (!mp.equals(back) && CacheSetup.inside(back, mp)) {
         throw new UsageException("backing directory " + back + " is inside mount point " + mp
             + "; the mount would hide it: pick a mount point outside it");
       }
@@ -323,6 +324,21 @@ public final class Main {
       }
       return new MountSpec(cacheReal, back, mp, config, strategy, size, opts, allowOther,
           threads, spinMicros, log);
+    }
+
+    /**
+     * A daemon killed with -9 leaves its mount behind, dead: every access fails with ENOTCONN
+     * ("Transport endpoint is not connected"). Clear it (and the daemon's stale control
+     * socket): the cache recovers everything that was committed. A mount whose daemon still
+     * answers is left alone.
+     */
+    private static void clearDeadMount(Path mp) throws IOException {
+      for (int i = 0; i < 4 && Mounts.isWcfs(mp) && !ControlClient.answers(mp); i++) {
+        Mounts.fusermountUnmount(mp, true);
+        Files.deleteIfExists(RuntimeDir.socketFor(mp));
+        System.err.println("wcfs: cleared the dead mount at " + mp + " left by a daemon that"
+            + " was killed; the cache recovers everything it committed");
+      }
     }
 
     private static void checkLibfuse() {
