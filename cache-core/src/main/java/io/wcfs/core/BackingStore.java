@@ -67,6 +67,17 @@ public interface BackingStore {
 
     void truncate(long size) throws IOException;
 
+    /**
+     * Makes {@code [position, position + length)} read as zeros without changing the file's
+     * size, deallocating it where the filesystem can ({@code FALLOC_FL_PUNCH_HOLE |
+     * FALLOC_FL_KEEP_SIZE}), keeping it allocated with {@code punch} false ({@code
+     * FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE}). A filesystem without either gets zeros
+     * written, which reads the same. Durable, like {@link #write}, only after {@link #sync}.
+     */
+    default void zeroRange(long position, long length, boolean punch) throws IOException {
+      writeZeros(this, position, length);
+    }
+
     /** fsync: data and size durable. */
     void sync() throws IOException;
 
@@ -75,5 +86,20 @@ public interface BackingStore {
 
     @Override
     void close() throws IOException;
+
+    /** Writes zeros over the part of the range below the file's end (never extends it). */
+    static void writeZeros(BackingFile file, long position, long length) throws IOException {
+      long end = Math.min(position + length, file.size());
+      if (end <= position) {
+        return;
+      }
+      int chunk = (int) Math.min(1 << 20, end - position);
+      try (io.wcfs.nativ.NativeBuffer zeros = new io.wcfs.nativ.NativeBuffer(chunk)) {
+        io.wcfs.nativ.NativeBuffer.zero(zeros.address(), chunk);
+        for (long p = position; p < end; p += chunk) {
+          file.write(p, zeros.address(), Math.min(chunk, end - p));
+        }
+      }
+    }
   }
 }

@@ -30,6 +30,12 @@ final class CachedFile {
   final ReentrantLock io = new ReentrantLock();
   /** Block index -> slot of the newest version. Guarded by lock (read for lookups). */
   final LongIntMap blocks = new LongIntMap();
+  /**
+   * Whole blocks a punch hole stored as zeros: block index -> that slot. Writeback also
+   * punches them in the backing file while the slot still holds zeros. Only a hint, lost in a
+   * crash (the zeros are then just written). Guarded by itself.
+   */
+  final LongIntMap punched = new LongIntMap();
   /** Path relative to the backing root, as recorded in the file table; null once unknown. */
   volatile String path;
   /** Logical size: what reads and getattr see. */

@@ -21,6 +21,7 @@ public final class DirectoryBackingStore implements BackingStore {
   private static final int EINVAL = 22;
   private static final int EROFS = 30;
   private static final int ENOSYS = 38;
+  private static final int EOPNOTSUPP = 95;
   private final Path root;
   /** O_PATH descriptor of the root, for the process's lifetime: every path is relative to it. */
   private final int rootFd;
@@ -301,6 +302,21 @@ public final class DirectoryBackingStore implements BackingStore {
     public void truncate(long size) throws IOException {
       beforeIo.run();
       LibC.ftruncate(writeFd(), size);
+    }
+
+    @Override
+    public void zeroRange(long position, long length, boolean punch) throws IOException {
+      beforeIo.run();
+      int mode = LibC.FALLOC_FL_KEEP_SIZE
+          | (punch ? LibC.FALLOC_FL_PUNCH_HOLE : LibC.FALLOC_FL_ZERO_RANGE);
+      int rc = LibC.fallocate(writeFd(), mode, position, length);
+      if (rc == -EOPNOTSUPP || rc == -ENOSYS) {
+        // Not on this filesystem (sshfs, NFSv3, older FUSE ones; ZERO_RANGE on tmpfs):
+        // zeros written read the same.
+        BackingFile.writeZeros(this, position, length);
+      } else {
+        LibC.check(rc, (punch ? "punching a hole in " : "zeroing a range of ") + path);
+      }
     }
 
     @Override

@@ -221,6 +221,23 @@ public final class WriteCache implements AutoCloseable {
     data.truncate(h.file, size);
   }
 
+  /**
+   * {@code FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE}: the range reads as zeros, the size
+   * stays; see {@link DataPath} for how, and why a crash cannot bring back the old bytes.
+   */
+  public void punchHole(OpenFile h, long offset, long length) throws IOException {
+    data.punchHole(h.file, offset, length);
+  }
+
+  /**
+   * {@code FALLOC_FL_ZERO_RANGE}: as {@link #punchHole} but the backing file keeps the range
+   * allocated; without {@code keepSize} a range past the end extends the file.
+   */
+  public void zeroRange(OpenFile h, long offset, long length, boolean keepSize)
+      throws IOException {
+    data.zeroRange(h.file, offset, length, keepSize);
+  }
+
   /** Sets a file's mtime (utimens); cached files keep it for writeback. */
   public void setMtime(String path, long mtimeNanos) throws IOException {
     namespace.setMtime(path, mtimeNanos);

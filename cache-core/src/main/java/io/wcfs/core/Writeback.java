@@ -1,5 +1,6 @@
 package io.wcfs.core;
 
+import io.wcfs.nativ.NativeBuffer;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -34,6 +35,8 @@ final class Writeback implements AutoCloseable {
   private final Counters counters;
   private final BackingCopier copier;
   private final Thread thread;
+  /** One block per thread: isZeroSlot's look at a slot a punch stored. */
+  private final ThreadLocal<NativeBuffer> punchScratch;
   /** Guarded by index: flushes and unmounts waiting for the cache to drain. */
   private int drainRequests;
   /** Guarded by index: writeback's watermark hysteresis (see WritebackPolicy). */
@@ -58,6 +61,7 @@ final class Writeback implements AutoCloseable {
     this.epochs = epochs;
     this.counters = counters;
     this.copier = new BackingCopier(mem, layout, config.writebackJobs());
+    this.punchScratch = ThreadLocal.withInitial(() -> new NativeBuffer(blockSize));
     this.thread = new Thread(this::writebackLoop, "wcfs-writeback");
     this.thread.setDaemon(true);
   }
@@ -172,6 +176,7 @@ final class Writeback implements AutoCloseable {
       bypassPageCache = drainRequests > 0 || closing;
     }
     copier.copy(file, blockIdx, slots, size, bypassPageCache);
+    punchZeroedBlocks(f, file, blockIdx, slots, size);
     if (file.size() != size) {
       file.truncate(size);
     }
@@ -521,6 +526,57 @@ final class Writeback implements AutoCloseable {
         drainRequests--;
       }
     }
+  }
+
+  /**
+   * Writeback's part of a punch hole: of the blocks just written, those a punch stored as
+   * zeros (and whose slot still holds zeros) are deallocated in the backing file too, run by
+   * run, before the fsync that makes the batch durable. Needs f.io.
+   */
+  private void punchZeroedBlocks(CachedFile f, BackingStore.BackingFile file, long[] blockIdx,
+      int[] slots, long size) throws IOException {
+    synchronized (f.punched) {
+      if (f.punched.size() == 0) {
+        return;
+      }
+    }
+    long runStart = -1;
+    long runEnd = -1;
+    for (int i = 0; i <= slots.length; i++) {
+      long b = i < slots.length ? blockIdx[i] : -1;
+      boolean hole = false;
+      if (i < slots.length) {
+        synchronized (f.punched) {
+          hole = f.punched.get(b) == slots[i];
+          if (hole) {
+            f.punched.remove(b);
+          }
+        }
+        hole = hole && (b + 1) * blockSize <= size && isZeroSlot(slots[i]);
+      }
+      if (hole && runEnd == b) {
+        runEnd = b + 1;
+        continue;
+      }
+      if (runStart >= 0) {
+        file.zeroRange(runStart * blockSize, (runEnd - runStart) * blockSize, true);
+      }
+      runStart = hole ? b : -1;
+      runEnd = hole ? b + 1 : -1;
+    }
+  }
+
+  private boolean isZeroSlot(int slot) throws IOException {
+    NativeBuffer buf = punchScratch.get();
+    mem.copyOut(layout.dataOffset(slot), buf.address(), blockSize);
+    byte[] data = new byte[blockSize];
+    buf.get(0, data, 0, blockSize);
+    for (byte x : data) {
+      if (x != 0) {
+        return false;
+      }
+    }
+    return true;
   }
 
   /** Where a file's blocks go when their path is gone: BACKING/.wcfs-lost+found/. */

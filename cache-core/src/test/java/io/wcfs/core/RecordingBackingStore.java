@@ -73,6 +73,12 @@ final class RecordingBackingStore implements BackingStore {
       }
 
       @Override
+      public void zeroRange(long position, long length, boolean punch) throws IOException {
+        record((punch ? "punch " : "zero ") + path + " " + position + " " + length);
+        f.zeroRange(position, length, punch);
+      }
+
+      @Override
       public void sync() throws IOException {
         onFileSync.run(path);
         record("fsync " + path);

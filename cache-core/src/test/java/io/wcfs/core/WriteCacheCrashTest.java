@@ -128,6 +128,31 @@ class WriteCacheCrashTest {
       if (f == null) {
         Files.createFile(root.resolve(name)); // namespace ops go to the backing directory
         model.put(name, new ModelFile(new byte[0]));
+      } else if (op < 8) {
+        // punch hole or zero range (keeping the size, or not): short ones are stored as zero
+        // blocks, long ones (more than a write chunk) zeroed in the backing file first
+        int size = f.last().length;
+        long off = rnd.nextInt(Math.max(1, Math.min(size + BS, 20 * BS)));
+        int len = 1 + rnd.nextInt(16 * BS);
+        int kind = rnd.nextInt(3);
+        byte[] before = f.last();
+        if (kind == 2 && off + len > size) {
+          f.states.add(Arrays.copyOf(before, (int) off + len)); // extended, not yet zeroed
+        }
+        byte[] after = Arrays.copyOf(before, kind == 2 ? Math.max(size, (int) off + len) : size);
+        Arrays.fill(after, (int) Math.min(off, after.length), (int) Math.min(off + len,
+            after.length), (byte) 0);
+        f.states.add(after);
+        WriteCache.OpenFile h = cache.open(name);
+        try {
+          if (kind == 0) {
+            cache.punchHole(h, off, len);
+          } else {
+            cache.zeroRange(h, off, len, kind == 1);
+          }
+        } finally {
+          cache.close(h);
+        }
       } else if (op < 55) {
         int size = f.last().length;
         long off = rnd.nextInt(4) == 0 ? size : rnd.nextInt(Math.max(1, Math.min(size + BS,

@@ -55,6 +55,10 @@ final class WcfsFileSystem extends FuseStubFS {
   private static final long UTIME_NOW = (1L << 30) - 1;
   private static final long UTIME_OMIT = (1L << 30) - 2;
 
+  private static final int FALLOC_FL_KEEP_SIZE = 0x01;
+  private static final int FALLOC_FL_PUNCH_HOLE = 0x02;
+  private static final int FALLOC_FL_ZERO_RANGE = 0x10;
+
   private static final int S_ISUID = 04000;
   private static final int S_ISGID = 02000;
   private static final int S_IXGRP = 00010;
@@ -594,14 +598,32 @@ final class WcfsFileSystem extends FuseStubFS {
   public int fallocate(String path, int mode, @off_t long off, @off_t long length,
       FuseFileInfo fi) {
     return guard("fallocate", path, () -> {
-      if (mode != 0) {
-        return -ErrorCodes.EOPNOTSUPP();
+      if (off < 0 || length <= 0) {
+        return -ErrorCodes.EINVAL();
       }
-      WriteCache.OpenFile f = handle(fi).file;
-      if (off + length > cache.size(f)) {
-        cache.truncate(f, off + length); // the new range reads as zeros, as fallocate's does
+      Handle h = handle(fi);
+      WriteCache.OpenFile f = h.file;
+      if (mode == 0) {
+        if (off + length > cache.size(f)) {
+          cache.truncate(f, off + length); // the new range reads as zeros, as fallocate's does
+        }
+        return 0;
       }
-      return 0;
+      // Punch hole and zero range: the range reads as zeros, ordered with the file's other
+      // changes (WriteCache#zero). Collapse and insert range, unshare, and preallocation
+      // without a size change (KEEP_SIZE alone) stay unsupported.
+      boolean keepSize = (mode & FALLOC_FL_KEEP_SIZE) != 0;
+      if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
+        checkSetIdBits(h, path);
+        cache.punchHole(f, off, length);
+        return 0;
+      }
+      if ((mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE) {
+        checkSetIdBits(h, path);
+        cache.zeroRange(f, off, length, keepSize);
+        return 0;
+      }
+      return -ErrorCodes.EOPNOTSUPP();
     });
   }
 }

@@ -78,6 +78,9 @@ public final class LibC {
     @IgnoreError
     int posix_fallocate(int fd, @off_t long offset, @off_t long len);
 
+    @SaveError
+    int fallocate(int fd, int mode, @off_t long offset, @off_t long len);
+
     // addr as a Pointer: jnr-ffi's all-primitive path for this six-argument call passed a
     // garbage offset (glibc answered EINVAL before the syscall); found by PersistentMemoryTest.
     @SaveError
@@ -298,6 +301,19 @@ public final class LibC {
     if (rc != 0) {
       throw new NativeIOException("posix_fallocate: " + API.strerror(rc), rc);
     }
+  }
+
+  public static final int FALLOC_FL_KEEP_SIZE = 0x01;
+  public static final int FALLOC_FL_PUNCH_HOLE = 0x02;
+  public static final int FALLOC_FL_ZERO_RANGE = 0x10;
+
+  /** Linux fallocate(2) with a mode (punch hole, zero range): 0 or -errno. */
+  public static int fallocate(int fd, int mode, long offset, long length) {
+    int rc;
+    do {
+      rc = rc(API.fallocate(fd, mode, offset, length));
+    } while (rc == -EINTR);
+    return rc;
   }
 
   public static long mmapShared(int fd, long length) throws NativeIOException {
