@@ -187,14 +187,9 @@ final class BackingClaim implements AutoCloseable {
           + " --single-machine: no other machine may write there", backing, fs.type());
     }
     checkNotNested(backing);
-    Path dir = backing.resolve(DIR);
-    Files.createDirectories(dir);
-    Path file = dir.resolve(FILE);
-    int fd = LibC.open(file.toString(), LibC.O_RDWR | LibC.O_CREAT | LibC.O_CLOEXEC, 0644);
+    Path file = backing.resolve(DIR).resolve(FILE);
+    int fd = openLocked(backing, file, o.takeOver);
     try {
-      if (!LibC.tryOfdLockExclusive(fd)) {
-        throw new UsageException(heldMessage(backing, readRecord(fd, true), o.takeOver));
-      }
       Record old = readRecord(fd, false);
       String now = now();
       long gen = old == null ? 1 : old.generation() + 1;
@@ -242,6 +237,42 @@ final class BackingClaim implements AutoCloseable {
     } catch (IOException | RuntimeException | Error e) {
       LibC.close(fd);
       throw e;
+    }
+  }
+
+  /**
+   * Opens the claim file and takes its lock, or refuses naming the holder. A holder that
+   * releases cleanly removes the file: a lock taken on a file that no longer has its name is
+   * worth nothing, so the name is checked after the lock, and on a mismatch all is done again.
+   */
+  private static int openLocked(Path backing, Path file, boolean takeOver) throws IOException {
+    for (int attempt = 0; ; attempt++) {
+      Files.createDirectories(file.getParent());
+      int fd;
+      try {
+        fd = LibC.open(file.toString(), LibC.O_RDWR | LibC.O_CREAT | LibC.O_CLOEXEC, 0644);
+      } catch (NativeIOException e) {
+        if (e.errno() == 2 && attempt < 10) { // ENOENT: .wcfs removed by a releasing holder
+          continue;
+        }
+        throw e;
+      }
+      try {
+        if (!LibC.tryOfdLockExclusive(fd)) {
+          throw new UsageException(heldMessage(backing, readRecord(fd, true), takeOver));
+        }
+        if (namesFile(file, fd)) {
+          return fd;
+        }
+        if (attempt >= 10) {
+          throw new IOException(file + " keeps being removed and made again; is another wcfs"
+              + " mounting and unmounting " + backing + " in a loop?");
+        }
+      } catch (IOException | RuntimeException | Error e) {
+        LibC.close(fd);
+        throw e;
+      }
+      LibC.close(fd);
     }
   }
 
@@ -438,7 +469,7 @@ final class BackingClaim implements AutoCloseable {
       if (partitioned) {
         throw new IOException("cut off from the servers (test)");
       }
-      if (fd >= 0 && !stillNamesOurFile()) {
+      if (fd >= 0 && !namesFile(claimFile, fd)) {
         LOG.warn("{} was removed or replaced behind wcfs's back; claiming it again", claimFile);
         closeFd();
       }
@@ -475,9 +506,10 @@ final class BackingClaim implements AutoCloseable {
     }
   }
 
-  private boolean stillNamesOurFile() {
+  /** Whether {@code path} still names the file open at {@code fd}. */
+  private static boolean namesFile(Path path, int fd) {
     try {
-      Object ino = Files.getAttribute(claimFile, "unix:ino", LinkOption.NOFOLLOW_LINKS);
+      Object ino = Files.getAttribute(path, "unix:ino", LinkOption.NOFOLLOW_LINKS);
       return ino instanceof Long l && l == LibC.fstat(fd).ino();
     } catch (IOException e) {
       return false;
@@ -503,17 +535,26 @@ final class BackingClaim implements AutoCloseable {
 
   /**
    * Gives the claim up. {@code clean}: everything was written back, so the record says
-   * released and any other cache may claim the directory at once; otherwise the record keeps
+   * released (and the claim file is removed, leaving the backing directory as it was before
+   * the mount) and any other cache may claim the directory at once; otherwise the record keeps
    * saying held and another cache needs --take-over (this one takes it back without).
    */
   synchronized void release(boolean clean) {
     closed = true;
     renewer.interrupt();
     try {
-      if (clean && lost == null && fd >= 0) {
+      if (clean && lost == null && fd >= 0 && namesFile(claimFile, fd)) {
         Record r = readRecord(fd, false);
         if (r != null && r.generation() == generation) {
           writeRecord(fd, me.with(generation, RELEASED, now()));
+          // Under the lock: whoever opened the file meanwhile finds its name gone once it
+          // gets the lock, and starts again (openLocked).
+          Files.deleteIfExists(claimFile);
+          try {
+            Files.deleteIfExists(claimFile.getParent());
+          } catch (IOException e) {
+            // not empty (lost+found, or a claim being made right now): it stays
+          }
           LOG.info("released the claim on {}", backing);
         }
       }

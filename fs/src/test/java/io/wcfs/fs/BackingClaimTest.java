@@ -67,8 +67,8 @@ class BackingClaimTest {
     assertTrue(t.getMessage().contains("--take-over does not apply"), t.getMessage());
 
     a.release(true);
+    assertTrue(Files.notExists(b.resolve(".wcfs")), "a clean release leaves nothing behind");
     BackingClaim b2 = claim(b, "cacheB", "mB", false, null);
-    assertEquals(2, b2.generation(), "generation bumped by the new holder");
     b2.checkMayWrite();
   }
 
