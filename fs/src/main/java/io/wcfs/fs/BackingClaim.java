@@ -135,6 +135,14 @@ final class BackingClaim implements AutoCloseable {
     long leaseMs = DEFAULT_LEASE_MS;
     /** Tells the person at the command line (take-over): the daemon's stdout or stderr. */
     Consumer<String> say = s -> { };
+    /** Whether the cache holds data not yet written back (asked only when it matters). */
+    DataCheck cacheHoldsData = () -> false;
+  }
+
+  /** See {@link Options#cacheHoldsData}. */
+  @FunctionalInterface
+  interface DataCheck {
+    boolean holdsData() throws IOException;
   }
 
   private final Path backing;
@@ -197,6 +205,17 @@ final class BackingClaim implements AutoCloseable {
           ProcessHandle.current().pid(), mountpoint == null ? "" : mountpoint.toString(),
           backing.toString(), now, now, o.leaseMs);
       long start = System.nanoTime();
+      if (old != null && !old.sameCache(me) && o.cacheHoldsData.holdsData()) {
+        // This cache still holds data, so its own last claim here ended without a release;
+        // any other cache that claimed the directory since needed --take-over, which gave
+        // that data up: written back now, it would overwrite newer files.
+        throw new UsageException("cache " + cacheFile + " holds data for " + backing + " from"
+            + " before " + old.who() + " claimed it (generation " + old.generation() + ", "
+            + old.state() + "), after this cache had stopped without releasing it: that data"
+            + " was given up by a take-over and would overwrite newer files, so it is not"
+            + " written back; discard it with `wcfs format --force " + cacheFile + "`, or use"
+            + " another cache");
+      }
       if (old == null || old.state().equals(RELEASED)) {
         writeRecord(fd, me);
       } else if (old.sameCache(me)) {
@@ -241,9 +260,9 @@ final class BackingClaim implements AutoCloseable {
   }
 
   /**
-   * Opens the claim file and takes its lock, or refuses naming the holder. A holder that
-   * releases cleanly removes the file: a lock taken on a file that no longer has its name is
-   * worth nothing, so the name is checked after the lock, and on a mismatch all is done again.
+   * Opens the claim file and takes its lock, or refuses naming the holder. A lock taken on a
+   * file that no longer has its name (removed behind wcfs's back) is worth nothing, so the
+   * name is checked after the lock, and on a mismatch all is done again.
    */
   private static int openLocked(Path backing, Path file, boolean takeOver) throws IOException {
     for (int attempt = 0; ; attempt++) {
@@ -535,9 +554,10 @@ final class BackingClaim implements AutoCloseable {
 
   /**
    * Gives the claim up. {@code clean}: everything was written back, so the record says
-   * released (and the claim file is removed, leaving the backing directory as it was before
-   * the mount) and any other cache may claim the directory at once; otherwise the record keeps
-   * saying held and another cache needs --take-over (this one takes it back without).
+   * released and any other cache may claim the directory at once; otherwise the record keeps
+   * saying held and another cache needs --take-over (this one takes it back without). The
+   * file stays either way: its last holder and generation tell a cache that comes back with
+   * data from before a take-over that this data was given up (see {@link #acquire}).
    */
   synchronized void release(boolean clean) {
     closed = true;
@@ -547,14 +567,6 @@ final class BackingClaim implements AutoCloseable {
         Record r = readRecord(fd, false);
         if (r != null && r.generation() == generation) {
           writeRecord(fd, me.with(generation, RELEASED, now()));
-          // Under the lock: whoever opened the file meanwhile finds its name gone once it
-          // gets the lock, and starts again (openLocked).
-          Files.deleteIfExists(claimFile);
-          try {
-            Files.deleteIfExists(claimFile.getParent());
-          } catch (IOException e) {
-            // not empty (lost+found, or a claim being made right now): it stays
-          }
           LOG.info("released the claim on {}", backing);
         }
       }

@@ -51,6 +51,7 @@ final class Daemon {
             System.err.println("wcfs: " + msg);
           }
         };
+        claimOptions.cacheHoldsData = () -> CacheSetup.holdsData(spec.cacheFile());
         BackingClaim claim = BackingClaim.acquire(spec.backing(), spec.cacheFile(),
             spec.mountpoint(), claimOptions);
         boolean clean = false;

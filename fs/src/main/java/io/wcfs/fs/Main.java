@@ -615,6 +615,7 @@ public final class Main {
       o.takeOver = takeOver;
       o.singleMachine = singleMachine;
       o.say = msg -> System.err.println("wcfs: " + msg);
+      o.cacheHoldsData = () -> CacheSetup.holdsData(file);
       boolean clean = false;
       BackingClaim claim = BackingClaim.acquire(back, file.toRealPath(), null, o);
       try {

@@ -67,8 +67,8 @@ class BackingClaimTest {
     assertTrue(t.getMessage().contains("--take-over does not apply"), t.getMessage());
 
     a.release(true);
-    assertTrue(Files.notExists(b.resolve(".wcfs")), "a clean release leaves nothing behind");
     BackingClaim b2 = claim(b, "cacheB", "mB", false, null);
+    assertEquals(2, b2.generation(), "generation bumped by the new holder");
     b2.checkMayWrite();
   }
 
@@ -123,6 +123,23 @@ class BackingClaimTest {
     assertThrows(UsageException.class, () -> claim(b, "cacheC", "mC", false, null),
         "the taker still holds it");
     taker.checkMayWrite();
+  }
+
+  @Test
+  @DisplayName("a cache whose data a take-over gave up is refused, even after the taker"
+      + " released the directory")
+  void givenUpDataIsNotWrittenBack() throws Exception {
+    Path b = dir("b");
+    claim(b, "cacheA", "mA", false, null).close(); // A dies with data in its cache
+    claim(b, "cacheB", "mB", true, null).release(true); // B takes over, later hands over
+    BackingClaim.Options o = new BackingClaim.Options();
+    o.cacheHoldsData = () -> true;
+    UsageException e = assertThrows(UsageException.class, () -> BackingClaim.acquire(b,
+        tmp.resolve("cacheA"), tmp.resolve("mA"), o));
+    assertTrue(e.getMessage().contains("was given up by a take-over")
+        && e.getMessage().contains("wcfs format --force"), e.getMessage());
+    o.cacheHoldsData = () -> false; // written back or formatted: welcome
+    claims.add(BackingClaim.acquire(b, tmp.resolve("cacheA"), tmp.resolve("mA"), o));
   }
 
   @Test
