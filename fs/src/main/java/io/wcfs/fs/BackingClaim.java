@@ -498,7 +498,7 @@ final class BackingClaim implements AutoCloseable {
       }
       if (!LibC.tryOfdLockExclusive(fd)) {
         Record r = readRecord(fd, true);
-        if (r != null && r.generation() != generation) {
+        if (r != null && (r.generation() != generation || !r.sameCache(me))) {
           lose("it was taken over by " + r.who());
           return;
         }

@@ -113,7 +113,9 @@ final class ControlServer implements AutoCloseable {
       send(out, "done " + bytes + " " + nanos + "\n");
     } catch (IOException e) {
       progress.interrupt();
-      send(out, "error " + e.getMessage() + "\n");
+      // "lost": the claim on the backing directory is gone, writeback will not happen here
+      send(out, (claim != null && claim.lostReason() != null ? "lost " : "error ")
+          + e.getMessage() + "\n");
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }

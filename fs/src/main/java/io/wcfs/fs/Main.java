@@ -425,7 +425,13 @@ public final class Main {
         mp = mp.toRealPath();
       }
       long pid = daemonPid(mp);
-      Flush.drain(mp, "writing back before unmount");
+      try {
+        Flush.drain(mp, "writing back before unmount");
+      } catch (ClaimLostException e) {
+        // Another machine took the backing directory over: nothing will be written back from
+        // here, waiting for it would hang; the data stays in the cache.
+        System.err.println("wcfs: " + e.getMessage() + "; unmounting without writing back");
+      }
       Mounts.fusermountUnmount(mp, false);
       ProcessHandle.of(pid).ifPresent(h -> {
         try {
@@ -487,12 +493,15 @@ public final class Main {
     static String drain(Path mp, String what) throws IOException {
       long start = System.nanoTime();
       String[] error = {null};
+      String[] lost = {null};
       String[] done = {""};
       ControlClient.request(mp, "flush", line -> {
         if (line.startsWith("progress ") && System.nanoTime() - start > 1_000_000_000L) {
           System.err.println("wcfs: " + what + ": " + line.substring(9) + " blocks left");
         } else if (line.startsWith("error ")) {
           error[0] = line.substring(6);
+        } else if (line.startsWith("lost ")) {
+          lost[0] = line.substring(5);
         } else if (line.startsWith("done ")) {
           String[] f = line.split(" ");
           long bytes = Long.parseLong(f[1]);
@@ -503,10 +512,20 @@ public final class Main {
           }
         }
       });
+      if (lost[0] != null) {
+        throw new ClaimLostException(lost[0]);
+      }
       if (error[0] != null) {
         throw new IOException("writeback failed, data stays in the cache: " + error[0]);
       }
       return done[0];
+    }
+  }
+
+  /** The mount lost its claim on the backing directory: its writeback will not happen. */
+  static final class ClaimLostException extends IOException {
+    ClaimLostException(String message) {
+      super(message);
     }
   }
 
