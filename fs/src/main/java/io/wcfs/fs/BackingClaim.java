@@ -56,6 +56,13 @@ final class BackingClaim implements AutoCloseable {
   private static final int NESTED_WALK_LIMIT = 200_000;
   private static final long NESTED_WALK_SECONDS = 20;
 
+  /**
+   * Errors after which the claim's descriptor is of no more use (a GlusterFS client that lost
+   * its connection marks its descriptors bad): EIO, EBADF, EBADFD, ENOTCONN, ESTALE. After
+   * others (a slow server) it is kept, and with it the lock.
+   */
+  private static final java.util.Set<Integer> DEAD_DESCRIPTOR = java.util.Set.of(5, 9, 77,
+      107, 116);
   private static final String HELD = "held";
   private static final String RELEASED = "released";
   private static final String TAKING_OVER = "taking-over";
@@ -225,7 +232,8 @@ final class BackingClaim implements AutoCloseable {
             backing, old.pid());
         writeRecord(fd, me);
       } else if (!o.takeOver) {
-        throw new UsageException(unreleasedMessage(backing, old));
+        throw new UsageException(unreleasedMessage(backing, old,
+            fs.locking() == BackingFilesystem.Locking.NONE));
       } else {
         long waitMs = old.leaseMs() + TAKE_OVER_MARGIN_MS;
         String msg = "taking over " + backing + " from " + old.who() + ": whatever that cache"
@@ -310,9 +318,11 @@ final class BackingClaim implements AutoCloseable {
         + ", which writes everything back and hands the directory over";
   }
 
-  private static String unreleasedMessage(Path backing, Record old) {
-    return "backing directory " + backing + " was claimed by " + old.who() + ", which stopped"
-        + " without releasing it, so that cache may still hold data not written back: mount that"
+  private static String unreleasedMessage(Path backing, Record old, boolean noLocks) {
+    return "backing directory " + backing + " was claimed by " + old.who() + ", which "
+        + (noLocks ? "has not released it (on a filesystem without locks across machines wcfs"
+            + " cannot tell whether it still runs)" : "stopped without releasing it")
+        + ", so that cache may still hold data not written back: mount that"
         + " cache there again (or run `wcfs writeback " + old.cache() + " " + old.backing()
         + "` there) to write it back, or, if that machine or its cache is gone for good, mount"
         + " here with --take-over, which gives that data up";
@@ -350,7 +360,8 @@ final class BackingClaim implements AutoCloseable {
           cut[0] = true;
           return FileVisitResult.TERMINATE;
         }
-        if (!d.getFileName().toString().equals(DIR) || d.getParent() == null) {
+        Path name = d.getFileName();
+        if (name == null || !name.toString().equals(DIR) || d.getParent() == null) {
           return FileVisitResult.CONTINUE;
         }
         if (!d.getParent().equals(backing)) {
@@ -521,7 +532,9 @@ final class BackingClaim implements AutoCloseable {
             + " until it can", backing, e.toString(), TimeUnit.NANOSECONDS.toSeconds(validNanos));
       }
       lastRenewError = e.getMessage();
-      closeFd(); // reopened, and locked again, by the next renewal
+      if (e instanceof NativeIOException n && DEAD_DESCRIPTOR.contains(n.errno())) {
+        closeFd(); // reopened, and locked again, by the next renewal
+      }
     }
   }
 
