@@ -153,7 +153,14 @@ final class BackingClaim implements AutoCloseable {
   }
 
   private final Path backing;
+  /** For messages: where the claim file is. */
   private final Path claimFile;
+  /**
+   * O_PATH descriptor of the backing directory, taken before the mount: the claim file is
+   * reached relative to it, never by its path, which a mount in place (MOUNTPOINT = BACKING)
+   * would lead through wcfs's own mount, where .wcfs is hidden.
+   */
+  private final int dirFd;
   private final Record me;
   private final long generation;
   private final long leaseNanos;
@@ -170,9 +177,10 @@ final class BackingClaim implements AutoCloseable {
   private volatile boolean partitioned;
   private final Thread renewer;
 
-  private BackingClaim(Path backing, Path claimFile, int fd, Record me, long renewedAt) {
+  private BackingClaim(Path backing, int dirFd, int fd, Record me, long renewedAt) {
     this.backing = backing;
-    this.claimFile = claimFile;
+    this.dirFd = dirFd;
+    this.claimFile = backing.resolve(DIR).resolve(FILE);
     this.fd = fd;
     this.me = me;
     this.generation = me.generation();
@@ -203,7 +211,15 @@ final class BackingClaim implements AutoCloseable {
     }
     checkNotNested(backing);
     Path file = backing.resolve(DIR).resolve(FILE);
-    int fd = openLocked(backing, file, o.takeOver);
+    int dirFd = LibC.open(backing.toString(), LibC.O_PATH | LibC.O_DIRECTORY | LibC.O_CLOEXEC,
+        0);
+    int fd;
+    try {
+      fd = openLocked(backing, dirFd, o.takeOver);
+    } catch (IOException | RuntimeException | Error e) {
+      LibC.close(dirFd);
+      throw e;
+    }
     try {
       Record old = readRecord(fd, false);
       String now = now();
@@ -255,7 +271,7 @@ final class BackingClaim implements AutoCloseable {
         start = System.nanoTime();
         writeRecord(fd, me.with(gen, HELD, now()));
       }
-      BackingClaim c = new BackingClaim(backing, file, fd, me, start);
+      BackingClaim c = new BackingClaim(backing, dirFd, fd, me, start);
       c.renewer.start();
       LOG.info("claimed {} (generation {}, lease {} ms, {} {})", backing, gen, o.leaseMs,
           fs.type(), fs.locking() == BackingFilesystem.Locking.SHARED
@@ -263,8 +279,18 @@ final class BackingClaim implements AutoCloseable {
       return c;
     } catch (IOException | RuntimeException | Error e) {
       LibC.close(fd);
+      LibC.close(dirFd);
       throw e;
     }
+  }
+
+  /** Opens (creating it and .wcfs if need be) the claim file below {@code dirFd}. */
+  private static int openClaimFile(int dirFd) throws NativeIOException {
+    int rc = LibC.mkdirat(dirFd, DIR, 0755);
+    if (rc < 0 && rc != -17) { // EEXIST
+      LibC.check(rc, "mkdir " + DIR);
+    }
+    return LibC.openat(dirFd, DIR + "/" + FILE, LibC.O_RDWR | LibC.O_CREAT, 0644);
   }
 
   /**
@@ -272,12 +298,12 @@ final class BackingClaim implements AutoCloseable {
    * file that no longer has its name (removed behind wcfs's back) is worth nothing, so the
    * name is checked after the lock, and on a mismatch all is done again.
    */
-  private static int openLocked(Path backing, Path file, boolean takeOver) throws IOException {
+  private static int openLocked(Path backing, int dirFd, boolean takeOver) throws IOException {
+    Path file = backing.resolve(DIR).resolve(FILE);
     for (int attempt = 0; ; attempt++) {
-      Files.createDirectories(file.getParent());
       int fd;
       try {
-        fd = LibC.open(file.toString(), LibC.O_RDWR | LibC.O_CREAT | LibC.O_CLOEXEC, 0644);
+        fd = openClaimFile(dirFd);
       } catch (NativeIOException e) {
         if (e.errno() == 2 && attempt < 10) { // ENOENT: .wcfs removed by a releasing holder
           continue;
@@ -288,7 +314,7 @@ final class BackingClaim implements AutoCloseable {
         if (!LibC.tryOfdLockExclusive(fd)) {
           throw new UsageException(heldMessage(backing, readRecord(fd, true), takeOver));
         }
-        if (namesFile(file, fd)) {
+        if (namesFile(dirFd, fd)) {
           return fd;
         }
         if (attempt >= 10) {
@@ -499,13 +525,12 @@ final class BackingClaim implements AutoCloseable {
       if (partitioned) {
         throw new IOException("cut off from the servers (test)");
       }
-      if (fd >= 0 && !namesFile(claimFile, fd)) {
+      if (fd >= 0 && !namesFile(dirFd, fd)) {
         LOG.warn("{} was removed or replaced behind wcfs's back; claiming it again", claimFile);
         closeFd();
       }
       if (fd < 0) {
-        Files.createDirectories(claimFile.getParent());
-        fd = LibC.open(claimFile.toString(), LibC.O_RDWR | LibC.O_CREAT | LibC.O_CLOEXEC, 0644);
+        fd = openClaimFile(dirFd);
       }
       if (!LibC.tryOfdLockExclusive(fd)) {
         Record r = readRecord(fd, true);
@@ -538,12 +563,12 @@ final class BackingClaim implements AutoCloseable {
     }
   }
 
-  /** Whether {@code path} still names the file open at {@code fd}. */
-  private static boolean namesFile(Path path, int fd) {
+  /** Whether .wcfs/claim below {@code dirFd} still names the file open at {@code fd}. */
+  private static boolean namesFile(int dirFd, int fd) {
     try {
-      Object ino = Files.getAttribute(path, "unix:ino", LinkOption.NOFOLLOW_LINKS);
-      return ino instanceof Long l && l == LibC.fstat(fd).ino();
-    } catch (IOException e) {
+      return LibC.fstatat(dirFd, DIR + "/" + FILE, LibC.AT_SYMLINK_NOFOLLOW).ino()
+          == LibC.fstat(fd).ino();
+    } catch (NativeIOException e) {
       return false;
     }
   }
@@ -573,10 +598,13 @@ final class BackingClaim implements AutoCloseable {
    * data from before a take-over that this data was given up (see {@link #acquire}).
    */
   synchronized void release(boolean clean) {
+    if (closed) {
+      return; // released already: its descriptors are closed, and may be someone else's now
+    }
     closed = true;
     renewer.interrupt();
     try {
-      if (clean && lost == null && fd >= 0 && namesFile(claimFile, fd)) {
+      if (clean && lost == null && fd >= 0 && namesFile(dirFd, fd)) {
         Record r = readRecord(fd, false);
         if (r != null && r.generation() == generation) {
           writeRecord(fd, me.with(generation, RELEASED, now()));
@@ -588,6 +616,11 @@ final class BackingClaim implements AutoCloseable {
           + " --take-over", backing, e.toString());
     } finally {
       closeFd();
+      try {
+        LibC.close(dirFd);
+      } catch (NativeIOException e) {
+        LOG.debug("closing {}: {}", backing, e.toString());
+      }
     }
   }
 
