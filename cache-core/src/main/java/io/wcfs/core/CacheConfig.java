@@ -9,7 +9,9 @@ package io.wcfs.core;
  * @param writebackJobs blocks in flight per writeback batch (bounds writeback memory)
  * @param autocommitBlocks commit after this many uncommitted blocks
  * @param autocommitTimeMs commit uncommitted blocks older than this
- * @param maxAgeMs write back blocks older than this, whatever the watermarks (0 = never)
+ * @param maxAgeMs write back blocks older than this, whatever the watermarks (0 = never); by
+ *     default 30 s, the kernel's own dirty expiry, so that the backing directory never lags
+ *     without bound below the high watermark
  * @param cleaner write back everything and keep the cache empty
  */
 public record CacheConfig(
@@ -22,7 +24,11 @@ public record CacheConfig(
     long maxAgeMs,
     boolean cleaner) {
 
-  public static final CacheConfig DEFAULTS = new CacheConfig(4096, 50, 45, 1024, 64, 1000, 0, false);
+  /** The default {@code maxAgeMs}: the kernel's dirty_expire_centisecs (30 s). */
+  public static final long DEFAULT_MAX_AGE_MS = 30_000;
+
+  public static final CacheConfig DEFAULTS =
+      new CacheConfig(4096, 50, 45, 1024, 64, 1000, DEFAULT_MAX_AGE_MS, false);
 
   public CacheConfig {
     CacheLayout.checkBlockSize(blockSize);

@@ -1,7 +1,6 @@
 package io.wcfs.core;
 
 import java.io.IOException;
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -46,57 +45,26 @@ public final class CacheInspector {
     out.append(String.format("blocks             %d x %d bytes%n", g.nBlocks(), g.blockSize()));
     out.append(String.format("file slots         %d%n", g.fileSlots()));
     out.append(String.format("seq_count          %d%n", seqCount));
-    boolean ok = true;
-    Map<Integer, CacheLayout.FileVersion> files = new TreeMap<>();
-    for (int fs = 0; fs < g.fileSlots(); fs++) {
-      CacheLayout.FileVersion best = null;
-      for (int v = 0; v < 2; v++) {
-        CacheLayout.FileVersion fv = layout.readFileVersion(fs, v);
-        if (fv.seq() != CacheLayout.FREE && fv.seq() < seqCount
-            && (best == null || fv.seq() > best.seq())) {
-          best = fv;
-        }
-      }
-      if (best != null) {
-        files.put(fs, best);
-      }
-    }
-    List<String> problems = new ArrayList<>();
-    for (Map.Entry<Integer, CacheLayout.FileVersion> e : files.entrySet()) {
-      if (e.getValue().path() == null) {
-        problems.add("file slot " + e.getKey() + " holds a committed version with an invalid"
-            + " path length");
-      }
-    }
+    CacheScan scan = CacheScan.of(layout);
     Map<Integer, Long> blocksPerFile = new HashMap<>();
-    Map<Long, long[]> seen = new HashMap<>(); // location -> {slot, seq}
-    long committed = 0;
-    long uncommitted = 0;
-    for (long s = 0; s < g.nBlocks(); s++) {
-      long seq = layout.entrySeq(s);
-      if (seq == CacheLayout.FREE) {
-        continue;
-      }
-      if (seq >= seqCount) {
-        uncommitted++;
-        continue;
-      }
-      long loc = layout.entryLocation(s);
-      int fs = CacheLayout.locationFileSlot(loc);
-      if (!files.containsKey(fs)) {
-        problems.add("entry " + s + " names file slot " + fs + ", which holds no file");
-        continue;
-      }
-      long[] other = seen.get(loc);
-      if (other != null && other[1] == seq) {
-        problems.add("entries " + other[0] + " and " + s + " both hold block "
-            + CacheLayout.locationBlock(loc) + " of " + files.get(fs).path() + " with seq " + seq);
-      } else if (other == null || other[1] < seq) {
-        seen.put(loc, new long[] {s, seq});
-      }
-      committed++;
-      blocksPerFile.merge(fs, 1L, Long::sum);
+    for (int s : scan.live) {
+      blocksPerFile.merge(CacheLayout.locationFileSlot(layout.entryLocation(s)), 1L, Long::sum);
     }
+    long committed = scan.live.length;
+    long uncommitted = 0;
+    for (int i = 0; i < scan.stale.size(); i++) {
+      if (!CacheLayout.isCommitted(layout.entrySeq(scan.stale.get(i)), seqCount)) {
+        uncommitted++;
+      }
+    }
+    Map<Integer, CacheLayout.FileVersion> files = new TreeMap<>();
+    for (CacheScan.FileRecord r : scan.files) {
+      if (r != null) {
+        files.put(r.slot(), r.v());
+      }
+    }
+    List<String> problems = scan.problems;
+    boolean ok = true;
     out.append(String.format("committed blocks   %d (dirty, waiting for writeback)%n", committed));
     out.append(String.format("uncommitted blocks %d (discarded at the next mount)%n", uncommitted));
     out.append(String.format("files              %d%n", files.size()));

@@ -60,6 +60,13 @@ public final class CacheLayout {
   private static final int SB_BACKING_PATH_LEN = 72;
   private static final int SB_BACKING_PATH = 80;
   private static final int SB_CHECKSUM = SUPERBLOCK_SIZE - 8;
+  /**
+   * The boot the cache was last mounted in ({@link BootId}), 0 if unknown. Like seq_count it
+   * changes after format, so the checksum reads it as 0 (which it was in older caches).
+   */
+  private static final int SB_BOOT = SB_CHECKSUM - 8;
+  /** The boot word's offset, for tools and tests that simulate a reboot on a cache file. */
+  public static final int BOOT_WORD_OFFSET = SB_BOOT;
 
   // File version word offsets.
   private static final int FV_SEQ = 0;
@@ -126,6 +133,11 @@ public final class CacheLayout {
    * and refuses the cache rather than misread it.
    */
   private static final long FV_UNLINKING = 1L << 31;
+
+  /** The commit rule for entries, file versions (and journal records): seq below seq_count. */
+  static boolean isCommitted(long seq, long seqCount) {
+    return seq != FREE && seq < seqCount;
+  }
 
   /** st_dev folded to the 32 bits the file table keeps of it; never 0 ("unknown"). */
   static int devHint(long dev) {
@@ -349,7 +361,7 @@ public final class CacheLayout {
       if (off == SB_SEQ_COUNT) {
         continue;
       }
-      long v = off == SB_MAGIC ? magic : mem.readLong(off);
+      long v = off == SB_MAGIC ? magic : off == SB_BOOT ? 0 : mem.readLong(off);
       for (int i = 0; i < 8; i++) {
         word[i] = (byte) (v >>> (8 * i));
       }
@@ -362,6 +374,18 @@ public final class CacheLayout {
 
   public long seqCount() throws IOException {
     return mem.readLong(SB_SEQ_COUNT);
+  }
+
+  /** The boot this cache was last mounted in, 0 if never recorded. */
+  long boot() throws IOException {
+    return mem.readLong(SB_BOOT);
+  }
+
+  /** Records the boot of this mount, flushed and committed. */
+  void storeBoot(long boot) throws IOException {
+    mem.assign(SB_BOOT, boot);
+    mem.flush(SB_BOOT, 8);
+    mem.commit();
   }
 
   /** The commit point: one atomic store, flushed; the caller commits. */
@@ -404,11 +428,14 @@ public final class CacheLayout {
    * Location and seq in one copy. A crash can persist either word alone: a new seq without its
    * location belongs to an uncommitted epoch and is discarded; the slot was free before.
    */
+  /**
+   * Location first, seq last, two ordered stores after the block's data: an entry whose seq
+   * is in place is complete, which same-boot recovery relies on (a kill between the stores of
+   * one copy could otherwise pair a new seq with the slot's previous location).
+   */
   void storeEntry(long slot, long location, long seq) throws IOException {
-    io.wcfs.nativ.NativeBuffer b = staging.get();
-    b.putLong(0, location);
-    b.putLong(8, seq);
-    mem.copyIn(entryOffset(slot), b.address(), ENTRY_SIZE);
+    mem.assign(entryOffset(slot), location);
+    mem.assign(entryOffset(slot) + 8, seq);
   }
 
   void storeEntryFree(long slot) throws IOException {
@@ -470,8 +497,14 @@ public final class CacheLayout {
       b.putLong(FV_PATH + (bytes.length & ~7), 0); // zero the tail of the last path word
     }
     b.put(FV_PATH, bytes, 0, bytes.length);
-    mem.copyIn(fileVersionOffset(fileSlot, version), b.address(),
-        align(FV_PATH + bytes.length, 8));
+    // The seq word last, after the rest: a daemon killed in the middle leaves a version that
+    // is free (or its older self), never one whose seq claims fields it does not have yet;
+    // same-boot recovery relies on this (see Recovery). The old seq goes first for the same
+    // reason when the slot held a version of this epoch already.
+    long base = fileVersionOffset(fileSlot, version);
+    mem.assign(base + FV_SEQ, FREE);
+    mem.copyIn(base + FV_INO, b.address() + FV_INO, align(FV_PATH + bytes.length, 8) - FV_INO);
+    mem.assign(base + FV_SEQ, seq);
   }
 
   /** In-place update of an uncommitted version's size and mtime (adjacent words). */

@@ -30,4 +30,5 @@ public record CacheStats(
     int blockSize,
     String memory,
     long inodeHintMismatches,
-    long lostAndFoundFiles) {}
+    long lostAndFoundFiles,
+    String recovery) {}

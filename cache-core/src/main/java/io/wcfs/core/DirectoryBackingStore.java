@@ -5,7 +5,6 @@ import io.wcfs.nativ.LibC;
 import io.wcfs.nativ.NativeIOException;
 import java.io.IOException;
 import java.nio.file.AccessDeniedException;
-import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 
@@ -18,6 +17,7 @@ public final class DirectoryBackingStore implements BackingStore {
   private static final int EPERM = 1;
   private static final int ENOENT = 2;
   private static final int EACCES = 13;
+  private static final int EEXIST = 17;
   private static final int EINVAL = 22;
   private static final int EROFS = 30;
   private static final int ENOSYS = 38;
@@ -133,7 +133,15 @@ public final class DirectoryBackingStore implements BackingStore {
   public void createFile(String path) throws IOException {
     writeGuard.check();
     beforeIo.run();
-    Files.createDirectories(display(path).getParent()); // lost+found: a short path
+    // Parents relative to the root's descriptor too, never by the root's path: a wcfs mounted
+    // in place covers that path with itself.
+    int slash = -1;
+    while ((slash = path.indexOf('/', slash + 1)) > 0) {
+      int rc = LibC.mkdirat(rootFd, path.substring(0, slash), 0700);
+      if (rc < 0 && rc != -EEXIST) {
+        LibC.check(rc, "mkdir " + display(path.substring(0, slash)));
+      }
+    }
     LibC.close(LibC.openat(rootFd, atPath(path), LibC.O_WRONLY | LibC.O_CREAT | LibC.O_CLOEXEC,
         0600));
   }

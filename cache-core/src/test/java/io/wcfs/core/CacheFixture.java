@@ -8,6 +8,17 @@ import java.util.Arrays;
 final class CacheFixture {
   private CacheFixture() {}
 
+  private static final java.util.concurrent.atomic.AtomicLong BOOTS =
+      new java.util.concurrent.atomic.AtomicLong(0x5eed_0000_0000L);
+
+  /**
+   * A boot id no cache was mounted in yet: opening with it after a simulated crash simulates a
+   * power failure (a reboot), where only committed data counts. A daemon crash keeps the boot.
+   */
+  static long nextBoot() {
+    return BOOTS.incrementAndGet();
+  }
+
   static CacheConfig manualConfig(int blockSize) {
     // Commits only when the test (or a full cache) asks: deterministic crash points.
     return CacheConfig.DEFAULTS.withBlockSize(blockSize).withAutocommit(1 << 20, 1 << 30)

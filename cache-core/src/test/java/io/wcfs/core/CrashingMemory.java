@@ -48,6 +48,15 @@ final class CrashingMemory implements CacheMemory {
     return crashed;
   }
 
+  /**
+   * What a restart of the daemon alone finds (kill -9, same boot): every store it made, flushed
+   * or not; a copy in progress at the crash kept up to where it got.
+   */
+  synchronized CrashingMemory processCrash() {
+    crashed = true;
+    return new CrashingMemory(current);
+  }
+
   /** What a restart would find: the durable image plus a random subset of pending words. */
   synchronized CrashingMemory crash(Random random) {
     byte[] image = durable.clone();
@@ -84,7 +93,16 @@ final class CrashingMemory implements CacheMemory {
 
   @Override
   public synchronized void copyIn(long offset, long srcAddress, long length) {
-    tick();
+    try {
+      tick();
+    } catch (SimulatedCrash e) {
+      // A copy cut by the crash: its first half of the words landed (a process crash keeps
+      // them; a power failure keeps any subset of them anyway).
+      long half = (length / 16) * 8;
+      NativeBuffer.getBytes(srcAddress, current, (int) offset, (int) half);
+      markStored(offset, half);
+      throw e;
+    }
     NativeBuffer.getBytes(srcAddress, current, (int) offset, (int) length);
     markStored(offset, length);
   }

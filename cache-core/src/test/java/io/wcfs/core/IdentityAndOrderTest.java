@@ -44,7 +44,7 @@ class IdentityAndOrderTest {
   }
 
   private WriteCache open() throws IOException {
-    return WriteCache.openManual(mem, store, CacheFixture.manualConfig(BS));
+    return WriteCache.openManual(mem, store, CacheFixture.manualConfig(BS), CacheFixture.nextBoot());
   }
 
   private static byte[] random(int len, int seed) {

@@ -35,7 +35,7 @@ class RecoveryTest {
   }
 
   private WriteCache open() throws IOException {
-    return WriteCache.openManual(mem, store, CacheFixture.manualConfig(BS));
+    return WriteCache.openManual(mem, store, CacheFixture.manualConfig(BS), CacheFixture.nextBoot());
   }
 
   private static byte[] fill(int len, int value) {
@@ -155,7 +155,7 @@ class RecoveryTest {
     void truncatedFile() throws IOException {
       CrashingMemory shorter = CrashingMemory.of(Arrays.copyOf(mem.image(), (int) mem.size() - BS));
       CacheFormatException e = assertThrows(CacheFormatException.class,
-          () -> WriteCache.openManual(shorter, store, CacheFixture.manualConfig(BS)));
+          () -> WriteCache.openManual(shorter, store, CacheFixture.manualConfig(BS), CacheFixture.nextBoot()));
       assertTrue(e.getMessage().contains("truncated"), e.getMessage());
     }
 

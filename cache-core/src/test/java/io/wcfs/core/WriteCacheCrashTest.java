@@ -75,7 +75,7 @@ class WriteCacheCrashTest {
     CrashingMemory mem = CacheFixture.memoryFor(NBLOCKS, BS);
     CacheConfig cfg = CacheFixture.manualConfig(BS);
     CacheLayout.format(mem, BS, store.identity());
-    WriteCache cache = WriteCache.openManual(mem, store, cfg);
+    WriteCache cache = WriteCache.openManual(mem, store, cfg, CacheFixture.nextBoot());
     Map<String, ModelFile> model = new TreeMap<>();
     for (int crash = 0; crash < CRASHES_PER_WORKLOAD; crash++) {
       String where = "seed " + seed + ", crash " + crash;
@@ -96,7 +96,7 @@ class WriteCacheCrashTest {
       }
       mem = after;
       try {
-        cache = WriteCache.openManual(mem, store, cfg);
+        cache = WriteCache.openManual(mem, store, cfg, CacheFixture.nextBoot());
       } catch (IOException e) {
         throw new AssertionError(where + ": recovery failed", e);
       }

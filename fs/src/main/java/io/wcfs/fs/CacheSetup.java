@@ -14,6 +14,7 @@ import java.io.UncheckedIOException;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.function.Consumer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -62,13 +63,73 @@ final class CacheSetup {
     return child.startsWith(parent);
   }
 
-  /** Creates the cache file if missing (preallocated, mode 0600). */
-  static void createIfMissing(Path cacheFile, long size, int blockSize) throws IOException {
+  /**
+   * Creates the cache file if missing (preallocated, mode 0600); a preallocation that takes
+   * more than a second reports its progress to {@code progress}, about once a second.
+   */
+  static void createIfMissing(Path cacheFile, long size, int blockSize,
+      Consumer<String> progress) throws IOException {
     if (Files.exists(cacheFile)) {
       return;
     }
-    LOG.info("creating cache file {} of {} bytes", cacheFile, size);
-    CacheFiles.create(cacheFile, size, CacheLayout.Geometry.minFileSize(blockSize));
+    create(cacheFile, size, blockSize, progress);
+  }
+
+  /** Creates a new cache file, preallocated as its filesystem wants (see CacheFiles). */
+  static void create(Path cacheFile, long size, int blockSize, Consumer<String> progress)
+      throws IOException {
+    CacheFiles.Preallocation how = CacheFiles.preallocationFor(cacheFile.getParent());
+    LOG.info("creating cache file {} of {} bytes ({})", cacheFile, size,
+        how == CacheFiles.Preallocation.ZEROS ? "writing zeros: fallocate's unwritten extents"
+            + " would cost a journal commit at the first write into each"
+            : "fallocate: tmpfs or DAX");
+    long start = System.nanoTime();
+    ProgressPrinter printer = new ProgressPrinter(cacheFile, progress, start);
+    CacheFiles.create(cacheFile, size, CacheLayout.Geometry.minFileSize(blockSize), printer);
+    if (printer.printed) {
+      progress.accept(String.format("preallocated %s: %s in %.1f s", cacheFile, gib(size),
+          (System.nanoTime() - start) / 1e9));
+    }
+  }
+
+  private static String gib(long bytes) {
+    return String.format("%.1f GiB", bytes / (double) (1L << 30));
+  }
+
+  /** Progress lines once a second, the first after a second (tests may set the interval). */
+  private static final class ProgressPrinter implements CacheFiles.Progress {
+    private final Path file;
+    private final Consumer<String> out;
+    private final long intervalNanos;
+    private long next;
+    boolean printed;
+
+    ProgressPrinter(Path file, Consumer<String> out, long start) {
+      this.file = file;
+      this.out = out;
+      long ms = 1000;
+      try {
+        ms = Long.parseLong(System.getenv().getOrDefault("WCFS_PROGRESS_INTERVAL_MS", "1000"));
+      } catch (NumberFormatException e) {
+        // keep the default
+      }
+      this.intervalNanos = ms * 1_000_000L;
+      this.next = start + intervalNanos;
+    }
+
+    @Override
+    public void update(long done, long total) {
+      long now = System.nanoTime();
+      if (now < next || done >= total) {
+        return;
+      }
+      next = now + intervalNanos;
+      printed = true;
+      String line = String.format("preallocating %s (writing zeros): %s of %s (%d%%)", file,
+          gib(done), gib(total), done * 100 / total);
+      LOG.info(line);
+      out.accept(line);
+    }
   }
 
   /** A sensible default size: 1 GiB, but never more than a quarter of the free space. */

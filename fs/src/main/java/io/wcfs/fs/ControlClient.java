@@ -31,6 +31,20 @@ final class ControlClient {
     return socket;
   }
 
+  /** Whether a daemon listens on the control socket of {@code mountpoint} (absolute). */
+  static boolean answers(Path mountpoint) throws IOException {
+    Path socket = RuntimeDir.socketFor(mountpoint);
+    if (!Files.exists(socket)) {
+      return false;
+    }
+    try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+      ch.connect(UnixDomainSocketAddress.of(socket));
+      return true;
+    } catch (IOException e) {
+      return false; // ECONNREFUSED: a socket file its daemon left behind
+    }
+  }
+
   /** Sends one request and passes every reply line to {@code lines}. */
   static void request(Path mountpoint, String command, Consumer<String> lines)
       throws IOException {

@@ -30,7 +30,13 @@ final class Daemon {
 
   /** Mounts and blocks until unmounted; {@code ready} gets "READY" once the mount is usable. */
   static void run(MountSpec spec, PrintStream ready) throws IOException {
-    CacheSetup.createIfMissing(spec.cacheFile(), spec.cacheSize(), spec.config().blockSize());
+    CacheSetup.createIfMissing(spec.cacheFile(), spec.cacheSize(), spec.config().blockSize(),
+        line -> {
+          if (ready != null) { // the launcher shows it on its terminal
+            ready.println("PROGRESS " + line);
+            ready.flush();
+          }
+        });
     int lockFd = LibC.open(spec.cacheFile().toString(), LibC.O_RDONLY, 0);
     try {
       if (!LibC.tryLockExclusive(lockFd)) {
@@ -109,15 +115,18 @@ final class Daemon {
         "wcfs-mount-watch");
     watcher.setDaemon(true);
     watcher.start();
+    boolean served = false;
     try {
       FuseLoop.serve(fs.operations(), spec.mountpoint(), fuseArgs(spec), spec.threads(),
           spec.spinMicros());
+      served = true;
     } finally {
       watcher.interrupt();
       if (control[0] != null) {
         control[0].close();
       }
-      LOG.info("{} unmounted; writing back every cached block", spec.mountpoint());
+      LOG.info(served ? "{} unmounted; writing back every cached block"
+          : "{} could not be mounted; closing the cache", spec.mountpoint());
       try {
         try {
           // Gives up at once if the claim is lost for good: writeback would retry forever.
@@ -152,6 +161,11 @@ final class Daemon {
         "subtype=wcfs", "use_ino"));
     if (spec.allowOther()) {
       opts.add("default_permissions"); // the kernel checks modes for every user
+    }
+    if (spec.backing().equals(spec.mountpoint())) {
+      // In place: the backing directory is the mount point and holds the files shown (its
+      // root was opened before the mount); libfuse2 refuses a non-empty one without this.
+      opts.add("nonempty");
     }
     opts.addAll(spec.fuseOptions());
     return List.of("-o", String.join(",", opts));
@@ -194,6 +208,8 @@ final class Daemon {
     m.put("uid", LibC.geteuid());
     // 1 MiB once FuseLoop's max_pages negotiation took; 128 KiB (131072) if the kernel refused
     m.put("largest_write_request_bytes", fs.largestWrite());
+    // how far the backing directory may lag below the watermark (0: without bound)
+    m.put("max_age_ms", spec.config().maxAgeMs());
     return m;
   }
 }

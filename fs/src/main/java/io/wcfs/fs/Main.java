@@ -6,7 +6,6 @@ import io.wcfs.core.CacheLayout;
 import io.wcfs.core.DirectoryBackingStore;
 import io.wcfs.core.PmemCacheMemory;
 import io.wcfs.core.WriteCache;
-import io.wcfs.nativ.CacheFiles;
 import io.wcfs.nativ.FlushStrategy;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -43,11 +42,21 @@ public final class Main {
     }
   }
 
-  /** slf4j-simple reads its settings once, when the first logger is made: set them first. */
+  /**
+   * slf4j-simple reads its settings once, when the first logger is made: set them first. A
+   * daemon ({@code --foreground --log-file LOG}) makes the log its standard error, appended
+   * to: what libfuse and fusermount print there (why a mount failed) lands in the log between
+   * our own lines, instead of being overwritten by a logger that opened the file for itself
+   * from offset 0 (slf4j-simple's logFile truncates, then writes at its own offset).
+   */
   private static void configureLogging(String[] args) {
+    List<String> list = List.of(args);
+    boolean foreground = list.contains("-f") || list.contains("--foreground");
     for (int i = 0; i + 1 < args.length; i++) {
       if (args[i].equals("--log-file")) {
-        System.setProperty("org.slf4j.simpleLogger.logFile", args[i + 1]);
+        if (!foreground || !logToStderr(args[i + 1])) {
+          System.setProperty("org.slf4j.simpleLogger.logFile", args[i + 1]);
+        }
       }
     }
     System.setProperty("org.slf4j.simpleLogger.showDateTime", "true");
@@ -57,6 +66,20 @@ public final class Main {
     if (args.length == 0 || !args[0].equals("mount")) {
       // One-shot commands print their result; only warnings belong on stderr.
       System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn");
+    }
+  }
+
+  /** Points standard error (fd 2) at the end of {@code log}; false if it cannot be opened. */
+  private static boolean logToStderr(String log) {
+    try {
+      int fd = io.wcfs.nativ.LibC.open(log, io.wcfs.nativ.LibC.O_WRONLY
+          | io.wcfs.nativ.LibC.O_CREAT | io.wcfs.nativ.LibC.O_APPEND, 0644);
+      System.err.flush();
+      io.wcfs.nativ.LibC.dup2(fd, 2);
+      io.wcfs.nativ.LibC.close(fd);
+      return true;
+    } catch (IOException | RuntimeException e) {
+      return false;
     }
   }
 
@@ -132,8 +155,10 @@ public final class Main {
         description = "Commit blocks left uncommitted this long (default ${DEFAULT-VALUE} ms).")
     long autocommitTime;
 
-    @Option(names = "--max-age", paramLabel = "MS", defaultValue = "0",
-        description = "Write back blocks older than this, whatever the watermarks (0: off).")
+    @Option(names = "--max-age", paramLabel = "MS", defaultValue = "30000",
+        description = "Write back blocks older than this, whatever the watermarks (default"
+            + " ${DEFAULT-VALUE} ms, the kernel's dirty expiry; 0: off, the backing directory"
+            + " may then lag until the cache is half full).")
     long maxAge;
 
     @Option(names = "--cleaner", description = "Write everything back and keep the cache clean.")
@@ -243,25 +268,26 @@ public final class Main {
         throw new UsageException("/dev/fuse is missing: load the fuse module (modprobe fuse)"
             + " or, in a container, pass --device /dev/fuse");
       }
+      // Before anything looks at it: a dead mount answers every stat with ENOTCONN.
+      clearDeadMount(mountpoint.toAbsolutePath().normalize());
       Path back = CacheSetup.realDirectory(backing, "backing directory",
           "create it or give an existing directory");
       Path mp = CacheSetup.realDirectory(mountpoint, "mount point",
           "create it (mkdir -p " + mountpoint + ") first");
+      // In place (mount point = backing directory, as dm-writecache sits over its origin):
+      // the daemon opens the backing root before it mounts over it. That directory is often a
+      // filesystem's mount point itself, which is then no reason to refuse.
+      boolean inPlace = mp.equals(back);
       String mounted = Mounts.typeAt(mp);
-      if ("fuse.wcfs".equals(mounted) && !Files.exists(RuntimeDir.socketFor(mp))) {
-        // A daemon killed with -9 leaves a dead mount: clear it, the cache recovers the data.
-        Mounts.fusermountUnmount(mp, true);
-        mounted = Mounts.typeAt(mp);
-      }
-      if (mounted != null) {
+      if (mounted != null && (!inPlace || mounted.equals("fuse.wcfs"))) {
         throw new UsageException("mount point " + mp + " is already mounted (" + mounted
             + "); unmount it first or pick another directory");
       }
-      if (mp.equals(back) || CacheSetup.inside(mp, back)) {
+      if (!mp.equals(back) && CacheSetup.inside(mp, back)) {
         throw new UsageException("mount point " + mp + " is inside backing directory " + back
             + "; pick a mount point outside it");
       }
-      if (CacheSetup.inside(back, mp)) {
+      if (!mp.equals(back) && CacheSetup.inside(back, mp)) {
         throw new UsageException("backing directory " + back + " is inside mount point " + mp
             + "; the mount would hide it: pick a mount point outside it");
       }
@@ -318,6 +344,21 @@ public final class Main {
       }
       return new MountSpec(cacheReal, back, mp, config, strategy, size, opts, allowOther,
           threads, spinMicros, log, takeOver, singleMachine, leaseMs);
+    }
+
+    /**
+     * A daemon killed with -9 leaves its mount behind, dead: every access fails with ENOTCONN
+     * ("Transport endpoint is not connected"). Clear it (and the daemon's stale control
+     * socket): the cache recovers everything that was committed. A mount whose daemon still
+     * answers is left alone.
+     */
+    private static void clearDeadMount(Path mp) throws IOException {
+      for (int i = 0; i < 4 && Mounts.isWcfs(mp) && !ControlClient.answers(mp); i++) {
+        Mounts.fusermountUnmount(mp, true);
+        Files.deleteIfExists(RuntimeDir.socketFor(mp));
+        System.err.println("wcfs: cleared the dead mount at " + mp + " left by a daemon that"
+            + " was killed; the cache recovers everything it committed");
+      }
     }
 
     private static void checkLibfuse() {
@@ -394,17 +435,35 @@ public final class Main {
             System.err.println("wcfs: " + line.substring(4));
             continue;
           }
+          if (line.startsWith("PROGRESS ")) {
+            System.err.println("wcfs: " + line.substring(9));
+            continue;
+          }
           if (line.startsWith("ERROR ")) {
-            System.err.println("wcfs: " + line.substring(6));
+            System.err.println("wcfs: " + line.substring(6) + "; log: " + spec.logFile());
             p.waitFor(10, TimeUnit.SECONDS);
             return p.isAlive() || p.exitValue() == 0 ? EXIT_FAILURE : p.exitValue();
           }
         }
       }
       p.waitFor(10, TimeUnit.SECONDS);
-      System.err.println("wcfs: the daemon exited before the mount was ready; see "
-          + spec.logFile());
+      System.err.println("wcfs: the daemon exited before the mount was ready"
+          + (p.isAlive() ? "" : " (exit code " + p.exitValue() + ")") + "; the end of its log "
+          + spec.logFile() + ":");
+      for (String line : tail(spec.logFile(), 10)) {
+        System.err.println("  " + line);
+      }
       return EXIT_FAILURE;
+    }
+  }
+
+  /** The last {@code n} lines of a log, for a message; none if it cannot be read. */
+  static List<String> tail(Path log, int n) {
+    try {
+      List<String> lines = Files.readAllLines(log, StandardCharsets.UTF_8);
+      return lines.subList(Math.max(0, lines.size() - n), lines.size());
+    } catch (IOException | RuntimeException e) {
+      return List.of();
     }
   }
 
@@ -554,7 +613,7 @@ public final class Main {
       }
       if (!Files.exists(file)) {
         long size = cacheSize != null ? parseSize(cacheSize) : CacheSetup.defaultSize(file);
-        CacheFiles.create(file, size, CacheLayout.Geometry.minFileSize(blockSize));
+        CacheSetup.create(file, size, blockSize, line -> System.err.println("wcfs: " + line));
       }
       try (PmemCacheMemory mem = CacheSetup.map(file, FlushStrategy.AUTO)) {
         CacheLayout.Contents c = CacheLayout.inspect(mem);

@@ -23,6 +23,7 @@ final class StatusReport {
     m.put("written_back_blocks", s.writtenBackBlocks());
     m.put("writeback_errors", s.writebackErrors());
     m.put("last_writeback_error", s.lastWritebackError() == null ? "none" : s.lastWritebackError());
+    m.put("recovery", s.recovery());
     m.put("inode_hint_mismatches", s.inodeHintMismatches());
     m.put("lost_and_found_files", s.lostAndFoundFiles());
     m.put("reads", s.reads());

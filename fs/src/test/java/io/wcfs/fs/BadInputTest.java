@@ -58,8 +58,9 @@ class BadInputTest {
             "does not exist"),
         Arguments.of("mount point inside backing", List.of("{cache}", "{backing}", "{backing}/sub"),
             "inside backing directory"),
-        Arguments.of("mount point equals backing", List.of("{cache}", "{backing}", "{backing}"),
-            "inside backing directory"),
+        // (mount point = backing directory is a mount in place: MountInPlaceTest)
+        Arguments.of("cache inside backing mounted in place", List.of("{backing}/sub",
+            "{backing}", "{backing}"), "keep the cache outside"),
         Arguments.of("backing inside mount point", List.of("{cache}", "{mnt}/sub", "{mnt}"),
             "inside mount point"),
         Arguments.of("cache inside backing", List.of("{backing}/sub", "{backing}", "{mnt}"),

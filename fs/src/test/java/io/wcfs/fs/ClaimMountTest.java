@@ -71,7 +71,8 @@ class ClaimMountTest {
     byte[] data = new byte[100_000];
     new Random(1).nextBytes(data);
     // A renews every 10 s: B claims the directory in between (sooner, A makes the file again).
-    try (WcfsProcess a = wcfs("LostA", backing).mount("--lease", "40000");
+    try (WcfsProcess a = wcfs("LostA", backing).mount("--lease", "40000",
+        "--max-age", "0");
         WcfsProcess b = wcfs("LostB", backing)) {
       try {
         try (FileChannel c = FileChannel.open(a.mountpoint.resolve("x"),

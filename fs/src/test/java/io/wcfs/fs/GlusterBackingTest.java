@@ -127,7 +127,7 @@ class GlusterBackingTest {
     Path other = Files.createDirectories(volume.client(1).resolve("handoff"));
     byte[] existing = bytes(256 * 1024, 1);
     Files.write(a.backing.resolve("existing.db"), existing);
-    a.mount();
+    a.mount("--max-age", "0"); // nothing written back before the flush: the flush does it
     Path m = a.mountpoint;
     byte[] fresh = bytes(1 << 20, 2);
     writeSynced(m.resolve("new.db"), fresh, 0);
@@ -180,7 +180,7 @@ class GlusterBackingTest {
       + " a dead machine's claim is taken over only with --take-over, and its cache is fenced")
   void killNineRemountAndTakeOver() throws Exception {
     WcfsProcess a = wcfs("FailA", 0, "failover");
-    a.mount("--lease", "3000");
+    a.mount("--lease", "3000", "--max-age", "0");
     byte[] first = bytes(512 * 1024, 7);
     writeSynced(a.mountpoint.resolve("a.db"), first, 0);
     a.kill9();
@@ -188,7 +188,7 @@ class GlusterBackingTest {
     volume.mount(0);
     assertFalse(Arrays.equals(first, readOrEmpty(a.backing.resolve("a.db"))),
         "precondition: a.db was in the cache only when the daemon was killed");
-    a.mount("--lease", "3000"); // its own claim: taken back without --take-over
+    a.mount("--lease", "3000", "--max-age", "0"); // its own claim: back without --take-over
     assertArrayEquals(first, Files.readAllBytes(a.mountpoint.resolve("a.db")),
         "a.db after kill -9 and a GlusterFS remount" + a.log());
     byte[] late = bytes(300_000, 8);

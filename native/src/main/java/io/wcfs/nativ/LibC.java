@@ -24,6 +24,7 @@ public final class LibC {
   public static final int O_CREAT = 0100;
   public static final int O_EXCL = 0200;
   public static final int O_TRUNC = 01000;
+  public static final int O_APPEND = 02000;
   public static final int O_CLOEXEC = 02000000;
   /** Differs by architecture: arm64 swapped it with O_DIRECTORY. */
   public static final int O_DIRECT = ARM64 ? 0200000 : 040000;
@@ -127,6 +128,9 @@ public final class LibC {
 
     @SaveError
     int pipe(@jnr.ffi.annotations.Out int[] fds);
+
+    @SaveError
+    int dup2(int oldfd, int newfd);
 
     @SaveError
     @ssize_t
@@ -427,6 +431,28 @@ public final class LibC {
   }
 
   /** pipe(2): {read end, write end}. */
+  private static final int F_DUPFD_CLOEXEC = 1030;
+
+  /** dup(2), close-on-exec: a second descriptor of the same open file. */
+  public static int dup(int fd) throws NativeIOException {
+    int rc = API.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (rc < 0) {
+      throw error("dup");
+    }
+    return rc;
+  }
+
+  /** dup2(2): makes {@code newfd} another descriptor of {@code oldfd}'s file (inherited). */
+  public static void dup2(int oldfd, int newfd) throws NativeIOException {
+    int rc;
+    do {
+      rc = API.dup2(oldfd, newfd);
+    } while (rc < 0 && RUNTIME.getLastError() == EINTR);
+    if (rc < 0) {
+      throw error("dup2");
+    }
+  }
+
   public static int[] pipe() throws NativeIOException {
     int[] fds = new int[2];
     if (API.pipe(fds) < 0) {

@@ -1,0 +1,196 @@
+package io.wcfs.core;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The files the engine knows (open through the mount, or holding something in the cache), by
+ * their backing file's {@code (st_dev, st_ino)} in this mount and by file-table slot, and the
+ * free file-table slots. The one place a file is dropped from memory ({@link
+ * #forgetIfUnused}). Every field is guarded by the engine's index monitor ({@code index},
+ * the {@link SlotTable}); methods marked "needs index" want it held by the caller.
+ */
+final class FileRegistry {
+  private static final Logger LOG = LoggerFactory.getLogger(FileRegistry.class);
+
+  private final Object index;
+  private final BackingStore backing;
+  private final Map<CachedFile.Key, CachedFile> files = new HashMap<>();
+  private final CachedFile[] byFileSlot;
+  /** Free file-table slots, a stack. */
+  private final int[] freeFileSlots;
+  private int freeFileSlotCount;
+
+  FileRegistry(Object index, BackingStore backing, int fileSlots) {
+    this.index = index;
+    this.backing = backing;
+    this.byFileSlot = new CachedFile[fileSlots];
+    this.freeFileSlots = new int[fileSlots];
+  }
+
+  /** The file at {@code path} (a regular backing file), with one more handle on it. */
+  CachedFile open(String path) throws IOException {
+    BackingStore.Stat st = backing.stat(path);
+    if (st == null) {
+      throw new java.nio.file.NoSuchFileException(path);
+    }
+    if (!st.regularFile()) {
+      throw new IOException(path + " is not a regular file");
+    }
+    CachedFile.Key key = new CachedFile.Key(st.dev(), st.ino());
+    synchronized (index) {
+      CachedFile f = files.get(key);
+      if (f == null) {
+        f = new CachedFile(st.dev(), st.ino(), path, st.size(), st.mtimeNanos());
+        f.writeThrough = !CacheLayout.pathFits(path);
+        if (f.writeThrough) {
+          LOG.info("{}: path longer than {} bytes, writes go straight to the backing file", path,
+              CacheLayout.MAX_PATH_BYTES);
+        }
+        files.put(key, f);
+      }
+      f.handles++;
+      return f;
+    }
+  }
+
+  /**
+   * Drops an idle file from memory: no handle, nothing cached, no backing fsync owed (the
+   * descriptor stays open for that fsync, which must reach the file whatever its name is by
+   * then). Needs the file's lock and index.
+   */
+  void forgetIfUnused(CachedFile f) throws IOException {
+    if (f.handles == 0 && f.fileSlot < 0 && f.versionSeq == CacheLayout.FREE
+        && !f.owesBackingSync && !f.backingSyncRunning) {
+      if (files.get(f.key()) == f) {
+        files.remove(f.key());
+      }
+      if (f.file != null) {
+        f.file.close();
+        f.file = null;
+      }
+    }
+  }
+
+  /** The file's open backing file, opened by its path the first time. */
+  BackingStore.BackingFile backingFile(CachedFile f) throws IOException {
+    synchronized (f) {
+      if (f.file == null) {
+        if (f.path == null) {
+          throw new IOException("backing file of inode " + f.ino + " has no name left");
+        }
+        f.file = backing.open(f.path);
+      }
+      return f.file;
+    }
+  }
+
+  /** The file the engine knows at {@code st}, or null. */
+  CachedFile known(BackingStore.Stat st) {
+    return known(st.dev(), st.ino());
+  }
+
+  CachedFile known(long dev, long ino) {
+    synchronized (index) {
+      return files.get(new CachedFile.Key(dev, ino));
+    }
+  }
+
+  /** Needs index. The file whose blocks file-table slot {@code fileSlot} holds. */
+  CachedFile bySlot(int fileSlot) {
+    return byFileSlot[fileSlot];
+  }
+
+  /** Needs index. Whether a file slot is free to take. */
+  boolean hasFreeSlot() {
+    return freeFileSlotCount > 0;
+  }
+
+  /** Needs index. Gives {@code f} a file-table slot. */
+  void takeSlot(CachedFile f) {
+    f.fileSlot = freeFileSlots[--freeFileSlotCount];
+    byFileSlot[f.fileSlot] = f;
+    f.version = 1; // storeFileMeta switches to version 0
+    f.versionSeq = CacheLayout.FREE;
+  }
+
+  /** Needs index. A file slot whose versions are free on the device may be reused. */
+  void slotFreed(int fileSlot) {
+    byFileSlot[fileSlot] = null;
+    freeFileSlots[freeFileSlotCount++] = fileSlot;
+  }
+
+  /** Needs index. Files whose path is {@code dir} or below it. */
+  List<CachedFile> under(String dir) {
+    List<CachedFile> out = new ArrayList<>();
+    for (CachedFile f : files.values()) {
+      String p = f.path;
+      if (p != null && (p.equals(dir) || p.startsWith(dir + "/"))) {
+        out.add(f);
+      }
+    }
+    return out;
+  }
+
+  /** Needs index. A copy of every file known. */
+  List<CachedFile> all() {
+    return new ArrayList<>(files.values());
+  }
+
+  /** Needs index. Another file already has this backing file. */
+  boolean taken(BackingStore.Stat st) {
+    return files.containsKey(new CachedFile.Key(st.dev(), st.ino()));
+  }
+
+  /** Needs index. Recovery: {@code fileSlot} holds {@code f}, or (f null) is free. */
+  void recovered(int fileSlot, CachedFile f) {
+    if (f == null) {
+      freeFileSlots[freeFileSlotCount++] = fileSlot;
+    } else {
+      byFileSlot[fileSlot] = f;
+      files.put(f.key(), f);
+    }
+  }
+
+  /** Needs index. The file's backing file is now another one (lost+found). */
+  void rekey(CachedFile f, long dev, long ino, String path) {
+    if (files.get(f.key()) == f) {
+      files.remove(f.key());
+    }
+    f.dev = dev;
+    f.ino = ino;
+    f.path = path;
+    files.put(f.key(), f);
+  }
+
+  /** Needs index. */
+  int size() {
+    return files.size();
+  }
+
+  /** Needs index. */
+  long heapBytes() {
+    long bytes = 4L * freeFileSlots.length + 8L * byFileSlot.length;
+    for (CachedFile f : files.values()) {
+      bytes += f.blocks.heapBytes() + 128;
+    }
+    return bytes;
+  }
+
+  /** Closes every open backing file (the engine is stopping). */
+  void closeAll() throws IOException {
+    synchronized (index) {
+      for (CachedFile f : files.values()) {
+        if (f.file != null) {
+          f.file.close();
+          f.file = null;
+        }
+      }
+    }
+  }
+}

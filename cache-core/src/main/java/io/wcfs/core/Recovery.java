@@ -1,0 +1,240 @@
+package io.wcfs.core;
+
+import java.io.IOException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Recovery at mount: rebuilds the engine's memory from what {@link CacheScan} read, matches
+ * every recorded file to the backing directory by its path (the truth; inode numbers are
+ * hints), frees what never committed, finishes interrupted truncates and unlinks, and applies
+ * recorded sizes of files with no blocks left. Nothing is written before everything was read
+ * and checked, so a cache refused as corrupt is left exactly as it was.
+ */
+final class Recovery {
+  private static final Logger LOG = LoggerFactory.getLogger(Recovery.class);
+
+  private final CacheMemory mem;
+  private final CacheLayout layout;
+  private final BackingStore backing;
+  private final SlotTable table;
+  private final FileRegistry files;
+  private final Epochs epochs;
+  private final Writeback writeback;
+  private final Counters counters;
+
+  Recovery(CacheMemory mem, CacheLayout layout, BackingStore backing, SlotTable table,
+      FileRegistry files, Epochs epochs, Writeback writeback, Counters counters) {
+    this.mem = mem;
+    this.layout = layout;
+    this.backing = backing;
+    this.table = table;
+    this.files = files;
+    this.epochs = epochs;
+    this.writeback = writeback;
+    this.counters = counters;
+  }
+
+  /**
+   * Rebuilds the index from the device: uncommitted records and stale versions are freed;
+   * each file goes to its recorded path (see {@link #recoverFile}); a file whose unlink was
+   * interrupted after the name was gone is dropped; a backing file longer than its recorded
+   * size (a cut truncate) is cut to that size.
+   */
+  void run(long bootId) throws IOException {
+    // Same boot: only the daemon died (kill -9, OOM, a bug); the machine kept every store it
+    // made into the mapping, flushed or not. After a reboot only what was committed counts.
+    boolean sameBoot = bootId != 0 && layout.boot() == bootId;
+    CacheScan scan = CacheScan.of(layout, sameBoot);
+    if (!scan.problems.isEmpty()) {
+      throw new CacheFormatException("cache corruption: " + scan.problems.get(0)
+          + "; `wcfs check` lists the cache contents");
+    }
+    long seqCount = scan.seqCount;
+    int dropped0 = 0;
+    for (int i = 0; i < scan.stale.size(); i++) {
+      if (layout.entrySeq(scan.stale.get(i)) >= seqCount) {
+        dropped0++;
+      }
+    }
+    if (sameBoot) {
+      seqCount = commitOpenEpoch(scan);
+      counters.recovered("same boot (only the daemon stopped): kept "
+          + scan.openEpochEntries.size() + " uncommitted blocks and "
+          + scan.openEpochVersions.size() + " file versions whose writes had completed");
+    } else {
+      counters.recovered((layout.boot() == 0 ? "first mount" : "after a reboot")
+          + ": kept committed data only; " + dropped0 + " uncommitted blocks dropped");
+    }
+    epochs.recovered(seqCount);
+    IntList freedFileSlots = new IntList();
+    for (int fs = scan.files.length - 1; fs >= 0; fs--) { // the free stack hands out 0 first
+      CacheScan.FileRecord r = scan.files[fs];
+      CachedFile f = r == null ? null : recoverFile(fs, r.v(), r.version());
+      if (f == null && r != null) {
+        freedFileSlots.add(fs);
+      }
+      files.recovered(fs, f);
+    }
+    IntList uncommittedVersions = scan.uncommittedVersions;
+    IntList dropped = scan.stale;
+    int liveCount = 0;
+    for (int s : scan.live) { // oldest first: the order writeback follows
+      long loc = layout.entryLocation(s);
+      CachedFile f = files.bySlot(CacheLayout.locationFileSlot(loc));
+      if (f == null) {
+        dropped.add(s); // its file's unlink was finished above
+        continue;
+      }
+      f.blocks.put(CacheLayout.locationBlock(loc), s);
+      table.recovered(s);
+      liveCount++;
+    }
+    for (CachedFile f : files.all()) {
+      if (f.backingLonger) {
+        finishTruncate(f);
+      }
+    }
+    for (int i = 0; i < uncommittedVersions.size(); i++) {
+      int fv = uncommittedVersions.get(i);
+      layout.storeFileVersionFree(fv / 2, fv % 2);
+      layout.flushFileVersion(fv / 2, fv % 2);
+    }
+    for (int i = 0; i < dropped.size(); i++) {
+      layout.storeEntryFree(dropped.get(i));
+      layout.flushEntry(dropped.get(i));
+    }
+    mem.commit();
+    for (int i = 0; i < freedFileSlots.size(); i++) {
+      epochs.storeFileSlotFree(freedFileSlots.get(i));
+    }
+    mem.commit();
+    table.recoveredFreeList();
+    // Files with a recorded size but no blocks left: apply the size, release the slot.
+    for (CachedFile f : files.all()) {
+      if (f.blocks.size() == 0) {
+        f.lock.writeLock().lock();
+        try {
+          writeback.copyToBacking(f, new long[0], new int[0], f.size, f.mtimeNanos);
+          writeback.freeWrittenBack(f, new long[0], new int[0]);
+        } catch (IOException e) {
+          LOG.warn("{}: could not apply the recorded size {} yet ({}); kept in the cache", f.path,
+              f.size, e.toString());
+        } finally {
+          f.lock.writeLock().unlock();
+        }
+      }
+    }
+    if (liveCount > 0 || dropped.size() > 0) {
+      LOG.info("recovered {} committed blocks in {} files; dropped {} uncommitted or stale",
+          liveCount, files.size(), dropped.size());
+    }
+  }
+
+  /**
+   * Commits the open epoch's complete records, as the commit the daemon did not get to would
+   * have: first the open epoch's records that were not taken (a write in flight) are freed, so
+   * the new seq_count cannot make them count; then the taken ones are flushed; then seq_count.
+   * Returns the new seq_count.
+   */
+  private long commitOpenEpoch(CacheScan scan) throws IOException {
+    long seqCount = scan.seqCount;
+    if (scan.openEpochEntries.isEmpty() && scan.openEpochVersions.isEmpty()) {
+      return seqCount;
+    }
+    for (int i = 0; i < scan.stale.size(); i++) {
+      int s = scan.stale.get(i);
+      if (layout.entrySeq(s) >= seqCount) {
+        layout.storeEntryFree(s);
+        layout.flushEntry(s);
+      }
+    }
+    for (int i = 0; i < scan.uncommittedVersions.size(); i++) {
+      int fv = scan.uncommittedVersions.get(i);
+      layout.storeFileVersionFree(fv / 2, fv % 2);
+      layout.flushFileVersion(fv / 2, fv % 2);
+    }
+    for (int i = 0; i < scan.openEpochEntries.size(); i++) {
+      layout.flushBlock(scan.openEpochEntries.get(i));
+      layout.flushEntry(scan.openEpochEntries.get(i));
+    }
+    for (int i = 0; i < scan.openEpochVersions.size(); i++) {
+      int fv = scan.openEpochVersions.get(i);
+      layout.flushFileVersion(fv / 2, fv % 2);
+    }
+    mem.commit();
+    layout.storeSeqCount(seqCount + 1);
+    mem.commit();
+    LOG.info("same-boot recovery: committed {} blocks and {} file versions that the daemon had"
+        + " stored but not committed when it stopped", scan.openEpochEntries.size(),
+        scan.openEpochVersions.size());
+    return seqCount + 1;
+  }
+
+  /**
+   * A committed file slot: the path it records is the truth (DESIGN.md, "Identity"). A
+   * different inode number at that path (network filesystems renumber inodes when remounted;
+   * a file replaced behind wcfs's back) is logged and counted, and the blocks go to the path as
+   * a block cache's go to its origin. A path that no longer holds a regular file gives the
+   * blocks nowhere to go: they go to lost+found. Nothing committed is dropped here.
+   */
+  private CachedFile recoverFile(int fs, CacheLayout.FileVersion v, int version)
+      throws IOException {
+    String path = v.path();
+    BackingStore.Stat st = backing.stat(path);
+    String lost = null;
+    boolean sameDevice = st != null && (v.dev() == 0 || CacheLayout.devHint(st.dev()) == v.dev());
+    boolean sameInode = sameDevice && st.ino() == v.ino();
+    if (v.unlinking() && (st == null || (sameDevice && !sameInode))) {
+      // The name is gone, or (same filesystem, no remount in between) holds the file renamed
+      // over it: the unlink or rename happened; finish it.
+      LOG.info("cache slot {}: the unlink of {} (or rename over it) was interrupted after the"
+          + " backing directory changed; finishing it", fs, path);
+      return null;
+    }
+    if (v.unlinking() && !sameInode) {
+      // Another filesystem instance (remounted, so inode numbers say nothing): whether the
+      // name still holds this file cannot be told, so its data is kept apart.
+      lost = "was being unlinked or renamed over when wcfs stopped, and its backing"
+          + " filesystem was remounted since";
+    } else if (st == null || !st.regularFile()) {
+      lost = st == null ? "no longer exists in the backing directory"
+          : "is no longer a regular file in the backing directory";
+    } else if (files.taken(st)) {
+      lost = "now names the same file as another path the cache holds data for";
+    }
+    if (lost != null) {
+      String to = Writeback.lostAndFoundPath(path, fs, v.seq());
+      LOG.error("cache slot {}: {} {}; its committed data (size {}) goes to {} instead",
+          fs, path, lost, v.size(), to);
+      backing.createFile(to);
+      counters.lostAndFound.increment();
+      path = to;
+      st = backing.stat(path);
+      if (st == null) {
+        throw new IOException("could not create " + to + " in the backing directory");
+      }
+    } else if (!sameInode) {
+      counters.inodeHintMismatches.increment();
+      LOG.warn("cache slot {}: {} was inode {} when cached and is inode {} now (a network"
+          + " filesystem remounted, or the file replaced behind wcfs's back); the cache's"
+          + " record of the path wins: its committed data goes to {}", fs, path, v.ino(),
+          st.ino(), path);
+    }
+    CachedFile f = new CachedFile(st.dev(), st.ino(), path, v.size(), v.mtimeNanos());
+    f.fileSlot = fs;
+    f.version = version;
+    f.versionSeq = v.seq();
+    f.backingLonger = st.size() > v.size();
+    return f;
+  }
+
+  /** Where a file's blocks go when their path is gone: BACKING/.wcfs-lost+found/. */
+  /** A truncate committed before the crash: finish it before anyone reads the old tail. */
+  private void finishTruncate(CachedFile f) throws IOException {
+    try (BackingStore.BackingFile file = backing.open(f.path)) {
+      file.truncate(f.size);
+      file.sync();
+    }
+  }
+}
