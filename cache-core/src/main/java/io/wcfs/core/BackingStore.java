@@ -39,6 +39,16 @@ public interface BackingStore {
 
   void rename(String from, String to) throws IOException;
 
+  /**
+   * Asked before every writeback batch: throws when this cache may not write to the backing
+   * directory now, e.g. because its claim on a directory of a shared filesystem lapsed or was
+   * taken over by another machine (DESIGN.md, "Backing directory on a shared or distributed
+   * filesystem"). The batch then fails as after a backing I/O error: its blocks stay in the
+   * cache and writeback retries with backoff. The exception's message says why and is shown by
+   * status. Always allowed by default.
+   */
+  default void checkMayWriteBack() throws IOException {}
+
   /** The directory's identity, recorded in the superblock. */
   CacheLayout.BackingIdentity identity() throws IOException;
 

@@ -29,6 +29,17 @@ public final class DirectoryBackingStore implements BackingStore {
   private boolean closed;
   /** Runs before every call that may wait for the disk (the FUSE loop hands on its leader). */
   private final Runnable beforeIo;
+  /**
+   * Asked before every writeback batch and every change this store makes to the backing
+   * directory (a claim's lease on a shared filesystem); allows everything until set.
+   */
+  private volatile WriteGuard writeGuard = () -> { };
+
+  /** Whether this cache may change the backing directory now; throws, saying why, if not. */
+  @FunctionalInterface
+  public interface WriteGuard {
+    void check() throws IOException;
+  }
 
   public DirectoryBackingStore(Path root) throws IOException {
     this(root, () -> { });
@@ -42,6 +53,16 @@ public final class DirectoryBackingStore implements BackingStore {
 
   public Path root() {
     return root;
+  }
+
+  /** Installs the check made before every writeback batch and every change of the store. */
+  public void setWriteGuard(WriteGuard guard) {
+    this.writeGuard = guard;
+  }
+
+  @Override
+  public void checkMayWriteBack() throws IOException {
+    writeGuard.check();
   }
 
   /**
@@ -96,7 +117,7 @@ public final class DirectoryBackingStore implements BackingStore {
     beforeIo.run();
     try {
       int fd = LibC.openat(rootFd, atPath(path), LibC.O_RDWR | LibC.O_CLOEXEC, 0);
-      return new FdFile(fd, fd, display(path), beforeIo);
+      return new FdFile(this, fd, fd, display(path), beforeIo);
     } catch (NativeIOException e) {
       if (e.errno() == ENOENT) { // callers tell a vanished file from a failing disk
         throw new NoSuchFileException(display(path).toString());
@@ -105,12 +126,13 @@ public final class DirectoryBackingStore implements BackingStore {
         throw e;
       }
     }
-    return new FdFile(LibC.openat(rootFd, atPath(path), LibC.O_RDONLY | LibC.O_CLOEXEC, 0), -1,
-        display(path), beforeIo);
+    return new FdFile(this, LibC.openat(rootFd, atPath(path), LibC.O_RDONLY | LibC.O_CLOEXEC, 0),
+        -1, display(path), beforeIo);
   }
 
   @Override
   public void createFile(String path) throws IOException {
+    writeGuard.check();
     beforeIo.run();
     // Parents relative to the root's descriptor too, never by the root's path: a wcfs mounted
     // in place covers that path with itself.
@@ -176,12 +198,14 @@ public final class DirectoryBackingStore implements BackingStore {
 
   @Override
   public void unlink(String path) throws IOException {
+    writeGuard.check();
     beforeIo.run();
     LibC.check(LibC.unlinkat(rootFd, atPath(path), 0), "unlink " + path);
   }
 
   @Override
   public void rename(String from, String to) throws IOException {
+    writeGuard.check();
     beforeIo.run();
     LibC.check(LibC.renameat(rootFd, atPath(from), rootFd, atPath(to)),
         "rename " + from + " to " + to);
@@ -204,6 +228,8 @@ public final class DirectoryBackingStore implements BackingStore {
     /** The path the file was opened with: for messages only, it may name nothing by now. */
     private final Path path;
     private final Runnable beforeIo;
+    /** Whose write guard is asked before every write and truncate. */
+    private final DirectoryBackingStore store;
     /**
      * Writes, truncates and fsyncs go here: {@code fd} when it was opened for writing, else -1
      * until {@link #writeFd} reopens the file for writing (each writeback retry tries again, so
@@ -219,7 +245,8 @@ public final class DirectoryBackingStore implements BackingStore {
      * nothing (or another file) and make writeback think the file was gone. {@code path} only
      * names the file in error messages.
      */
-    FdFile(int fd, int writeFd, Path path, Runnable beforeIo) {
+    FdFile(DirectoryBackingStore store, int fd, int writeFd, Path path, Runnable beforeIo) {
+      this.store = store;
       this.beforeIo = beforeIo;
       this.fd = fd;
       this.writeFd = writeFd;
@@ -250,12 +277,14 @@ public final class DirectoryBackingStore implements BackingStore {
 
     @Override
     public void write(long position, long srcAddress, long length) throws IOException {
+      store.writeGuard.check();
       beforeIo.run();
       LibC.pwrite(writeFd(), srcAddress, length, position);
     }
 
     @Override
     public void writeBlocks(long position, IoVec data, boolean direct) throws IOException {
+      store.writeGuard.check();
       beforeIo.run();
       int wfd = writeFd();
       if (direct && (position & (DIRECT_ALIGN - 1)) == 0 && data.aligned(DIRECT_ALIGN)
@@ -300,6 +329,7 @@ public final class DirectoryBackingStore implements BackingStore {
 
     @Override
     public void truncate(long size) throws IOException {
+      store.writeGuard.check();
       beforeIo.run();
       LibC.ftruncate(writeFd(), size);
     }

@@ -287,6 +287,12 @@ final class Writeback implements AutoCloseable {
   private void writeBackBatch(List<CachedFile> groupFiles, List<int[]> groupSlots)
       throws IOException {
     try {
+      // Hook (issue 14): may this cache write back now? A claimed backing directory on a
+      // shared filesystem says no once its lease lapsed or another machine took it over.
+      // Throwing fails the batch like a backing I/O error: blocks stay cached, retried later.
+      if (!groupFiles.isEmpty()) {
+        backing.checkMayWriteBack();
+      }
       for (int g = 0; g < groupFiles.size(); g++) {
         writeBackGroup(groupFiles.get(g), groupSlots.get(g));
       }

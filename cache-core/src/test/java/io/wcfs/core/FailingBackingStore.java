@@ -12,6 +12,8 @@ final class FailingBackingStore implements BackingStore {
   volatile boolean failing;
   volatile int failures;
   volatile int slowWriteMillis;
+  /** Answers no to {@link #checkMayWriteBack} (a lost claim) while set; writes still work. */
+  volatile boolean refuseWriteback;
 
   FailingBackingStore(Path root) throws IOException {
     real = new DirectoryBackingStore(root);
@@ -21,6 +23,13 @@ final class FailingBackingStore implements BackingStore {
     if (failing) {
       failures++;
       throw new IOException("injected backing failure: " + what);
+    }
+  }
+
+  @Override
+  public void checkMayWriteBack() throws IOException {
+    if (refuseWriteback) {
+      throw new IOException("claim lost (test): may not write back");
     }
   }
 

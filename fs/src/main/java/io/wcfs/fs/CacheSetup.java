@@ -138,6 +138,17 @@ final class CacheSetup {
     return Math.max(64L << 20, Math.min(1L << 30, free / 4 / (1 << 20) * (1 << 20)));
   }
 
+  /** Whether the cache file holds committed data not yet written back; read only. */
+  static boolean holdsData(Path cacheFile) throws IOException {
+    if (!Files.exists(cacheFile)) {
+      return false;
+    }
+    try (PmemCacheMemory mem = map(cacheFile, FlushStrategy.MSYNC)) {
+      return CacheLayout.inspect(mem) == CacheLayout.Contents.WCFS_CACHE
+          && io.wcfs.core.CacheInspector.inspect(mem).committedBlocks() > 0;
+    }
+  }
+
   static PmemCacheMemory map(Path cacheFile, FlushStrategy strategy) throws IOException {
     if (!Files.isReadable(cacheFile) || !Files.isWritable(cacheFile)) {
       throw new AccessDeniedException(cacheFile.toString(), null,

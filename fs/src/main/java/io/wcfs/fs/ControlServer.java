@@ -30,13 +30,17 @@ final class ControlServer implements AutoCloseable {
   private final Path socket;
   private final ServerSocketChannel server;
   private final WriteCache cache;
+  /** The mount's claim on its backing directory: a flush gives up once it is lost. */
+  private final BackingClaim claim;
   private final Supplier<Map<String, Object>> mountInfo;
   private final Thread thread;
 
-  ControlServer(Path socket, WriteCache cache, Supplier<Map<String, Object>> mountInfo)
+  ControlServer(Path socket, WriteCache cache, BackingClaim claim,
+      Supplier<Map<String, Object>> mountInfo)
       throws IOException {
     this.socket = socket;
     this.cache = cache;
+    this.claim = claim;
     this.mountInfo = mountInfo;
     Files.deleteIfExists(socket);
     server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
@@ -100,7 +104,7 @@ final class ControlServer implements AutoCloseable {
     try {
       CacheStats before = cache.stats();
       long start = System.nanoTime();
-      cache.flush(Long.MAX_VALUE / 2_000_000);
+      BackingClaim.drain(cache, claim, Long.MAX_VALUE / 2_000_000);
       long nanos = System.nanoTime() - start;
       progress.interrupt();
       progress.join();
@@ -109,7 +113,9 @@ final class ControlServer implements AutoCloseable {
       send(out, "done " + bytes + " " + nanos + "\n");
     } catch (IOException e) {
       progress.interrupt();
-      send(out, "error " + e.getMessage() + "\n");
+      // "lost": the claim on the backing directory is gone, writeback will not happen here
+      send(out, (claim != null && claim.lostReason() != null ? "lost " : "error ")
+          + e.getMessage() + "\n");
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }

@@ -47,11 +47,31 @@ final class Daemon {
       Files.writeString(ownerFile, "the wcfs mount at " + spec.mountpoint() + " (pid "
           + ProcessHandle.current().pid() + ")");
       try {
-        DirectoryBackingStore backing = new DirectoryBackingStore(spec.backing(),
-            FuseLoop::handOff);
-        WriteCache cache = CacheSetup.open(spec.cacheFile(), backing, spec.config(),
-            spec.strategy());
-        serve(spec, cache, backing, ready);
+        // The claim comes before recovery, which may already write to the backing directory.
+        BackingClaim.Options claimOptions = spec.claimOptions();
+        claimOptions.say = msg -> {
+          if (ready != null) {
+            ready.println("SAY " + msg);
+            ready.flush();
+          } else {
+            System.err.println("wcfs: " + msg);
+          }
+        };
+        claimOptions.cacheHoldsData = () -> CacheSetup.holdsData(spec.cacheFile());
+        BackingClaim claim = BackingClaim.acquire(spec.backing(), spec.cacheFile(),
+            spec.mountpoint(), claimOptions);
+        boolean clean = false;
+        try {
+          DirectoryBackingStore backing = new DirectoryBackingStore(spec.backing(),
+              FuseLoop::handOff);
+          backing.setWriteGuard(claim::checkMayWrite);
+          WriteCache cache = CacheSetup.open(spec.cacheFile(), backing, spec.config(),
+              spec.strategy());
+          serve(spec, cache, backing, claim, ready);
+          clean = true; // everything was written back
+        } finally {
+          claim.release(clean);
+        }
       } finally {
         Files.deleteIfExists(ownerFile);
       }
@@ -69,7 +89,7 @@ final class Daemon {
   }
 
   private static void serve(MountSpec spec, WriteCache cache, DirectoryBackingStore backing,
-      PrintStream ready)
+      BackingClaim claim, PrintStream ready)
       throws IOException {
     WcfsFileSystem fs = new WcfsFileSystem(cache, backing);
     CountDownLatch drained = new CountDownLatch(1);
@@ -90,7 +110,8 @@ final class Daemon {
     }, "wcfs-shutdown");
     Runtime.getRuntime().addShutdownHook(hook);
     ControlServer[] control = new ControlServer[1];
-    Thread watcher = new Thread(() -> announceWhenMounted(spec, fs, cache, ready, control),
+    Thread watcher = new Thread(() -> announceWhenMounted(spec, fs, cache, claim, ready,
+        control),
         "wcfs-mount-watch");
     watcher.setDaemon(true);
     watcher.start();
@@ -107,6 +128,13 @@ final class Daemon {
       LOG.info(served ? "{} unmounted; writing back every cached block"
           : "{} could not be mounted; closing the cache", spec.mountpoint());
       try {
+        try {
+          // Gives up at once if the claim is lost for good: writeback would retry forever.
+          BackingClaim.drain(cache, claim, TimeUnit.HOURS.toMillis(24));
+        } catch (IOException e) {
+          cache.abandon();
+          throw e;
+        }
         cache.close(TimeUnit.HOURS.toMillis(24));
         LOG.info("all data written back to {}; cache {} is clean", spec.backing(),
             spec.cacheFile());
@@ -144,7 +172,7 @@ final class Daemon {
   }
 
   private static void announceWhenMounted(MountSpec spec, WcfsFileSystem fs, WriteCache cache,
-      PrintStream ready, ControlServer[] control) {
+      BackingClaim claim, PrintStream ready, ControlServer[] control) {
     try {
       long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
       while (!Mounts.isWcfs(spec.mountpoint())) {
@@ -154,8 +182,8 @@ final class Daemon {
         }
         Thread.sleep(10);
       }
-      control[0] = new ControlServer(RuntimeDir.socketFor(spec.mountpoint()), cache,
-          () -> mountInfo(spec, fs));
+      control[0] = new ControlServer(RuntimeDir.socketFor(spec.mountpoint()), cache, claim,
+          () -> mountInfo(spec, fs, claim));
       LOG.info("mounted {} over {} with cache {} ({})", spec.mountpoint(), spec.backing(),
           spec.cacheFile(), cache.stats().memory());
       if (ready != null) {
@@ -169,10 +197,11 @@ final class Daemon {
     }
   }
 
-  static Map<String, Object> mountInfo(MountSpec spec, WcfsFileSystem fs) {
+  static Map<String, Object> mountInfo(MountSpec spec, WcfsFileSystem fs, BackingClaim claim) {
     Map<String, Object> m = new LinkedHashMap<>();
     m.put("mountpoint", spec.mountpoint().toString());
     m.put("backing", spec.backing().toString());
+    m.put("claim", claim.status());
     m.put("cache", spec.cacheFile().toString());
     m.put("pid", ProcessHandle.current().pid());
     m.put("log", spec.logFile() == null ? "stderr" : spec.logFile().toString());

@@ -214,6 +214,22 @@ public final class Main {
         + " spares a wakeup per request under load, 0 turns it off.")
     int spinMicros = 50;
 
+    @Option(names = "--take-over", description = "Take BACKING over from a wcfs (on this or"
+        + " another machine) that stopped without releasing it, e.g. on a dead machine: waits"
+        + " out its lease; whatever its cache had not written back is lost to BACKING.")
+    boolean takeOver;
+
+    @Option(names = "--single-machine", description = "Mount although BACKING's filesystem has"
+        + " no locks that span machines (sshfs, NFS with nolock): you promise that no other"
+        + " machine writes there.")
+    boolean singleMachine;
+
+    @Option(names = "--lease", paramLabel = "MS", defaultValue = "30000", description = "Lease"
+        + " of the claim on BACKING: renewed every quarter of it, writeback pauses when it was"
+        + " not renewed for three quarters of it, --take-over waits it out (default"
+        + " ${DEFAULT-VALUE} ms).")
+    long leaseMs;
+
     @Option(names = "--ready-fd-stdout", hidden = true)
     boolean readyOnStdout;
 
@@ -243,6 +259,10 @@ public final class Main {
       }
       if (spinMicros < 0 || spinMicros > 10_000) {
         throw new UsageException("--spin-us " + spinMicros + " is out of range: give 0 to 10000");
+      }
+      if (leaseMs < 1000 || leaseMs > 3_600_000) {
+        throw new UsageException("--lease " + leaseMs + " is out of range: give 1000 to 3600000"
+            + " ms");
       }
       if (!Files.exists(Path.of("/dev/fuse"))) {
         throw new UsageException("/dev/fuse is missing: load the fuse module (modprobe fuse)"
@@ -323,7 +343,7 @@ public final class Main {
         log = RuntimeDir.dir().resolve("wcfs-" + mp.getFileName() + ".log");
       }
       return new MountSpec(cacheReal, back, mp, config, strategy, size, opts, allowOther,
-          threads, spinMicros, log);
+          threads, spinMicros, log, takeOver, singleMachine, leaseMs);
     }
 
     /**
@@ -384,6 +404,13 @@ public final class Main {
         cmd.add("--cleaner");
       }
       cmd.addAll(List.of("--threads", "" + threads, "--spin-us", "" + spinMicros));
+      cmd.addAll(List.of("--lease", "" + leaseMs));
+      if (takeOver) {
+        cmd.add("--take-over");
+      }
+      if (singleMachine) {
+        cmd.add("--single-machine");
+      }
       for (String o : fuseOptions) {
         cmd.add("-o");
         cmd.add(o);
@@ -403,6 +430,10 @@ public final class Main {
                 + spec.backing() + ", cache " + spec.cacheFile() + ", log " + spec.logFile()
                 + ")");
             return 0;
+          }
+          if (line.startsWith("SAY ")) { // the daemon tells the person mounting (take-over)
+            System.err.println("wcfs: " + line.substring(4));
+            continue;
           }
           if (line.startsWith("PROGRESS ")) {
             System.err.println("wcfs: " + line.substring(9));
@@ -453,7 +484,13 @@ public final class Main {
         mp = mp.toRealPath();
       }
       long pid = daemonPid(mp);
-      Flush.drain(mp, "writing back before unmount");
+      try {
+        Flush.drain(mp, "writing back before unmount");
+      } catch (ClaimLostException e) {
+        // Another machine took the backing directory over: nothing will be written back from
+        // here, waiting for it would hang; the data stays in the cache.
+        System.err.println("wcfs: " + e.getMessage() + "; unmounting without writing back");
+      }
       Mounts.fusermountUnmount(mp, false);
       ProcessHandle.of(pid).ifPresent(h -> {
         try {
@@ -515,12 +552,15 @@ public final class Main {
     static String drain(Path mp, String what) throws IOException {
       long start = System.nanoTime();
       String[] error = {null};
+      String[] lost = {null};
       String[] done = {""};
       ControlClient.request(mp, "flush", line -> {
         if (line.startsWith("progress ") && System.nanoTime() - start > 1_000_000_000L) {
           System.err.println("wcfs: " + what + ": " + line.substring(9) + " blocks left");
         } else if (line.startsWith("error ")) {
           error[0] = line.substring(6);
+        } else if (line.startsWith("lost ")) {
+          lost[0] = line.substring(5);
         } else if (line.startsWith("done ")) {
           String[] f = line.split(" ");
           long bytes = Long.parseLong(f[1]);
@@ -531,10 +571,20 @@ public final class Main {
           }
         }
       });
+      if (lost[0] != null) {
+        throw new ClaimLostException(lost[0]);
+      }
       if (error[0] != null) {
         throw new IOException("writeback failed, data stays in the cache: " + error[0]);
       }
       return done[0];
+    }
+  }
+
+  /** The mount lost its claim on the backing directory: its writeback will not happen. */
+  static final class ClaimLostException extends IOException {
+    ClaimLostException(String message) {
+      super(message);
     }
   }
 
@@ -613,6 +663,14 @@ public final class Main {
     @Parameters(index = "0", paramLabel = "CACHE") Path cache;
     @Parameters(index = "1", paramLabel = "BACKING") Path backing;
 
+    @Option(names = "--take-over", description = "As for mount: take BACKING over from a wcfs"
+        + " that stopped without releasing it.")
+    boolean takeOver;
+
+    @Option(names = "--single-machine", description = "As for mount: go on on a filesystem"
+        + " whose locks do not span machines.")
+    boolean singleMachine;
+
     @Override
     public Integer call() throws Exception {
       Path back = CacheSetup.realDirectory(backing, "backing directory",
@@ -631,12 +689,31 @@ public final class Main {
           throw new UsageException(file + " is not a wcfs cache; nothing to write back");
         }
       }
-      WriteCache wc = CacheSetup.open(file, new DirectoryBackingStore(back),
-          CacheConfig.DEFAULTS, FlushStrategy.AUTO);
-      long blocks = wc.stats().dirtyBlocks();
-      wc.close(TimeUnit.HOURS.toMillis(24));
-      System.out.println("wcfs: wrote " + blocks + " blocks back to " + back);
-      return 0;
+      BackingClaim.Options o = new BackingClaim.Options();
+      o.takeOver = takeOver;
+      o.singleMachine = singleMachine;
+      o.say = msg -> System.err.println("wcfs: " + msg);
+      o.cacheHoldsData = () -> CacheSetup.holdsData(file);
+      boolean clean = false;
+      BackingClaim claim = BackingClaim.acquire(back, file.toRealPath(), null, o);
+      try {
+        DirectoryBackingStore store = new DirectoryBackingStore(back);
+        store.setWriteGuard(claim::checkMayWrite);
+        WriteCache wc = CacheSetup.open(file, store, CacheConfig.DEFAULTS, FlushStrategy.AUTO);
+        long blocks = wc.stats().dirtyBlocks();
+        try {
+          BackingClaim.drain(wc, claim, TimeUnit.HOURS.toMillis(24));
+        } catch (IOException e) {
+          wc.abandon();
+          throw e;
+        }
+        wc.close(TimeUnit.HOURS.toMillis(24));
+        clean = true;
+        System.out.println("wcfs: wrote " + blocks + " blocks back to " + back);
+        return 0;
+      } finally {
+        claim.release(clean);
+      }
     }
   }
 }

@@ -8,4 +8,15 @@ import java.util.List;
 /** A validated mount request: real paths, engine config, FUSE options. */
 record MountSpec(Path cacheFile, Path backing, Path mountpoint, CacheConfig config,
     FlushStrategy strategy, long cacheSize, List<String> fuseOptions, boolean allowOther,
-    int threads, int spinMicros, Path logFile) {}
+    int threads, int spinMicros, Path logFile, boolean takeOver, boolean singleMachine,
+    long leaseMs) {
+
+  /** What the claim of the backing directory needs from the command line. */
+  BackingClaim.Options claimOptions() {
+    BackingClaim.Options o = new BackingClaim.Options();
+    o.takeOver = takeOver;
+    o.singleMachine = singleMachine;
+    o.leaseMs = leaseMs;
+    return o;
+  }
+}

@@ -64,6 +64,8 @@ final class WcfsFileSystem extends FuseStubFS {
   private static final int S_IXGRP = 00010;
 
   private final WriteCache cache;
+  /** The backing store: asked whether this mount may still change the backing directory. */
+  private final DirectoryBackingStore backing;
   /** The backing root (O_PATH): every name below it is reached relative to this. */
   private final int rootFd;
   private final int ownUid = LibC.geteuid();
@@ -101,6 +103,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   WcfsFileSystem(WriteCache cache, DirectoryBackingStore backing) {
     this.cache = cache;
+    this.backing = backing;
     this.rootFd = backing.rootFd();
   }
 
@@ -139,14 +142,41 @@ final class WcfsFileSystem extends FuseStubFS {
     return path.length() <= 1 ? "." : path.substring(1);
   }
 
+  /**
+   * {@code BACKING/.wcfs} (the claim, see {@link BackingClaim}) is wcfs's own: the mount does
+   * not show it, and nothing can be made or moved there.
+   */
+  static boolean reserved(String path) {
+    return path != null && (path.equals("/" + BackingClaim.DIR)
+        || path.startsWith("/" + BackingClaim.DIR + "/"));
+  }
+
   /** Runs an operation, mapping exceptions to -errno; nothing escapes into native code. */
   private int guard(String op, String path, IoCall call) {
+    if (reserved(path)) {
+      return switch (op) {
+        case "getattr", "open", "access", "readdir", "readlink", "release" ->
+            -ErrorCodes.ENOENT();
+        default -> -ErrorCodes.EPERM();
+      };
+    }
+    boolean changesBacking = false;
     switch (op) {
       // The engine's own calls to the backing disk hand off (Daemon's backing store does).
       case "read", "write", "fsync", "getattr", "release", "open" -> { }
       default -> FuseLoop.handOff(); // namespace operations here go to the backing directory
     }
+    switch (op) {
+      // Made here straight in the backing directory, not through the engine's store (whose
+      // own changes it checks itself): only while the claim on it holds.
+      case "chmod", "chown", "utimens", "mkdir", "rmdir", "link", "symlink", "mknod",
+          "create" -> changesBacking = true;
+      default -> { }
+    }
     try {
+      if (changesBacking) {
+        backing.checkMayWriteBack();
+      }
       return call.run();
     } catch (NativeIOException e) {
       return -e.errno();
@@ -372,7 +402,9 @@ final class WcfsFileSystem extends FuseStubFS {
     return guard("readdir", path, () -> {
       filter.apply(buf, ".", null, 0);
       filter.apply(buf, "..", null, 0);
-      LibC.listDirectory(rootFd, at(path), name -> filter.apply(buf, name, null, 0) == 0);
+      boolean root = path.equals("/");
+      LibC.listDirectory(rootFd, at(path), name -> (root && name.equals(BackingClaim.DIR))
+          || filter.apply(buf, name, null, 0) == 0);
       return 0;
     });
   }
@@ -405,6 +437,9 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int rename(String oldpath, String newpath) {
+    if (reserved(newpath)) {
+      return -ErrorCodes.EPERM();
+    }
     return guard("rename", oldpath, () -> {
       cache.rename(rel(oldpath), rel(newpath));
       return 0;
@@ -413,6 +448,9 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int link(String oldpath, String newpath) {
+    if (reserved(newpath)) {
+      return -ErrorCodes.EPERM();
+    }
     return guard("link", oldpath, () ->
         namespaceChanged(newpath, LibC.linkat(rootFd, at(oldpath), rootFd, at(newpath), 0)));
   }
