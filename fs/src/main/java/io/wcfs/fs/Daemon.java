@@ -65,7 +65,7 @@ final class Daemon {
   private static void serve(MountSpec spec, WriteCache cache, DirectoryBackingStore backing,
       PrintStream ready)
       throws IOException {
-    WcfsFileSystem fs = new WcfsFileSystem(cache, backing);
+    WcfsFileSystem fs = new WcfsFileSystem(cache, backing, spec.xattrs());
     CountDownLatch drained = new CountDownLatch(1);
     Thread hook = new Thread(() -> {
       shuttingDown = true;
@@ -89,8 +89,11 @@ final class Daemon {
     watcher.setDaemon(true);
     watcher.start();
     try {
+      // WCFS_NO_KILLPRIV=1 answers xattrs without kill-priv v2: for measuring what it saves
+      // (the kernel then asks for security.capability before every write), not for use.
+      boolean killPriv = spec.xattrs() && !"1".equals(System.getenv("WCFS_NO_KILLPRIV"));
       FuseLoop.serve(fs.operations(), spec.mountpoint(), fuseArgs(spec), spec.threads(),
-          spec.spinMicros());
+          spec.spinMicros(), killPriv);
     } finally {
       watcher.interrupt();
       if (control[0] != null) {
@@ -165,6 +168,12 @@ final class Daemon {
     m.put("uid", LibC.geteuid());
     // 1 MiB once FuseLoop's max_pages negotiation took; 128 KiB (131072) if the kernel refused
     m.put("largest_write_request_bytes", fs.largestWrite());
+    m.put("xattrs", fs.xattrs().enabled() ? "on" : "off (-o noxattr)");
+    m.put("kill_priv_v2", FuseLoop.killPrivV2() ? "on" : "off");
+    m.put("getxattr_requests", FuseLoop.getxattrRequests());
+    m.put("capability_probes", fs.xattrs().capabilityProbes());
+    m.put("capability_probes_from_memory", fs.xattrs().capabilityProbesFromMemory());
+    m.put("capabilities_cleared", fs.xattrs().capabilitiesCleared());
     return m;
   }
 }

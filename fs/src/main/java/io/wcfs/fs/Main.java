@@ -173,6 +173,10 @@ public final class Main {
         + " ...), comma-separated; may repeat.")
     List<String> fuseOptions = new ArrayList<>();
 
+    @Option(names = "--no-xattr", description = "Answer extended-attribute calls with ENOSYS"
+        + " (the kernel then stops asking) instead of passing them to the backing files.")
+    boolean noXattr;
+
     @Option(names = "--log-file", paramLabel = "FILE",
         description = "Daemon log (default: wcfs.log next to the cache file).")
     Path logFile;
@@ -285,6 +289,10 @@ public final class Main {
           if (one.isBlank()) {
             continue;
           }
+          if (one.equals("noxattr")) {
+            noXattr = true;
+            continue;
+          }
           allowOther |= one.equals("allow_other");
           opts.add(one);
         }
@@ -297,7 +305,7 @@ public final class Main {
         log = RuntimeDir.dir().resolve("wcfs-" + mp.getFileName() + ".log");
       }
       return new MountSpec(cacheReal, back, mp, config, strategy, size, opts, allowOther,
-          threads, spinMicros, log);
+          threads, spinMicros, log, !noXattr);
     }
 
     private static void checkLibfuse() {
@@ -343,6 +351,9 @@ public final class Main {
         cmd.add("--cleaner");
       }
       cmd.addAll(List.of("--threads", "" + threads, "--spin-us", "" + spinMicros));
+      if (noXattr) {
+        cmd.add("--no-xattr");
+      }
       for (String o : fuseOptions) {
         cmd.add("-o");
         cmd.add(o);

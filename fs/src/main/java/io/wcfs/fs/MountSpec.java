@@ -5,7 +5,10 @@ import io.wcfs.nativ.FlushStrategy;
 import java.nio.file.Path;
 import java.util.List;
 
-/** A validated mount request: real paths, engine config, FUSE options. */
+/**
+ * A validated mount request: real paths, engine config, FUSE options, whether extended
+ * attributes are answered.
+ */
 record MountSpec(Path cacheFile, Path backing, Path mountpoint, CacheConfig config,
     FlushStrategy strategy, long cacheSize, List<String> fuseOptions, boolean allowOther,
-    int threads, int spinMicros, Path logFile) {}
+    int threads, int spinMicros, Path logFile, boolean xattrs) {}
