@@ -30,6 +30,19 @@ final class Daemon {
 
   /** Mounts and blocks until unmounted; {@code ready} gets "READY" once the mount is usable. */
   static void run(MountSpec spec, PrintStream ready) throws IOException {
+    // The metrics address first: a taken one is refused before the cache is created or opened.
+    Metrics metrics = spec.metrics() == null ? null : Metrics.start(spec.metrics());
+    try {
+      run(spec, ready, metrics);
+    } finally {
+      if (metrics != null) {
+        metrics.close();
+      }
+    }
+  }
+
+  private static void run(MountSpec spec, PrintStream ready, Metrics metrics)
+      throws IOException {
     CacheSetup.createIfMissing(spec.cacheFile(), spec.cacheSize(), spec.config().blockSize());
     int lockFd = LibC.open(spec.cacheFile().toString(), LibC.O_RDONLY, 0);
     try {
@@ -45,7 +58,7 @@ final class Daemon {
             FuseLoop::handOff);
         WriteCache cache = CacheSetup.open(spec.cacheFile(), backing, spec.config(),
             spec.strategy());
-        serve(spec, cache, backing, ready);
+        serve(spec, cache, backing, ready, metrics);
       } finally {
         Files.deleteIfExists(ownerFile);
       }
@@ -63,9 +76,14 @@ final class Daemon {
   }
 
   private static void serve(MountSpec spec, WriteCache cache, DirectoryBackingStore backing,
-      PrintStream ready)
+      PrintStream ready, Metrics metrics)
       throws IOException {
     WcfsFileSystem fs = new WcfsFileSystem(cache, backing, spec.xattrs());
+    if (metrics != null) {
+      metrics.attach(cache::stats, mountInfo(spec, fs), fs);
+      LOG.info("Prometheus metrics at http://{}:{}/metrics",
+          metrics.address().getAddress().getHostAddress(), metrics.port());
+    }
     CountDownLatch drained = new CountDownLatch(1);
     Thread hook = new Thread(() -> {
       shuttingDown = true;
@@ -174,6 +192,9 @@ final class Daemon {
     m.put("capability_probes", fs.xattrs().capabilityProbes());
     m.put("capability_probes_from_memory", fs.xattrs().capabilityProbesFromMemory());
     m.put("capabilities_cleared", fs.xattrs().capabilitiesCleared());
+    m.put("metrics", spec.metrics() == null ? "off" : "http://"
+        + spec.metrics().getAddress().getHostAddress() + ":" + spec.metrics().getPort()
+        + "/metrics");
     return m;
   }
 }

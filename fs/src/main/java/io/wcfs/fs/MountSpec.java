@@ -7,8 +7,9 @@ import java.util.List;
 
 /**
  * A validated mount request: real paths, engine config, FUSE options, whether extended
- * attributes are answered.
+ * attributes are answered, and the metrics address (null: none).
  */
 record MountSpec(Path cacheFile, Path backing, Path mountpoint, CacheConfig config,
     FlushStrategy strategy, long cacheSize, List<String> fuseOptions, boolean allowOther,
-    int threads, int spinMicros, Path logFile, boolean xattrs) {}
+    int threads, int spinMicros, Path logFile, boolean xattrs,
+    java.net.InetSocketAddress metrics) {}
