@@ -31,7 +31,8 @@ import picocli.CommandLine.Parameters;
 @Command(name = "wcfs", mixinStandardHelpOptions = true, version = "wcfs 0.1.0",
     description = "Write-caching overlay filesystem: dm-writecache for files.",
     subcommands = {Main.Mount.class, Main.Umount.class, Main.Status.class, Main.Flush.class,
-        Main.Format.class, Main.Check.class, Main.Writeback.class})
+        Main.Format.class, Main.Check.class, Main.Writeback.class, MountHelper.class,
+        Install.class, Install.Uninstall.class})
 public final class Main {
   static final int EXIT_FAILURE = 1;
   static final int EXIT_USAGE = 2;
