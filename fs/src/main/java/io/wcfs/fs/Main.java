@@ -499,9 +499,43 @@ public final class Main {
 
     @Option(names = "--json", description = "One JSON object.") boolean json;
 
+    @Option(names = "--watch", description = "Refresh once a second until interrupted.")
+    boolean watch;
+
     @Override
     public Integer call() throws Exception {
-      return once(target.toAbsolutePath().normalize());
+      Path t = target.toAbsolutePath().normalize();
+      if (!watch) {
+        return once(t);
+      }
+      boolean terminal = System.console() != null;
+      java.time.format.DateTimeFormatter hms = java.time.format.DateTimeFormatter
+          .ofPattern("HH:mm:ss");
+      while (true) {
+        long start = System.nanoTime();
+        java.time.LocalTime at = java.time.LocalTime.now();
+        java.io.ByteArrayOutputStream buf = new java.io.ByteArrayOutputStream();
+        PrintStream out = System.out;
+        int rc;
+        try {
+          System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
+          rc = once(t);
+        } finally {
+          System.setOut(out);
+        }
+        // one write per refresh: the screen never shows half a table
+        out.print((terminal ? "\033[H\033[2J" : "") + "wcfs status " + t + " at "
+            + at.format(hms) + " (every 1 s; Ctrl-C stops)\n"
+            + buf.toString(StandardCharsets.UTF_8) + (terminal ? "" : "\n"));
+        out.flush();
+        if (rc != 0) {
+          return rc;
+        }
+        long left = 1_000_000_000L - (System.nanoTime() - start);
+        if (left > 0) {
+          Thread.sleep(left / 1_000_000, (int) (left % 1_000_000));
+        }
+      }
     }
 
     private int once(Path t) throws IOException {

@@ -27,7 +27,7 @@ import org.junit.jupiter.api.Timeout;
 /**
  * wcfs as a system tool: install and uninstall into a temporary prefix, fstab lines mounted by
  * mount(8) through the installed helper, every mount option as -o name=value, the mistakes an
- * admin makes.
+ * admin makes, and status --watch.
  *
  * <p>mount(8) finds helpers only in /sbin. The fstab test therefore runs in a private mount
  * namespace (unshare -m) where an overlay puts the temporary prefix's sbin over /usr/sbin; the
@@ -245,6 +245,34 @@ class SystemToolTest {
         assertTrue(cmd.contains(flag), flag + " not in the daemon's command line: " + cmd);
       }
       assertFalse(cmd.contains("_netdev"), cmd);
+    }
+  }
+
+  @Test
+  @DisplayName("status --watch prints a fresh table once a second")
+  void statusWatch() throws Exception {
+    try (WcfsProcess w = new WcfsProcess(cacheDir, backing, mnt)) {
+      w.mount();
+      List<String> cmd = new ArrayList<>(List.of(
+          Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-cp",
+          System.getProperty("java.class.path"), Main.class.getName(), "status", "--watch",
+          mnt.toString()));
+      Path outFile = tmp.resolve("watch.out");
+      Process p = new ProcessBuilder(cmd).redirectErrorStream(true)
+          .redirectOutput(outFile.toFile()).start();
+      Thread.sleep(4500);
+      p.destroy();
+      assertTrue(p.waitFor(30, TimeUnit.SECONDS));
+      String out = Files.readString(outFile);
+      Matcher m = Pattern.compile("wcfs status \\S+ at (\\d\\d:\\d\\d:\\d\\d)").matcher(out);
+      List<String> times = new ArrayList<>();
+      while (m.find()) {
+        times.add(m.group(1));
+      }
+      assertTrue(times.size() >= 2, "refreshes: " + times + "\n" + out);
+      assertEquals(times.size(), times.stream().distinct().count(), "one per second: " + times);
+      assertEquals(times.size(), out.lines().filter(l -> l.startsWith("free_blocks")).count(),
+          out);
     }
   }
 }
