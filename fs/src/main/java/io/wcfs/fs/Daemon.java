@@ -30,6 +30,19 @@ final class Daemon {
 
   /** Mounts and blocks until unmounted; {@code ready} gets "READY" once the mount is usable. */
   static void run(MountSpec spec, PrintStream ready) throws IOException {
+    // The metrics address first: a taken one is refused before the cache is created or opened.
+    Metrics metrics = spec.metrics() == null ? null : Metrics.start(spec.metrics());
+    try {
+      run(spec, ready, metrics);
+    } finally {
+      if (metrics != null) {
+        metrics.close();
+      }
+    }
+  }
+
+  private static void run(MountSpec spec, PrintStream ready, Metrics metrics)
+      throws IOException {
     CacheSetup.createIfMissing(spec.cacheFile(), spec.cacheSize(), spec.config().blockSize(),
         line -> {
           if (ready != null) { // the launcher shows it on its terminal
@@ -67,7 +80,7 @@ final class Daemon {
           backing.setWriteGuard(claim::checkMayWrite);
           WriteCache cache = CacheSetup.open(spec.cacheFile(), backing, spec.config(),
               spec.strategy());
-          serve(spec, cache, backing, claim, ready);
+          serve(spec, cache, backing, claim, ready, metrics);
           clean = true; // everything was written back
         } finally {
           claim.release(clean);
@@ -89,9 +102,14 @@ final class Daemon {
   }
 
   private static void serve(MountSpec spec, WriteCache cache, DirectoryBackingStore backing,
-      BackingClaim claim, PrintStream ready)
+      BackingClaim claim, PrintStream ready, Metrics metrics)
       throws IOException {
-    WcfsFileSystem fs = new WcfsFileSystem(cache, backing);
+    WcfsFileSystem fs = new WcfsFileSystem(cache, backing, spec.xattrs());
+    if (metrics != null) {
+      metrics.attach(cache::stats, mountInfo(spec, fs, claim), fs);
+      LOG.info("Prometheus metrics at http://{}:{}/metrics",
+          metrics.address().getAddress().getHostAddress(), metrics.port());
+    }
     CountDownLatch drained = new CountDownLatch(1);
     Thread hook = new Thread(() -> {
       shuttingDown = true;
@@ -117,8 +135,11 @@ final class Daemon {
     watcher.start();
     boolean served = false;
     try {
+      // WCFS_NO_KILLPRIV=1 answers xattrs without kill-priv v2: for measuring what it saves
+      // (the kernel then asks for security.capability before every write), not for use.
+      boolean killPriv = spec.xattrs() && !"1".equals(System.getenv("WCFS_NO_KILLPRIV"));
       FuseLoop.serve(fs.operations(), spec.mountpoint(), fuseArgs(spec), spec.threads(),
-          spec.spinMicros());
+          spec.spinMicros(), killPriv);
       served = true;
     } finally {
       watcher.interrupt();
@@ -210,6 +231,15 @@ final class Daemon {
     m.put("largest_write_request_bytes", fs.largestWrite());
     // how far the backing directory may lag below the watermark (0: without bound)
     m.put("max_age_ms", spec.config().maxAgeMs());
+    m.put("xattrs", fs.xattrs().enabled() ? "on" : "off (-o noxattr)");
+    m.put("kill_priv_v2", FuseLoop.killPrivV2() ? "on" : "off");
+    m.put("getxattr_requests", FuseLoop.getxattrRequests());
+    m.put("capability_probes", fs.xattrs().capabilityProbes());
+    m.put("capability_probes_from_memory", fs.xattrs().capabilityProbesFromMemory());
+    m.put("capabilities_cleared", fs.xattrs().capabilitiesCleared());
+    m.put("metrics", spec.metrics() == null ? "off" : "http://"
+        + spec.metrics().getAddress().getHostAddress() + ":" + spec.metrics().getPort()
+        + "/metrics");
     return m;
   }
 }

@@ -53,9 +53,18 @@ final class FuseLoop {
   private static final int INIT_OUT = 64; // struct fuse_init_out of protocol 7.23 and later
   private static final int MAX_PAGES_MINOR = 28;
   private static final int FUSE_MAX_PAGES = 1 << 22;
+  /** Protocol 7.33 brought FUSE_HANDLE_KILLPRIV_V2 and the kill flags of WRITE and SETATTR. */
+  private static final int KILLPRIV_V2_MINOR = 33;
+  private static final int FUSE_HANDLE_KILLPRIV_V2 = 1 << 28;
+  private static final int FUSE_WRITE_KILL_SUIDGID = 1 << 2;
+  private static final int FATTR_KILL_SUIDGID = 1 << 11;
 
   // Opcodes and layouts (fuse_kernel.h) of the requests and replies patched below.
   private static final int FUSE_LOOKUP = 1;
+  private static final int FUSE_FORGET = 2;
+  private static final int FUSE_WRITE = 16;
+  private static final int FUSE_GETXATTR = 22;
+  private static final int FUSE_BATCH_FORGET = 42;
   private static final int FUSE_GETATTR = 3;
   private static final int FUSE_SETATTR = 4;
   private static final int FUSE_LINK = 13;
@@ -120,6 +129,13 @@ final class FuseLoop {
   private static volatile long spinBudget;
   /** One mount per process, so one leadership. */
   private static final Leadership LEAD = new Leadership();
+  /** Whether the kernel agreed that we clear set-ID bits and capabilities ourselves. */
+  private static volatile boolean killPrivV2;
+  /** GETXATTR requests the kernel sent (the security.capability probes before writes among them). */
+  private static final java.util.concurrent.atomic.LongAdder GETXATTRS =
+      new java.util.concurrent.atomic.LongAdder();
+  /** Told the node ids the kernel forgot (FORGET, BATCH_FORGET), before libfuse handles them. */
+  private static volatile java.util.function.LongConsumer forgetListener = id -> { };
 
   private FuseLoop() {}
 
@@ -128,8 +144,8 @@ final class FuseLoop {
    * command line, without the mountpoint), serves requests on {@code threads} threads, and
    * returns once the filesystem is unmounted and every thread has finished its request.
    */
-  static void serve(Struct ops, Path mountpoint, List<String> args, int threads, int spinMicros)
-      throws IOException {
+  static void serve(Struct ops, Path mountpoint, List<String> args, int threads, int spinMicros,
+      boolean wantKillPrivV2) throws IOException {
     long spinNanos = spinMicros * 1000L;
     spinBudget = spinNanos;
     // -f: fuse_setup must not daemonize; the wcfs launcher already did.
@@ -161,7 +177,7 @@ final class FuseLoop {
     Pointer ch = FUSE.fuse_session_next_chan(se, null);
     int fd = FUSE.fuse_chan_fd(ch);
     LibC.setNonBlocking(fd);
-    long maxWrite = negotiateInit(se, ch, fd, spinNanos);
+    long maxWrite = negotiateInit(se, ch, fd, spinNanos, wantKillPrivV2);
     long bufSize = Math.max(FUSE.fuse_chan_bufsize(ch), maxWrite + HEADER_ROOM);
     List<Thread> workers = new ArrayList<>();
     Thread watchdog = new Thread(() -> {
@@ -278,8 +294,8 @@ final class FuseLoop {
    * (libfuse2 answers ENOSYS, which the kernel remembers) and flags the kernel uses only when
    * the reply sets them; we set none but max_pages. Returns the negotiated max_write.
    */
-  private static long negotiateInit(Pointer se, Pointer ch, int fd, long spinNanos)
-      throws IOException {
+  private static long negotiateInit(Pointer se, Pointer ch, int fd, long spinNanos,
+      boolean wantKillPrivV2) throws IOException {
     long size = FUSE.fuse_chan_bufsize(ch);
     Pointer mem = Memory.allocateDirect(RT, size, true);
     Pointer buf = Memory.allocateDirect(RT, FUSE_BUF_SIZE, true);
@@ -323,9 +339,29 @@ final class FuseLoop {
       reply.putInt(OUT_HEADER + 24, 0); // time_gran: the kernel's default
       reply.putShort(OUT_HEADER + 28, (short) (MAX_WRITE / 4096)); // max_pages
       maxWrite = MAX_WRITE;
+      // Kill-priv v2: with extended attributes answered, the kernel would otherwise ask
+      // getxattr("security.capability") before every write (without it the superblock has no
+      // SB_NOSEC, so no inode is ever marked as having nothing to kill). With it, the kernel
+      // asks once per inode until its attributes are refreshed, and leaves clearing set-ID bits
+      // and the capability on write, truncate and chown to us, telling us in the WRITE and
+      // SETATTR requests when the caller lacks CAP_FSETID. 7.29 to 7.33 added only opcodes
+      // libfuse2 answers ENOSYS to and flags the kernel uses only when the reply sets them; the
+      // request layouts libfuse2 decodes are unchanged.
+      if (wantKillPrivV2 && kernelMinor >= KILLPRIV_V2_MINOR
+          && (kernelFlags & FUSE_HANDLE_KILLPRIV_V2) != 0) {
+        reply.putInt(OUT_HEADER + 4, KILLPRIV_V2_MINOR);
+        reply.putInt(OUT_HEADER + 12, reply.getInt(OUT_HEADER + 12) | FUSE_HANDLE_KILLPRIV_V2);
+        killPrivV2 = true;
+      }
+    }
+    if (wantKillPrivV2 && !killPrivV2) {
+      LOG.warn("the kernel (FUSE 7.{}) does not offer FUSE_HANDLE_KILLPRIV_V2: with extended"
+          + " attributes on, it asks for security.capability before every write (answered from"
+          + " memory); mount with -o noxattr to turn them off", kernelMinor);
     }
     LOG.info("FUSE protocol: kernel 7.{}, libfuse 7.{}, agreed 7.{}; writes of up to {} KiB per"
-        + " request", kernelMinor, libfuseMinor, reply.getInt(OUT_HEADER + 4), maxWrite / 1024);
+        + " request; kill-priv v2 {}", kernelMinor, libfuseMinor, reply.getInt(OUT_HEADER + 4),
+        maxWrite / 1024, killPrivV2 ? "on" : "off");
     LibC.writeMessage(fd, reply.address(), len, "the FUSE INIT reply");
     return maxWrite;
   }
@@ -377,6 +413,35 @@ final class FuseLoop {
     }
   }
 
+  /** Whether kill-priv v2 was agreed: the kernel's kill flags in requests are then meaningful. */
+  static boolean killPrivV2() {
+    return killPrivV2;
+  }
+
+  static long getxattrRequests() {
+    return GETXATTRS.sum();
+  }
+
+  static void onForget(java.util.function.LongConsumer listener) {
+    forgetListener = listener;
+  }
+
+  /** The FUSE node id of the request being processed on this thread; -1 outside a worker. */
+  static long currentNodeId() {
+    Worker w = WORKER.get();
+    return w == null ? -1 : w.mem.getLong(16); // fuse_in_header.nodeid
+  }
+
+  /**
+   * Whether the request being processed on this thread asks us to clear set-ID bits: a WRITE
+   * with FUSE_WRITE_KILL_SUIDGID or a SETATTR with FATTR_KILL_SUIDGID, which the kernel sets
+   * (with kill-priv v2 only) when the caller lacks CAP_FSETID, or for every chown.
+   */
+  static boolean killSuidGidRequested() {
+    Worker w = WORKER.get();
+    return w != null && killPrivV2 && w.killSuidGid;
+  }
+
   /**
    * Called from a callback: once the reply to the request being processed on this thread is
    * out, the kernel is told to drop its cached attributes of that request's inode (they changed
@@ -418,6 +483,11 @@ final class FuseLoop {
     private final Pointer notify = Memory.allocateDirect(RT, OUT_HEADER + 24, true);
     private long[] pending = new long[4];
     private int pendingCount;
+    /**
+     * The kill flag of the current request, read before libfuse sees it: libfuse2 masks
+     * SETATTR's valid bits to those it knows, in the request buffer itself.
+     */
+    boolean killSuidGid;
 
     Worker(Pointer se, Pointer ch, int fd, Pointer mem, Pointer buf) throws IOException {
       this.se = se;
@@ -433,9 +503,22 @@ final class FuseLoop {
 
     void process() {
       int opcode = mem.getInt(4);
+      killSuidGid = switch (opcode) {
+        case FUSE_WRITE -> (mem.getInt(IN_HEADER + 20) & FUSE_WRITE_KILL_SUIDGID) != 0;
+        case FUSE_SETATTR -> (mem.getInt(IN_HEADER) & FATTR_KILL_SUIDGID) != 0;
+        default -> false;
+      };
       switch (opcode) {
         case FUSE_SETATTR -> completeTimes();
         case FUSE_LINK -> invalidateAfterReply(mem.getLong(IN_HEADER)); // fuse_link_in.oldnodeid
+        case FUSE_GETXATTR -> GETXATTRS.increment();
+        case FUSE_FORGET -> forgetListener.accept(mem.getLong(16));
+        case FUSE_BATCH_FORGET -> { // fuse_batch_forget_in {count, dummy}, then {nodeid, nlookup}
+          int count = mem.getInt(IN_HEADER);
+          for (int i = 0; i < count; i++) {
+            forgetListener.accept(mem.getLong(IN_HEADER + 8 + 16L * i));
+          }
+        }
         default -> { }
       }
       if (opcode == FUSE_LOOKUP || opcode == FUSE_GETATTR || opcode == FUSE_SETATTR

@@ -17,6 +17,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
 import picocli.CommandLine;
@@ -29,7 +30,8 @@ import picocli.CommandLine.Parameters;
 @Command(name = "wcfs", mixinStandardHelpOptions = true, version = "wcfs 0.1.0",
     description = "Write-caching overlay filesystem: dm-writecache for files.",
     subcommands = {Main.Mount.class, Main.Umount.class, Main.Status.class, Main.Flush.class,
-        Main.Format.class, Main.Check.class, Main.Writeback.class})
+        Main.Format.class, Main.Check.class, Main.Writeback.class, MountHelper.class,
+        Install.class, Install.Uninstall.class})
 public final class Main {
   static final int EXIT_FAILURE = 1;
   static final int EXIT_USAGE = 2;
@@ -194,9 +196,25 @@ public final class Main {
         description = "Size of a new cache file (default: 1G, at most a quarter of free space).")
     String cacheSize;
 
-    @Option(names = "-o", paramLabel = "OPTS", description = "FUSE mount options (allow_other,"
-        + " ...), comma-separated; may repeat.")
+    @Option(names = "-o", paramLabel = "OPTS", description = {"Mount options, comma-separated;"
+        + " may repeat: every option above as name=value (block_size=8192, cleaner, ...),"
+        + " metrics=HOST:PORT, noxattr, and FUSE's (allow_other, default_permissions, ro,"
+        + " nosuid, nodev, noexec, ...). mount(8)'s own (noauto, _netdev, nofail, user, x-*)"
+        + " are accepted and ignored."})
     List<String> fuseOptions = new ArrayList<>();
+
+    @Option(names = "--metrics", paramLabel = "HOST:PORT", description = "Serve Prometheus"
+        + " metrics at http://HOST:PORT/metrics (PORT alone: loopback). Off by default.")
+    String metrics;
+
+    @Option(names = "--no-xattr", description = "Answer extended-attribute calls with ENOSYS"
+        + " (the kernel then stops asking) instead of passing them to the backing files.")
+    boolean noXattr;
+
+    @CommandLine.Spec CommandLine.Model.CommandSpec commandSpec;
+
+    /** FUSE options left once -o was sorted (see {@link MountOptions}). */
+    private List<String> passFuseOptions = new ArrayList<>();
 
     @Option(names = "--log-file", paramLabel = "FILE",
         description = "Daemon log (default: wcfs.log next to the cache file).")
@@ -252,8 +270,64 @@ public final class Main {
       return spawnDaemon(spec);
     }
 
+    /** Whether {@code --name} was given on the command line (not just defaulted). */
+    private boolean given(String longName) {
+      return commandSpec != null && commandSpec.commandLine().getParseResult() != null
+          && commandSpec.commandLine().getParseResult().hasMatchedOption(longName);
+    }
+
+    /** -o name=value for wcfs's own options: the same as --name value. */
+    private void applyMountOptions() {
+      MountOptions.Parsed parsed = MountOptions.parse(fuseOptions, false);
+      passFuseOptions = new ArrayList<>(parsed.fuse());
+      for (Map.Entry<String, String> e : parsed.wcfs().entrySet()) {
+        String name = e.getKey();
+        String v = e.getValue();
+        String flag = name.equals("noxattr") ? "--no-xattr" : "--" + name;
+        if (!name.equals("cache") && given(flag)) {
+          throw new UsageException(flag + " and -o " + name.replace('-', '_') + " are both"
+              + " given; keep one");
+        }
+        switch (name) {
+          case "cache" -> throw new UsageException("-o cache= names the cache in an fstab line;"
+              + " for wcfs mount give CACHE as the first argument");
+          case "cache-size" -> cacheSize = v;
+          case "block-size" -> engine.blockSize = intOption(name, v);
+          case "high-watermark" -> engine.highWatermark = intOption(name, v);
+          case "low-watermark" -> engine.lowWatermark = intOption(name, v);
+          case "writeback-jobs" -> engine.writebackJobs = intOption(name, v);
+          case "autocommit-blocks" -> engine.autocommitBlocks = intOption(name, v);
+          case "autocommit-time" -> engine.autocommitTime = intOption(name, v);
+          case "max-age" -> engine.maxAge = intOption(name, v);
+          case "flush-strategy" -> engine.flushStrategy = v;
+          case "threads" -> threads = intOption(name, v);
+          case "spin-us" -> spinMicros = intOption(name, v);
+          case "log-file" -> logFile = Path.of(v);
+          case "metrics" -> metrics = v;
+          case "cleaner" -> engine.cleaner = true;
+          case "noxattr" -> noXattr = true;
+          case "take-over" -> takeOver = true;
+          case "single-machine" -> singleMachine = true;
+          case "lease" -> leaseMs = intOption(name, v);
+          default -> throw new IllegalStateException("unhandled mount option " + name);
+        }
+      }
+    }
+
+    private static int intOption(String name, String v) {
+      try {
+        return Integer.parseInt(v.trim());
+      } catch (NumberFormatException e) {
+        throw new UsageException("mount option " + name.replace('-', '_') + "=" + v + " is not"
+            + " a whole number; give e.g. " + name.replace('-', '_') + "=64");
+      }
+    }
+
     /** Every check that can fail before anything is touched, one sentence each. */
     MountSpec validate() throws IOException {
+      applyMountOptions();
+      java.net.InetSocketAddress metricsAddress = metrics == null ? null
+          : MountOptions.metricsAddress(metrics);
       if (threads < 1 || threads > 64) {
         throw new UsageException("--threads " + threads + " is out of range: give 1 to 64");
       }
@@ -324,18 +398,12 @@ public final class Main {
         throw new UsageException("cache file " + cacheReal + " is not readable and writable by"
             + " this user; run wcfs as its owner or fix its permissions");
       }
-      boolean allowOther = false;
-      List<String> opts = new ArrayList<>();
-      for (String o : fuseOptions) {
-        for (String one : o.split(",")) {
-          if (one.isBlank()) {
-            continue;
-          }
-          allowOther |= one.equals("allow_other");
-          opts.add(one);
-        }
-      }
+      boolean allowOther = passFuseOptions.contains("allow_other");
+      List<String> opts = new ArrayList<>(passFuseOptions);
       checkLibfuse();
+      if (metricsAddress != null && !foreground) {
+        Metrics.checkFree(metricsAddress); // the daemon binds it again before touching anything
+      }
       Path log = logFile != null ? logFile.toAbsolutePath()
           : foreground ? null : cacheReal.getParent().resolve("wcfs.log");
       if (log != null && (cacheReal.getParent().equals(Path.of("/dev"))
@@ -343,7 +411,8 @@ public final class Main {
         log = RuntimeDir.dir().resolve("wcfs-" + mp.getFileName() + ".log");
       }
       return new MountSpec(cacheReal, back, mp, config, strategy, size, opts, allowOther,
-          threads, spinMicros, log, takeOver, singleMachine, leaseMs);
+          threads, spinMicros, log, takeOver, singleMachine, leaseMs, !noXattr,
+          metricsAddress);
     }
 
     /**
@@ -411,7 +480,14 @@ public final class Main {
       if (singleMachine) {
         cmd.add("--single-machine");
       }
-      for (String o : fuseOptions) {
+      if (noXattr) {
+        cmd.add("--no-xattr");
+      }
+      if (metrics != null) {
+        cmd.add("--metrics");
+        cmd.add(metrics);
+      }
+      for (String o : passFuseOptions) { // wcfs's own -o options went into the flags above
         cmd.add("-o");
         cmd.add(o);
       }
@@ -523,9 +599,46 @@ public final class Main {
 
     @Option(names = "--json", description = "One JSON object.") boolean json;
 
+    @Option(names = "--watch", description = "Refresh once a second until interrupted.")
+    boolean watch;
+
     @Override
     public Integer call() throws Exception {
       Path t = target.toAbsolutePath().normalize();
+      if (!watch) {
+        return once(t);
+      }
+      boolean terminal = System.console() != null;
+      java.time.format.DateTimeFormatter hms = java.time.format.DateTimeFormatter
+          .ofPattern("HH:mm:ss");
+      while (true) {
+        long start = System.nanoTime();
+        java.time.LocalTime at = java.time.LocalTime.now();
+        java.io.ByteArrayOutputStream buf = new java.io.ByteArrayOutputStream();
+        PrintStream out = System.out;
+        int rc;
+        try {
+          System.setOut(new PrintStream(buf, true, StandardCharsets.UTF_8));
+          rc = once(t);
+        } finally {
+          System.setOut(out);
+        }
+        // one write per refresh: the screen never shows half a table
+        out.print((terminal ? "\033[H\033[2J" : "") + "wcfs status " + t + " at "
+            + at.format(hms) + " (every 1 s; Ctrl-C stops)\n"
+            + buf.toString(StandardCharsets.UTF_8) + (terminal ? "" : "\n"));
+        out.flush();
+        if (rc != 0) {
+          return rc;
+        }
+        long left = 1_000_000_000L - (System.nanoTime() - start);
+        if (left > 0) {
+          Thread.sleep(left / 1_000_000, (int) (left % 1_000_000));
+        }
+      }
+    }
+
+    private int once(Path t) throws IOException {
       if (Files.isDirectory(t) && Mounts.isWcfs(t.toRealPath())) {
         ControlClient.request(t.toRealPath(), json ? "status-json" : "status",
             System.out::println);

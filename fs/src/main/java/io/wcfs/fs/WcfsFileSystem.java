@@ -42,8 +42,11 @@ import ru.serce.jnrfuse.struct.Timespec;
  * libfuse's passthrough_ll does): a path below the mount may be as long as the kernel allows,
  * although the backing root's path plus it is longer than PATH_MAX.
  *
- * <p>Extended attributes are left unimplemented: the kernel then remembers ENOSYS and stops
- * asking, instead of a getxattr("security.capability") before every write.
+ * <p>Extended attributes are passed to the backing node ({@link Xattrs}); with them answered,
+ * this daemon handles kill-priv itself (FUSE_HANDLE_KILLPRIV_V2, negotiated in {@link
+ * FuseLoop}): writes, truncates and chowns clear set-ID bits and remove security.capability,
+ * so the kernel does not ask for the capability before every write. {@code -o noxattr} answers
+ * ENOSYS instead, as wcfs did before.
  */
 final class WcfsFileSystem extends FuseStubFS {
   private static final Logger LOG = LoggerFactory.getLogger(WcfsFileSystem.class);
@@ -78,6 +81,9 @@ final class WcfsFileSystem extends FuseStubFS {
   private final AtomicLong nextHandle = new AtomicLong(1);
   /** The largest write request the kernel sent: shows what max_write it agreed to. */
   private final LongAccumulator largestWrite = new LongAccumulator(Math::max, 0);
+  private final Xattrs xattrs;
+  /** fsync/fdatasync/O_SYNC commits requested through the mount, observed by the metrics. */
+  private volatile java.util.function.LongConsumer commitObserver = nanos -> { };
 
   /** One open file: the engine's handle and whether writes must commit before returning. */
   private static final class Handle {
@@ -102,9 +108,32 @@ final class WcfsFileSystem extends FuseStubFS {
   }
 
   WcfsFileSystem(WriteCache cache, DirectoryBackingStore backing) {
+    this(cache, backing, true);
+  }
+
+  WcfsFileSystem(WriteCache cache, DirectoryBackingStore backing, boolean xattrsOn) {
     this.cache = cache;
     this.backing = backing;
     this.rootFd = backing.rootFd();
+    this.xattrs = new Xattrs(rootFd, xattrsOn, at -> cache.namespaceChanged(
+        at.equals(".") ? "" : at));
+    FuseLoop.onForget(xattrs::forget);
+  }
+
+  Xattrs xattrs() {
+    return xattrs;
+  }
+
+  void observeCommits(java.util.function.LongConsumer observer) {
+    commitObserver = observer;
+  }
+
+  /** A commit a caller waits for: attribute changes first, then the cache's commit. */
+  private void commitForCaller() throws IOException {
+    long start = System.nanoTime();
+    xattrs.syncPending();
+    cache.commit();
+    commitObserver.accept(System.nanoTime() - start);
   }
 
   /** The Umask line of /proc/self/status: reading it does not change it, as umask(2) would. */
@@ -163,7 +192,8 @@ final class WcfsFileSystem extends FuseStubFS {
     boolean changesBacking = false;
     switch (op) {
       // The engine's own calls to the backing disk hand off (Daemon's backing store does).
-      case "read", "write", "fsync", "getattr", "release", "open" -> { }
+      // getxattr: the kernel's capability probes before writes, mostly answered from memory
+      case "read", "write", "fsync", "getattr", "release", "open", "getxattr" -> { }
       default -> FuseLoop.handOff(); // namespace operations here go to the backing directory
     }
     switch (op) {
@@ -299,7 +329,16 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int chown(String path, long uid, long gid) {
-    return guard("chown", path, () -> LibC.fchownat(rootFd, at(path), (int) uid, (int) gid));
+    return guard("chown", path, () -> {
+      int rc = LibC.fchownat(rootFd, at(path), (int) uid, (int) gid);
+      if (rc == 0 && (LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW).type()
+          != FileStat.S_IFDIR)) {
+        // The backing kernel removed it too when it ran the chown (local filesystems do); a
+        // backing store that does not must not keep a capability for the new owner.
+        xattrs.dropCapability(at(path), FuseLoop.currentNodeId());
+      }
+      return rc;
+    });
   }
 
   /**
@@ -312,9 +351,12 @@ final class WcfsFileSystem extends FuseStubFS {
    */
   private boolean clearSetIdBits(String path, long ino) throws IOException {
     var ctx = getContext();
-    int uid = (int) ctx.uid.get();
-    if (uid == 0) {
-      return true; // root may keep them (CAP_FSETID); the next writer may be another user
+    // With kill-priv v2 the kernel says whether the caller lacks CAP_FSETID; without it, root
+    // is taken to have it.
+    boolean mustClear = FuseLoop.killPrivV2() ? FuseLoop.killSuidGidRequested()
+        : ctx.uid.get() != 0;
+    if (!mustClear) {
+      return true; // the caller may keep them (CAP_FSETID); the next writer may not
     }
     LibC.FileStatus st;
     try {
@@ -568,9 +610,10 @@ final class WcfsFileSystem extends FuseStubFS {
       Handle h = handle(fi);
       largestWrite.accumulate(size);
       checkSetIdBits(h, path);
+      xattrs.dropCapability(at(path), FuseLoop.currentNodeId());
       cache.write(h.file, offset, buf.address(), size);
       if (h.sync) {
-        cache.commit(); // O_SYNC / O_DSYNC: durable before the write returns
+        commitForCaller(); // O_SYNC / O_DSYNC: durable before the write returns
       }
       return (int) size;
     });
@@ -595,7 +638,7 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int fsync(String path, int isdatasync, FuseFileInfo fi) {
     return guard("fsync", path, () -> {
-      cache.commit();
+      commitForCaller();
       return 0;
     });
   }
@@ -603,6 +646,7 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int fsyncdir(String path, FuseFileInfo fi) {
     return guard("fsyncdir", path, () -> {
+      xattrs.syncPending();
       int fd = LibC.openat(rootFd, at(path), LibC.O_RDONLY | LibC.O_DIRECTORY, 0);
       try {
         LibC.fsync(fd); // directory entries live in the backing directory
@@ -617,6 +661,7 @@ final class WcfsFileSystem extends FuseStubFS {
   public int truncate(String path, @off_t long size) {
     return guard("truncate", path, () -> {
       clearSetIdBits(path, -1); // not a hot path: truncate by name checks every time
+      xattrs.dropCapability(at(path), FuseLoop.currentNodeId());
       cache.truncate(rel(path), size);
       return 0;
     });
@@ -627,6 +672,7 @@ final class WcfsFileSystem extends FuseStubFS {
     return guard("ftruncate", path, () -> {
       Handle h = handle(fi);
       checkSetIdBits(h, path);
+      xattrs.dropCapability(at(path), FuseLoop.currentNodeId());
       cache.truncate(h.file, size);
       return 0;
     });
@@ -663,5 +709,30 @@ final class WcfsFileSystem extends FuseStubFS {
       }
       return -ErrorCodes.EOPNOTSUPP();
     });
+  }
+
+  // ---- extended attributes ------------------------------------------------------------------
+
+  @Override
+  public int getxattr(String path, String name, Pointer value, @size_t long size) {
+    return guard("getxattr", path, () -> (int) xattrs.get(at(path), FuseLoop.currentNodeId(),
+        name, value == null ? 0 : value.address(), size));
+  }
+
+  @Override
+  public int setxattr(String path, String name, Pointer value, @size_t long size, int flags) {
+    return guard("setxattr", path, () -> xattrs.set(at(path), name,
+        value == null ? 0 : value.address(), size, flags));
+  }
+
+  @Override
+  public int listxattr(String path, Pointer list, @size_t long size) {
+    return guard("listxattr", path, () -> (int) xattrs.list(at(path),
+        list == null ? 0 : list.address(), size));
+  }
+
+  @Override
+  public int removexattr(String path, String name) {
+    return guard("removexattr", path, () -> xattrs.remove(at(path), name));
   }
 }

@@ -193,6 +193,23 @@ public final class LibC {
 
     @SaveError
     int closedir(long dirp);
+
+    // Extended attributes, through the /proc/self/fd path of an O_PATH descriptor: see
+    // getxattrAt.
+
+    @SaveError
+    @ssize_t
+    long getxattr(String path, String name, long value, @size_t long size);
+
+    @SaveError
+    int setxattr(String path, String name, long value, @size_t long size, int flags);
+
+    @SaveError
+    @ssize_t
+    long listxattr(String path, long list, @size_t long size);
+
+    @SaveError
+    int removexattr(String path, String name);
   }
 
   private static final Api API = LibraryLoader.create(Api.class).failImmediately().load("c");
@@ -686,6 +703,146 @@ public final class LibC {
     byte[] b = new byte[len];
     IO.getByteArray(name, b, 0, len);
     return new String(b, java.nio.charset.StandardCharsets.UTF_8);
+  }
+
+  // ---- Extended attributes ------------------------------------------------------------------
+
+  public static final int ENODATA = 61;
+  public static final int ENOTSUP = 95;
+  public static final int ERANGE = 34;
+
+  /**
+   * A node below {@code dirfd} for the xattr calls: an O_PATH descriptor that does not follow a
+   * final symlink (so a symlink's own attributes are reached, as l*xattr would), named by its
+   * /proc/self/fd path. The plain (following) calls on that path act on exactly the node the
+   * descriptor holds: the kernel resolves the /proc link to it and stops there. The l* calls
+   * would act on the /proc link itself (EOPNOTSUPP). Only the descriptor's number goes into
+   * the path, so a path below dirfd may be as long as the kernel allows.
+   */
+  private static int xattrNode(int dirfd, String path) {
+    return API.openat(dirfd, path, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+  }
+
+  private static String procFd(int fd) {
+    return "/proc/self/fd/" + fd;
+  }
+
+  /** getxattr of {@code path} below {@code dirfd} (a symlink itself, not its target): the value's size, or -errno. */
+  public static long getxattrAt(int dirfd, String path, String name, long buf, long size) {
+    int fd = xattrNode(dirfd, path);
+    if (fd < 0) {
+      return -RUNTIME.getLastError();
+    }
+    try {
+      long n = API.getxattr(procFd(fd), name, buf, size);
+      return n < 0 ? -RUNTIME.getLastError() : n;
+    } finally {
+      API.close(fd);
+    }
+  }
+
+  /** setxattr (flags XATTR_CREATE=1, XATTR_REPLACE=2) of a node below {@code dirfd}; 0 or -errno. */
+  public static int setxattrAt(int dirfd, String path, String name, long value, long size,
+      int flags) {
+    int fd = xattrNode(dirfd, path);
+    if (fd < 0) {
+      return -RUNTIME.getLastError();
+    }
+    try {
+      return rc(API.setxattr(procFd(fd), name, value, size, flags));
+    } finally {
+      API.close(fd);
+    }
+  }
+
+  /** listxattr of a node below {@code dirfd}: the list's size, or -errno. */
+  public static long listxattrAt(int dirfd, String path, long buf, long size) {
+    int fd = xattrNode(dirfd, path);
+    if (fd < 0) {
+      return -RUNTIME.getLastError();
+    }
+    try {
+      long n = API.listxattr(procFd(fd), buf, size);
+      return n < 0 ? -RUNTIME.getLastError() : n;
+    } finally {
+      API.close(fd);
+    }
+  }
+
+  /** removexattr of a node below {@code dirfd}; 0 or -errno (ENODATA: it had none). */
+  public static int removexattrAt(int dirfd, String path, String name) {
+    int fd = xattrNode(dirfd, path);
+    if (fd < 0) {
+      return -RUNTIME.getLastError();
+    }
+    try {
+      return rc(API.removexattr(procFd(fd), name));
+    } finally {
+      API.close(fd);
+    }
+  }
+
+  /** Java-friendly getxattrAt: the value, or null if the node has no such attribute. */
+  public static byte[] getxattrAt(int dirfd, String path, String name) throws NativeIOException {
+    for (int room = 256; ; room *= 4) {
+      long buf = IO.allocateMemory(room, false);
+      try {
+        long n = getxattrAt(dirfd, path, name, buf, room);
+        if (n == -ENODATA) {
+          return null;
+        }
+        if (n == -ERANGE && room < (1 << 20)) {
+          continue;
+        }
+        check((int) Math.min(0, n), "getxattr " + name + " of " + path);
+        byte[] b = new byte[(int) n];
+        IO.getByteArray(buf, b, 0, (int) n);
+        return b;
+      } finally {
+        IO.freeMemory(buf);
+      }
+    }
+  }
+
+  /** Java-friendly listxattrAt: the names. */
+  public static java.util.List<String> listxattrAt(int dirfd, String path)
+      throws NativeIOException {
+    for (int room = 1024; ; room *= 4) {
+      long buf = IO.allocateMemory(room, false);
+      try {
+        long n = listxattrAt(dirfd, path, buf, room);
+        if (n == -ERANGE && room < (1 << 20)) {
+          continue;
+        }
+        check((int) Math.min(0, n), "listxattr of " + path);
+        byte[] b = new byte[(int) n];
+        IO.getByteArray(buf, b, 0, (int) n);
+        java.util.List<String> names = new java.util.ArrayList<>();
+        int start = 0;
+        for (int i = 0; i < b.length; i++) {
+          if (b[i] == 0) {
+            names.add(new String(b, start, i - start, java.nio.charset.StandardCharsets.UTF_8));
+            start = i + 1;
+          }
+        }
+        return names;
+      } finally {
+        IO.freeMemory(buf);
+      }
+    }
+  }
+
+  /** Java-friendly setxattrAt. */
+  public static void setxattrAt(int dirfd, String path, String name, byte[] value, int flags)
+      throws NativeIOException {
+    long buf = IO.allocateMemory(Math.max(1, value.length), false);
+    try {
+      IO.putByteArray(buf, value, 0, value.length);
+      check(setxattrAt(dirfd, path, name, buf, value.length, flags),
+          "setxattr " + name + " of " + path);
+    } finally {
+      IO.freeMemory(buf);
+    }
   }
 
   private static int rc(int result) {

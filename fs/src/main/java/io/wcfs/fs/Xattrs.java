@@ -1,0 +1,262 @@
+package io.wcfs.fs;
+
+import io.wcfs.nativ.LibC;
+import io.wcfs.nativ.NativeIOException;
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAdder;
+import java.util.function.Consumer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Extended attributes passed to the backing node, and the file capability that writes,
+ * truncates and chowns must remove.
+ *
+ * <p>Every call reaches the node relative to the backing root's descriptor through an O_PATH
+ * descriptor of it (see {@link LibC#getxattrAt}), so symlinks get their own attributes and
+ * paths near PATH_MAX work. Errors are the backing filesystem's errno, unchanged.
+ *
+ * <p><b>Ordering.</b> Attribute changes go to the backing node at once, like chmod. They are
+ * made durable before the next commit a caller waits for ({@link #syncPending}: fsync,
+ * fdatasync, O_SYNC writes): a changed regular file or directory is held open and fsync'd
+ * then; for other nodes (symlinks, devices) the parent directory is fsync'd by the next
+ * commit, like a new name. So an xattr set before an acknowledged fsync survives a crash with
+ * the data that fsync covered.
+ *
+ * <p><b>security.capability.</b> With xattrs answered the kernel asks for it before a write
+ * (once per inode with kill-priv v2, until the inode's attributes are refreshed; see
+ * FuseLoop). Nearly every file has none, so the answer "none" is remembered per FUSE node id
+ * and given from memory: such a probe costs the FUSE round trip only, no backing call. Setting
+ * security.capability anywhere forgets every remembered answer (hard links have one node per
+ * name); removing it cannot make a remembered "none" wrong. A node id's answer is dropped when
+ * the kernel forgets the node, before libfuse can reuse the id. The same memory lets writes
+ * skip removing a capability the file does not have.
+ */
+final class Xattrs {
+  private static final Logger LOG = LoggerFactory.getLogger(Xattrs.class);
+  static final String CAPABILITY = "security.capability";
+  /** Past this many held descriptors, they are fsync'd and closed at once. */
+  private static final int MAX_PENDING = 256;
+  private static final int ENOSYS = 38;
+  private static final int ELOOP = 40;
+  private static final int ENXIO = 6;
+  private static final int O_NONBLOCK = 04000;
+  /** Remembered "no capability" answers beyond this are forgotten (a bound, not a policy). */
+  private static final int MAX_REMEMBERED = 1 << 16;
+
+  private final int rootFd;
+  private final boolean enabled;
+  /** Called with a changed node's path when its parent directory must be fsync'd instead. */
+  private final Consumer<String> parentDirty;
+
+  /** Node ids known to have no security.capability, with the epoch they were learnt in. */
+  private final Map<Long, Long> noCapability = new ConcurrentHashMap<>();
+  private final AtomicLong epoch = new AtomicLong();
+
+  /** Backing nodes changed since the last commit, held open (path -> fd) to be fsync'd. */
+  private final Map<String, Integer> pending = new ConcurrentHashMap<>();
+
+  private final LongAdder capabilityProbes = new LongAdder();
+  private final LongAdder capabilityProbesFromMemory = new LongAdder();
+  private final LongAdder capabilitiesCleared = new LongAdder();
+
+  /**
+   * @param enabled whether the four xattr calls are answered (else ENOSYS, as before wcfs
+   *     had them: the kernel then never asks again)
+   * @param parentDirty told the path of a changed node that cannot be fsync'd itself
+   */
+  Xattrs(int rootFd, boolean enabled, Consumer<String> parentDirty) {
+    this.rootFd = rootFd;
+    this.enabled = enabled;
+    this.parentDirty = parentDirty;
+  }
+
+  boolean enabled() {
+    return enabled;
+  }
+
+  /** getxattr probes for security.capability the kernel sent. */
+  long capabilityProbes() {
+    return capabilityProbes.sum();
+  }
+
+  /** ... of which answered from memory, without a backing call. */
+  long capabilityProbesFromMemory() {
+    return capabilityProbesFromMemory.sum();
+  }
+
+  /** Capabilities removed because their file was written, truncated or chowned. */
+  long capabilitiesCleared() {
+    return capabilitiesCleared.sum();
+  }
+
+  private boolean knownAbsent(long node) {
+    Long e = node < 0 ? null : noCapability.get(node);
+    return e != null && e == epoch.get();
+  }
+
+  private void rememberAbsent(long node, long learntIn) {
+    if (node < 0) {
+      return;
+    }
+    if (noCapability.size() >= MAX_REMEMBERED) {
+      noCapability.clear();
+    }
+    noCapability.put(node, learntIn);
+    if (epoch.get() != learntIn) { // a capability was set meanwhile: this answer may be stale
+      noCapability.remove(node, learntIn);
+    }
+  }
+
+  /** The kernel forgot a node: its id may name another file later. */
+  void forget(long node) {
+    noCapability.remove(node);
+  }
+
+  // ---- the four FUSE calls; each returns what FUSE expects, or -errno -----------------------
+
+  long get(String at, long node, String name, long buf, long size) {
+    if (!enabled) {
+      return -ENOSYS; // the kernel remembers it and asks no more
+    }
+    boolean capability = CAPABILITY.equals(name);
+    long learntIn = epoch.get();
+    if (capability) {
+      capabilityProbes.increment();
+      if (knownAbsent(node)) {
+        capabilityProbesFromMemory.increment();
+        return -LibC.ENODATA;
+      }
+    }
+    long n = LibC.getxattrAt(rootFd, at, name, buf, size);
+    if (capability && (n == -LibC.ENODATA || n == -LibC.ENOTSUP)) {
+      rememberAbsent(node, learntIn);
+    }
+    return n;
+  }
+
+  long list(String at, long buf, long size) {
+    if (!enabled) {
+      return -ENOSYS;
+    }
+    return LibC.listxattrAt(rootFd, at, buf, size);
+  }
+
+  int set(String at, String name, long value, long size, int flags) {
+    if (!enabled) {
+      return -ENOSYS;
+    }
+    boolean capability = CAPABILITY.equals(name);
+    if (capability) {
+      epoch.incrementAndGet(); // before the change: no probe may remember "none" across it
+    }
+    int rc = LibC.setxattrAt(rootFd, at, name, value, size, flags);
+    if (rc == 0) {
+      changed(at);
+    }
+    return rc;
+  }
+
+  int remove(String at, String name) {
+    if (!enabled) {
+      return -ENOSYS;
+    }
+    int rc = LibC.removexattrAt(rootFd, at, name);
+    if (rc == 0) {
+      changed(at);
+    }
+    return rc;
+  }
+
+  /**
+   * Removes the file capability of the node at {@code at} (FUSE node {@code node}, -1 if
+   * unknown), as the kernel does on a write, truncate or chown of a local file. Free for a node
+   * known to have none. Done whether or not xattrs are answered: the capability would still
+   * grant privileges to whoever runs the changed file from the backing directory.
+   */
+  void dropCapability(String at, long node) throws IOException {
+    if (knownAbsent(node)) {
+      return;
+    }
+    long learntIn = epoch.get();
+    int rc = LibC.removexattrAt(rootFd, at, CAPABILITY);
+    if (rc == 0) {
+      capabilitiesCleared.increment();
+      LOG.info("removed the file capability of {} (changed through the mount)", at);
+      changed(at);
+      rememberAbsent(node, learntIn);
+    } else if (rc == -LibC.ENODATA || rc == -LibC.ENOTSUP) {
+      rememberAbsent(node, learntIn);
+    } else if (rc != -2) { // ENOENT: unlinked while open, nothing left to execute by name
+      LibC.check(rc, "removing security.capability of " + at);
+    }
+  }
+
+  /** A backing node's attributes changed: make it durable by the next commit. */
+  private void changed(String at) {
+    if (pending.containsKey(at)) {
+      return;
+    }
+    int fd;
+    try {
+      fd = LibC.openat(rootFd, at, LibC.O_RDONLY | LibC.O_NOFOLLOW | O_NONBLOCK, 0);
+    } catch (NativeIOException e) {
+      if (e.errno() == ELOOP || e.errno() == ENXIO || e.errno() == 13 /* EACCES */) {
+        parentDirty.accept(at); // a symlink or a special file: its directory's fsync
+      }
+      return; // ENOENT: gone already; its directory's change is synced with it
+    }
+    Integer old = pending.putIfAbsent(at, fd);
+    if (old != null) {
+      closeQuietly(fd);
+    }
+    if (pending.size() > MAX_PENDING) {
+      try {
+        syncPending();
+      } catch (IOException e) {
+        LOG.warn("fsync of backing files with changed attributes failed: {}", e.toString());
+      }
+    }
+  }
+
+  /** fsyncs every backing node whose attributes changed since the last call. */
+  void syncPending() throws IOException {
+    if (pending.isEmpty()) {
+      return;
+    }
+    List<Map.Entry<String, Integer>> taken = new ArrayList<>();
+    for (String at : List.copyOf(pending.keySet())) {
+      Integer fd = pending.remove(at);
+      if (fd != null) {
+        taken.add(Map.entry(at, fd));
+      }
+    }
+    IOException failure = null;
+    for (Map.Entry<String, Integer> e : taken) {
+      try {
+        LibC.fsync(e.getValue());
+      } catch (NativeIOException ex) {
+        failure = failure == null ? new IOException("fsync of " + e.getKey()
+            + " after an attribute change: " + ex.getMessage(), ex) : failure;
+      } finally {
+        closeQuietly(e.getValue());
+      }
+    }
+    if (failure != null) {
+      throw failure;
+    }
+  }
+
+  private static void closeQuietly(int fd) {
+    try {
+      LibC.close(fd);
+    } catch (NativeIOException e) {
+      // nothing to do: the descriptor is gone either way
+    }
+  }
+}
