@@ -180,31 +180,76 @@ final class WcfsFileSystem extends FuseStubFS {
         || path.startsWith("/" + BackingClaim.DIR + "/"));
   }
 
+  /**
+   * What the filesystem does, with what each operation needs of the request loop: whether it
+   * may wait for the backing disk (the loop hands its leadership on first, so that requests
+   * answered from memory go on), whether it changes the backing directory directly (only while
+   * the claim on it holds), and whether it only looks (ENOENT, not EPERM, in wcfs's own
+   * reserved directory).
+   */
+  enum Op {
+    // (mayBlock, changesBacking, looksOnly)
+    ACCESS(true, false, true),
+    CHMOD(true, true, false),
+    CHOWN(true, true, false),
+    CREATE(true, true, false),
+    FALLOCATE(true, false, false),
+    FSYNC(false, false, false),
+    FSYNCDIR(true, false, false),
+    FTRUNCATE(true, false, false),
+    GETATTR(false, false, true),
+    GETXATTR(false, false, false),
+    LINK(true, true, false),
+    LISTXATTR(true, false, false),
+    MKDIR(true, true, false),
+    MKNOD(true, true, false),
+    OPEN(false, false, true),
+    READ(false, false, false),
+    READDIR(true, false, true),
+    READLINK(true, false, true),
+    RELEASE(false, false, true),
+    REMOVEXATTR(true, true, false),
+    RENAME(true, false, false),
+    RMDIR(true, true, false),
+    SETXATTR(true, true, false),
+    STATFS(true, false, false),
+    SYMLINK(true, true, false),
+    TRUNCATE(true, false, false),
+    UNLINK(true, false, false),
+    UTIMENS(true, true, false),
+    WRITE(false, false, false);
+
+    /** Hand off before running: it may wait for the backing disk in this layer. */
+    final boolean mayBlock;
+    /** Changes the backing directory here, not through the engine's store. */
+    final boolean changesBacking;
+    final boolean looksOnly;
+
+    Op(boolean mayBlock, boolean changesBacking, boolean looksOnly) {
+      this.mayBlock = mayBlock;
+      this.changesBacking = changesBacking;
+      this.looksOnly = looksOnly;
+    }
+
+    @Override
+    public String toString() {
+      return name().toLowerCase(java.util.Locale.ROOT);
+    }
+  }
+
   /** Runs an operation, mapping exceptions to -errno; nothing escapes into native code. */
-  private int guard(String op, String path, IoCall call) {
+  private int guard(Op op, String path, IoCall call) {
     if (reserved(path)) {
-      return switch (op) {
-        case "getattr", "open", "access", "readdir", "readlink", "release" ->
-            -ErrorCodes.ENOENT();
-        default -> -ErrorCodes.EPERM();
-      };
+      return op.looksOnly ? -ErrorCodes.ENOENT() : -ErrorCodes.EPERM();
     }
-    boolean changesBacking = false;
-    switch (op) {
-      // The engine's own calls to the backing disk hand off (Daemon's backing store does).
-      // getxattr: the kernel's capability probes before writes, mostly answered from memory
-      case "read", "write", "fsync", "getattr", "release", "open", "getxattr" -> { }
-      default -> FuseLoop.handOff(); // namespace operations here go to the backing directory
-    }
-    switch (op) {
-      // Made here straight in the backing directory, not through the engine's store (whose
-      // own changes it checks itself): only while the claim on it holds.
-      case "chmod", "chown", "utimens", "mkdir", "rmdir", "link", "symlink", "mknod",
-          "create" -> changesBacking = true;
-      default -> { }
+    // The engine's own calls to the backing disk hand off in its store (Daemon's does); the
+    // kernel's capability probes (getxattr) are mostly answered from memory.
+    if (op.mayBlock) {
+      FuseLoop.handOff();
     }
     try {
-      if (changesBacking) {
+      if (op.changesBacking) {
+        // made here straight in the backing directory: only while the claim on it holds
         backing.checkMayWriteBack();
       }
       return call.run();
@@ -279,7 +324,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int getattr(String path, FileStat stat) {
-    return guard("getattr", path, () -> {
+    return guard(Op.GETATTR, path, () -> {
       int rc = LibC.fstatat(rootFd, at(path), address(stat), LibC.AT_SYMLINK_NOFOLLOW);
       if (rc == 0) {
         overlayCachedAttributes(stat);
@@ -312,7 +357,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int chmod(String path, @mode_t long mode) {
-    return guard("chmod", path, () -> {
+    return guard(Op.CHMOD, path, () -> {
       int rc = LibC.fchmodat(rootFd, at(path), (int) mode);
       if (rc == 0 && (mode & (S_ISUID | S_ISGID)) != 0) {
         // Open handles of this file (through any name) must check their writes from now on.
@@ -329,7 +374,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int chown(String path, long uid, long gid) {
-    return guard("chown", path, () -> {
+    return guard(Op.CHOWN, path, () -> {
       int rc = LibC.fchownat(rootFd, at(path), (int) uid, (int) gid);
       if (rc == 0 && (LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW).type()
           != FileStat.S_IFDIR)) {
@@ -406,7 +451,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int utimens(String path, Timespec[] timespec) {
-    return guard("utimens", path, () -> {
+    return guard(Op.UTIMENS, path, () -> {
       int rc = LibC.utimensat(rootFd, at(path), address(timespec[0]));
       if (rc != 0) {
         return rc;
@@ -428,12 +473,12 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int access(String path, int mask) {
-    return guard("access", path, () -> LibC.faccessat(rootFd, at(path), mask));
+    return guard(Op.ACCESS, path, () -> LibC.faccessat(rootFd, at(path), mask));
   }
 
   @Override
   public int statfs(String path, Statvfs stbuf) {
-    return guard("statfs", path, () -> LibC.fstatvfs(rootFd, address(stbuf)));
+    return guard(Op.STATFS, path, () -> LibC.fstatvfs(rootFd, address(stbuf)));
   }
 
   // ---- namespace ----------------------------------------------------------------------------
@@ -441,7 +486,7 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int readdir(String path, Pointer buf, FuseFillDir filter, @off_t long offset,
       FuseFileInfo fi) {
-    return guard("readdir", path, () -> {
+    return guard(Op.READDIR, path, () -> {
       filter.apply(buf, ".", null, 0);
       filter.apply(buf, "..", null, 0);
       boolean root = path.equals("/");
@@ -453,7 +498,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int mkdir(String path, @mode_t long mode) {
-    return guard("mkdir", path, () -> {
+    return guard(Op.MKDIR, path, () -> {
       int rc = LibC.mkdirat(rootFd, at(path), (int) mode);
       if (rc == 0) {
         settleNew(at(path), mode, true);
@@ -465,13 +510,13 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int rmdir(String path) {
-    return guard("rmdir", path, () ->
+    return guard(Op.RMDIR, path, () ->
         namespaceChanged(path, LibC.unlinkat(rootFd, at(path), LibC.AT_REMOVEDIR)));
   }
 
   @Override
   public int unlink(String path) {
-    return guard("unlink", path, () -> {
+    return guard(Op.UNLINK, path, () -> {
       cache.unlink(rel(path));
       return 0;
     });
@@ -482,7 +527,7 @@ final class WcfsFileSystem extends FuseStubFS {
     if (reserved(newpath)) {
       return -ErrorCodes.EPERM();
     }
-    return guard("rename", oldpath, () -> {
+    return guard(Op.RENAME, oldpath, () -> {
       cache.rename(rel(oldpath), rel(newpath));
       return 0;
     });
@@ -493,13 +538,13 @@ final class WcfsFileSystem extends FuseStubFS {
     if (reserved(newpath)) {
       return -ErrorCodes.EPERM();
     }
-    return guard("link", oldpath, () ->
+    return guard(Op.LINK, oldpath, () ->
         namespaceChanged(newpath, LibC.linkat(rootFd, at(oldpath), rootFd, at(newpath), 0)));
   }
 
   @Override
   public int symlink(String oldpath, String newpath) {
-    return guard("symlink", newpath, () -> {
+    return guard(Op.SYMLINK, newpath, () -> {
       int rc = LibC.symlinkat(oldpath, rootFd, at(newpath));
       if (rc == 0) {
         settleNew(at(newpath), 0777, false); // a symlink's mode is always 0777
@@ -511,12 +556,12 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int readlink(String path, Pointer buf, @size_t long size) {
-    return guard("readlink", path, () -> LibC.readlinkat(rootFd, at(path), buf.address(), size));
+    return guard(Op.READLINK, path, () -> LibC.readlinkat(rootFd, at(path), buf.address(), size));
   }
 
   @Override
   public int mknod(String path, @mode_t long mode, long rdev) {
-    return guard("mknod", path, () -> {
+    return guard(Op.MKNOD, path, () -> {
       int rc = LibC.mknodat(rootFd, at(path), (int) mode, rdev);
       if (rc == 0) {
         settleNew(at(path), mode, false);
@@ -530,7 +575,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int create(String path, @mode_t long mode, FuseFileInfo fi) {
-    return guard("create", path, () -> {
+    return guard(Op.CREATE, path, () -> {
       int flags = fi.flags.get();
       int fd = LibC.openat(rootFd, at(path), O_CREAT | (flags & O_EXCL) | LibC.O_WRONLY,
           (int) mode);
@@ -543,7 +588,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int open(String path, FuseFileInfo fi) {
-    return guard("open", path, () -> openHandle(path, fi));
+    return guard(Op.OPEN, path, () -> openHandle(path, fi));
   }
 
   private int openHandle(String path, FuseFileInfo fi) throws IOException {
@@ -599,14 +644,14 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int read(String path, Pointer buf, @size_t long size, @off_t long offset,
       FuseFileInfo fi) {
-    return guard("read", path, () ->
+    return guard(Op.READ, path, () ->
         cache.read(handle(fi).file, offset, buf.address(), (int) size));
   }
 
   @Override
   public int write(String path, Pointer buf, @size_t long size, @off_t long offset,
       FuseFileInfo fi) {
-    return guard("write", path, () -> {
+    return guard(Op.WRITE, path, () -> {
       Handle h = handle(fi);
       largestWrite.accumulate(size);
       checkSetIdBits(h, path);
@@ -626,7 +671,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int release(String path, FuseFileInfo fi) {
-    return guard("release", path, () -> {
+    return guard(Op.RELEASE, path, () -> {
       Handle h = handles.remove(fi.fh.get());
       if (h != null) {
         cache.close(h.file);
@@ -637,7 +682,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int fsync(String path, int isdatasync, FuseFileInfo fi) {
-    return guard("fsync", path, () -> {
+    return guard(Op.FSYNC, path, () -> {
       commitForCaller();
       return 0;
     });
@@ -645,7 +690,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int fsyncdir(String path, FuseFileInfo fi) {
-    return guard("fsyncdir", path, () -> {
+    return guard(Op.FSYNCDIR, path, () -> {
       xattrs.syncPending();
       int fd = LibC.openat(rootFd, at(path), LibC.O_RDONLY | LibC.O_DIRECTORY, 0);
       try {
@@ -659,7 +704,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int truncate(String path, @off_t long size) {
-    return guard("truncate", path, () -> {
+    return guard(Op.TRUNCATE, path, () -> {
       clearSetIdBits(path, -1); // not a hot path: truncate by name checks every time
       xattrs.dropCapability(at(path), FuseLoop.currentNodeId());
       cache.truncate(rel(path), size);
@@ -669,7 +714,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int ftruncate(String path, @off_t long size, FuseFileInfo fi) {
-    return guard("ftruncate", path, () -> {
+    return guard(Op.FTRUNCATE, path, () -> {
       Handle h = handle(fi);
       checkSetIdBits(h, path);
       xattrs.dropCapability(at(path), FuseLoop.currentNodeId());
@@ -681,7 +726,7 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int fallocate(String path, int mode, @off_t long off, @off_t long length,
       FuseFileInfo fi) {
-    return guard("fallocate", path, () -> {
+    return guard(Op.FALLOCATE, path, () -> {
       if (off < 0 || length <= 0) {
         return -ErrorCodes.EINVAL();
       }
@@ -715,24 +760,24 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int getxattr(String path, String name, Pointer value, @size_t long size) {
-    return guard("getxattr", path, () -> (int) xattrs.get(at(path), FuseLoop.currentNodeId(),
+    return guard(Op.GETXATTR, path, () -> (int) xattrs.get(at(path), FuseLoop.currentNodeId(),
         name, value == null ? 0 : value.address(), size));
   }
 
   @Override
   public int setxattr(String path, String name, Pointer value, @size_t long size, int flags) {
-    return guard("setxattr", path, () -> xattrs.set(at(path), name,
+    return guard(Op.SETXATTR, path, () -> xattrs.set(at(path), name,
         value == null ? 0 : value.address(), size, flags));
   }
 
   @Override
   public int listxattr(String path, Pointer list, @size_t long size) {
-    return guard("listxattr", path, () -> (int) xattrs.list(at(path),
+    return guard(Op.LISTXATTR, path, () -> (int) xattrs.list(at(path),
         list == null ? 0 : list.address(), size));
   }
 
   @Override
   public int removexattr(String path, String name) {
-    return guard("removexattr", path, () -> xattrs.remove(at(path), name));
+    return guard(Op.REMOVEXATTR, path, () -> xattrs.remove(at(path), name));
   }
 }
