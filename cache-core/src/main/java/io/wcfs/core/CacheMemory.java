@@ -26,6 +26,15 @@ public interface CacheMemory extends AutoCloseable {
   /** pmem_commit: everything flushed so far is durable when this returns. */
   void commit() throws IOException;
 
+  /**
+   * Device flushes issued so far (for status and benchmarks): each wait for the device's
+   * writeback plus a flush of its write cache, e.g. the fdatasync of a cache file in the page
+   * cache. Persistent memory's commit is a CPU fence and issues none.
+   */
+  default long deviceFlushes() {
+    return 0;
+  }
+
   long readLong(long offset) throws IOException;
 
   /**

@@ -31,4 +31,6 @@ public record CacheStats(
     String memory,
     long inodeHintMismatches,
     long lostAndFoundFiles,
-    String recovery) {}
+    String recovery,
+    /** Device flushes the cache memory issued (fdatasyncs of a cache file on a disk). */
+    long deviceFlushes) {}

@@ -54,7 +54,7 @@ final class Counters {
   /** What the engine's live state adds to the counters at the moment of the snapshot. */
   record Live(String error, long blocks, long freeBlocks, long writebackInFlight,
       long dirtyBlocks, long uncommittedBlocks, long oldestDirtyAgeMs, long blockedWriters,
-      int blockSize, String memory) {}
+      int blockSize, String memory, long deviceFlushes) {}
 
   synchronized CacheStats snapshot(Live live) {
     long[] lat = Arrays.copyOf(commitLatencies,
@@ -68,6 +68,7 @@ final class Counters {
         writesBlocked.sum(), flushes.sum(), live.dirtyBlocks(), live.uncommittedBlocks(),
         live.oldestDirtyAgeMs(), p50, p99, commitLatencyMax, writtenBack.sum(),
         writebackErrors.sum(), lastWritebackError, live.blockedWriters(), live.blockSize(),
-        live.memory(), inodeHintMismatches.sum(), lostAndFound.sum(), recovery);
+        live.memory(), inodeHintMismatches.sum(), lostAndFound.sum(), recovery,
+        live.deviceFlushes());
   }
 }

@@ -48,6 +48,11 @@ public final class PmemCacheMemory implements CacheMemory {
   }
 
   @Override
+  public long deviceFlushes() {
+    return pm.deviceFlushes();
+  }
+
+  @Override
   public long readLong(long offset) {
     return pm.readLong(offset);
   }

@@ -79,6 +79,11 @@ public final class ShadowCrashMemory implements CacheMemory {
   }
 
   @Override
+  public long deviceFlushes() {
+    return inner.deviceFlushes();
+  }
+
+  @Override
   public long readLong(long offset) throws IOException {
     return inner.readLong(offset);
   }

@@ -321,7 +321,7 @@ public final class WriteCache implements AutoCloseable {
       IOException error = epochs.error();
       live = new Counters.Live(error == null ? null : error.getMessage(), nBlocks, table.free(),
           writeback.inFlight(), table.dirty(), epochs.uncommittedCount(), age, table.writersWaiting(), blockSize,
-          mem.describe());
+          mem.describe(), mem.deviceFlushes());
     }
     return counters.snapshot(live);
   }

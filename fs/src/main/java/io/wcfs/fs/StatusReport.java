@@ -35,6 +35,7 @@ final class StatusReport {
     m.put("writes_blocked_on_freelist", s.writesBlockedOnFreelist());
     m.put("writers_waiting_now", s.blockedWriters());
     m.put("flushes", s.flushes());
+    m.put("device_flushes", s.deviceFlushes());
     m.put("commit_latency_p50_us", s.commitP50Nanos() / 1000.0);
     m.put("commit_latency_p99_us", s.commitP99Nanos() / 1000.0);
     m.put("commit_latency_max_us", s.commitMaxNanos() / 1000.0);

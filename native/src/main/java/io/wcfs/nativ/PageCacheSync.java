@@ -61,6 +61,9 @@ final class PageCacheSync implements AutoCloseable {
   private long[] starts = new long[64];
   private long[] ends = new long[64];
   private int count;
+  /** fdatasync calls made (each one a device cache flush), failed ones included. */
+  private final java.util.concurrent.atomic.AtomicLong deviceFlushes =
+      new java.util.concurrent.atomic.AtomicLong();
 
   /** Takes ownership of {@code fd}, a descriptor of the mapped file; {@link #close} closes it. */
   PageCacheSync(int fd, PersistentMemory.Kernel kernel) {
@@ -76,6 +79,14 @@ final class PageCacheSync implements AutoCloseable {
 
   long pageSize() {
     return pageMask + 1;
+  }
+
+  /**
+   * Device flushes issued so far: one per fdatasync. sync_file_range(SYNC_FILE_RANGE_WRITE)
+   * only starts writeback and waits for nothing, so it is not one.
+   */
+  long deviceFlushes() {
+    return deviceFlushes.get();
   }
 
   /** pmem_flush: remembers the pages of [offset, offset + length) for the next commit. */
@@ -129,6 +140,7 @@ final class PageCacheSync implements AutoCloseable {
           check(kernel.syncFileRange(fd, s[i], e[i] - s[i], SYNC_FILE_RANGE_WRITE),
               "sync_file_range of the cache file [" + s[i] + ", " + e[i] + ")");
         }
+        deviceFlushes.incrementAndGet();
         check(kernel.fdatasync(fd), "fdatasync of the cache file");
       } catch (NativeIOException ex) {
         failed = ex;

@@ -264,6 +264,15 @@ public final class PersistentMemory implements AutoCloseable {
     }
   }
 
+  /**
+   * Device flushes this mapping has issued (each fdatasync of a page-cache mapping's commit:
+   * a wait for writeback plus a flush of the device's write cache). Zero for the pmem
+   * strategies, whose commit is a CPU fence (pmem_drain) and reaches no device queue.
+   */
+  public long deviceFlushes() {
+    return pages == null ? 0 : pages.deviceFlushes();
+  }
+
   public long readLong(long offset) {
     check(offset, 8);
     return IO.getLong(base + offset);

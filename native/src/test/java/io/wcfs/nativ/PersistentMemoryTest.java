@@ -174,11 +174,13 @@ class PersistentMemoryTest {
       // Entries: one 64 KiB page. Data: 256 KiB from 12 KiB into a page: five pages.
       assertEquals(List.of("sync_file_range " + page + " " + page,
           "sync_file_range " + (1 << 20) + " " + 5 * page, "fdatasync"), kernel.take());
+      assertEquals(1, pm.deviceFlushes(), "64 blocks and their entries: one device flush");
       // The commit point: one word, one page, one device flush.
       pm.assign(24, 2);
       pm.flush(24, 8);
       pm.commit();
       assertEquals(List.of("sync_file_range 0 " + page, "fdatasync"), kernel.take());
+      assertEquals(2, pm.deviceFlushes());
       // Out of order, overlapping and touching ranges across pages 1 to 3 make one call.
       pm.flush(3 * page, 1);
       pm.flush(2 * page + 100, 10);
@@ -189,6 +191,7 @@ class PersistentMemoryTest {
       // A commit with nothing flushed costs nothing.
       pm.commit();
       assertEquals(List.of(), kernel.take());
+      assertEquals(3, pm.deviceFlushes(), "sync_file_range alone is no device flush");
     }
   }
 
