@@ -14,13 +14,24 @@ import java.util.List;
  * holding only what a commit made durable. Every {@link #flush}ed range is copied to the shadow
  * at the next {@link #commit}; stores never flushed never reach it. After the daemon is killed,
  * copying the shadow over the cache file gives what persistent memory would have kept, so a
- * kill in the middle of a commit checks the engine's flush/commit order through FUSE.
+ * kill in the middle of a commit checks the engine's flush/commit order through FUSE. It models
+ * the cache on a disk as well as on pmem: a store counts only once a commit followed its
+ * flush; a kill inside a commit keeps a prefix of that commit's ranges (CrashingMemory, in
+ * the engine's tests, tears at the word instead).
  * Enabled by the daemon only when WCFS_TEST_CRASH_SHADOW=1.
  */
 public final class ShadowCrashMemory implements CacheMemory {
   private final CacheMemory inner;
   private final int shadowFd;
   private final List<long[]> flushed = new ArrayList<>();
+  /**
+   * Held by a commit from its inner commit to the end of its copy: a commit that finds the
+   * ranges taken by one still copying them waits for it, so that every range flushed before a
+   * commit began is in the shadow when it returns (the contract of {@link #commit}). Without
+   * it a concurrent commit (writeback's frees, an fsync) returned at once, and a kill then
+   * could keep its later stores without earlier ones it relied on.
+   */
+  private final Object commitLock = new Object();
 
   private ShadowCrashMemory(CacheMemory inner, int shadowFd) {
     this.inner = inner;
@@ -64,16 +75,18 @@ public final class ShadowCrashMemory implements CacheMemory {
 
   @Override
   public void commit() throws IOException {
-    inner.commit();
-    List<long[]> ranges;
-    synchronized (flushed) {
-      ranges = new ArrayList<>(flushed);
-      flushed.clear();
-    }
-    for (long[] r : ranges) {
-      try (NativeBuffer buf = new NativeBuffer(r[1])) {
-        inner.copyOut(r[0], buf.address(), r[1]);
-        LibC.pwrite(shadowFd, buf.address(), r[1], r[0]);
+    synchronized (commitLock) {
+      inner.commit();
+      List<long[]> ranges;
+      synchronized (flushed) {
+        ranges = new ArrayList<>(flushed);
+        flushed.clear();
+      }
+      for (long[] r : ranges) {
+        try (NativeBuffer buf = new NativeBuffer(r[1])) {
+          inner.copyOut(r[0], buf.address(), r[1]);
+          LibC.pwrite(shadowFd, buf.address(), r[1], r[0]);
+        }
       }
     }
   }

@@ -59,9 +59,18 @@ final class CrashingMemory implements CacheMemory {
 
   /** What a restart would find: the durable image plus a random subset of pending words. */
   synchronized CrashingMemory crash(Random random) {
+    return crash(offset -> random.nextBoolean());
+  }
+
+  /**
+   * What a restart would find if of the pending words (stored, flushed or not, but not
+   * committed) exactly those whose byte offset {@code keep} accepts had reached the medium:
+   * for tests that need one particular torn state.
+   */
+  synchronized CrashingMemory crash(java.util.function.LongPredicate keep) {
     byte[] image = durable.clone();
     for (int w = stored.nextSetBit(0); w >= 0; w = stored.nextSetBit(w + 1)) {
-      if (random.nextBoolean()) {
+      if (keep.test(w * 8L)) {
         System.arraycopy(current, w * 8, image, w * 8, 8);
       }
     }
