@@ -54,6 +54,13 @@ final class Epochs {
   private IntList pendingFree = new IntList();
   private IntList pendingFileFree = new IntList();
   /**
+   * Guarded by index. Slots freed on the device (seq = -1 stored and flushed) after the commit
+   * that replaced them, not yet durable: the next memory commit makes them so ({@link
+   * #commitMemory}), and only then are they reused. A commit thus frees with the next
+   * commit's first device flush instead of one of its own (see {@link #releaseSlots}).
+   */
+  private IntList freesUnsettled = new IntList();
+  /**
    * Files whose backing file the next commit fsyncs: write-through files, and size-only
    * changes (truncate up, fallocate) of files with nothing in the cache.
    */
@@ -349,7 +356,7 @@ final class Epochs {
       for (int i = 0; i < versions.size(); i++) {
         layout.flushFileVersion(versions.get(i) / 2, versions.get(i) % 2);
       }
-      mem.commit();
+      commitMemory(); // also makes the previous commit's frees durable
       // 2. The commit point: seq_count = epoch + 1, one atomic store, flushed and committed.
       layout.storeSeqCount(epoch + 1);
       mem.commit();
@@ -375,7 +382,19 @@ final class Epochs {
     }
   }
 
-  /** Frees entries (seq = -1) durably, then file slots; only then may they be reused. */
+  /**
+   * Frees entries (seq = -1), then file slots; a slot is reused only once its free is durable.
+   * Entries alone (the old versions of overwritten blocks, the common case) are stored and
+   * flushed here but made durable by the next memory commit, not by a device flush of their
+   * own: until then they stay in {@code freesUnsettled}, not reusable. That is safe because
+   * the next commit's first memory commit covers them, before its commit point and before it
+   * stores frees of its own, and writeback settles them before it stores any free (an
+   * unsettled free may be the older version of a block writeback frees: were the newer free
+   * durable alone, a crash would resurrect the older version; SupersededFreeCrashTest). A
+   * crash before that finds both versions committed, and recovery keeps the newer one, as
+   * after a crash between a commit and its frees before. File slots need their entries'
+   * frees durable first: that path still commits at once.
+   */
   private void releaseSlots(IntList frees, IntList fileFrees) throws IOException {
     if (frees.isEmpty() && fileFrees.isEmpty()) {
       return;
@@ -383,6 +402,14 @@ final class Epochs {
     for (int i = 0; i < frees.size(); i++) {
       layout.storeEntryFree(frees.get(i));
       layout.flushEntry(frees.get(i));
+    }
+    if (fileFrees.isEmpty()) {
+      synchronized (table) {
+        for (int i = 0; i < frees.size(); i++) {
+          freesUnsettled.add(frees.get(i));
+        }
+      }
+      return;
     }
     mem.commit();
     if (!fileFrees.isEmpty()) {
@@ -404,6 +431,57 @@ final class Epochs {
         // daemon's CPU with 4 fio jobs.
         table.notifyAll();
       }
+    }
+  }
+
+  /**
+   * pmem_commit; then the unsettled frees flushed before it began are durable and their slots
+   * may be reused. They are taken before the commit begins, so that it covers their flush.
+   */
+  void commitMemory() throws IOException {
+    IntList settling = null;
+    synchronized (table) {
+      if (!freesUnsettled.isEmpty()) {
+        settling = freesUnsettled;
+        freesUnsettled = new IntList();
+      }
+    }
+    try {
+      mem.commit();
+    } catch (IOException | RuntimeException e) {
+      if (settling != null) {
+        synchronized (table) {
+          for (int i = 0; i < settling.size(); i++) {
+            freesUnsettled.add(settling.get(i));
+          }
+        }
+      }
+      throw e;
+    }
+    if (settling == null) {
+      return;
+    }
+    synchronized (table) {
+      for (int i = 0; i < settling.size(); i++) {
+        table.freed(settling.get(i));
+      }
+      if (table.writersWaiting() > 0) {
+        table.notifyAll();
+      }
+    }
+  }
+
+  /**
+   * Makes the frees the last commit left for the next one durable now, if there are any: for
+   * a writer waiting for slots, and for writeback before it stores frees of its own.
+   */
+  void settleFrees() throws IOException {
+    boolean unsettled;
+    synchronized (table) {
+      unsettled = !freesUnsettled.isEmpty();
+    }
+    if (unsettled) {
+      commitMemory();
     }
   }
 

@@ -100,6 +100,11 @@ final class Writeback implements AutoCloseable {
     counters.writesBlocked.increment();
     // The cache may be full of uncommitted blocks that writeback cannot take: commit them.
     epochs.commit();
+    try {
+      epochs.settleFrees(); // the last commit's frees wait for the next one; this writer cannot
+    } catch (IOException | RuntimeException e) {
+      throw epochs.fail(e);
+    }
     if (!thread.isAlive()) {
       step(); // manual mode: nobody else will make room
       return;
@@ -212,12 +217,18 @@ final class Writeback implements AutoCloseable {
     for (int i = 0; i < slots.length; i++) {
       int s = slots[i];
       if (f.blocks.get(blockIdx[i]) == s && table.isCommitted(s)) {
-        layout.storeEntryFree(s);
-        layout.flushEntry(s);
         freed.add(s);
       }
     }
-    mem.commit();
+    // The older versions these replaced were put among the unsettled frees before these
+    // became committed: durable first, or a crash could keep a free below without the older
+    // version's and bring that version back (SupersededFreeCrashTest).
+    epochs.settleFrees();
+    for (int i = 0; i < freed.size(); i++) {
+      layout.storeEntryFree(freed.get(i));
+      layout.flushEntry(freed.get(i));
+    }
+    epochs.commitMemory();
     boolean releaseFile;
     synchronized (table) {
       for (int i = 0; i < freed.size(); i++) {
