@@ -32,6 +32,9 @@ public final class EngineBench {
     Path dir = Path.of(args.length > 0 ? args[0] : "/dev/shm/wcfs-bench");
     Path backingDir = Path.of(args.length > 1 ? args[1] : "/tmp/wcfs-bench-backing");
     long bigBlocks = args.length > 2 ? Long.parseLong(args[2]) : 1 << 20;
+    // A directory on a real disk: the msync strategy is also measured with the cache there.
+    Path diskDir = args.length > 3 ? Path.of(args[3]) : null;
+    boolean quick = Boolean.getBoolean("wcfs.bench.quick"); // shorter runs, no big cache
     Files.createDirectories(dir);
     Files.createDirectories(backingDir);
     System.out.println("# wcfs engine benchmark, " + java.time.LocalDate.now() + ", "
@@ -39,8 +42,10 @@ public final class EngineBench {
         + ", PMEM_IS_PMEM_FORCE=" + System.getenv("PMEM_IS_PMEM_FORCE")
         + " (tmpfs stands in for pmem: durability simulated)");
     strategies(dir);
-    engine(dir, backingDir);
-    bigCache(dir, backingDir, bigBlocks);
+    engine(dir, backingDir, diskDir, quick ? 1_000_000_000L : 3_000_000_000L);
+    if (!quick) {
+      bigCache(dir, backingDir, bigBlocks);
+    }
   }
 
   /** The seed's table: ns per 4 KiB block of copy + flush + commit, per strategy. */
@@ -50,8 +55,10 @@ public final class EngineBench {
     int blocks = 8192;
     CacheFiles.create(f, (long) blocks * BS, BS);
     System.out.println();
-    System.out.println("## copy+flush+commit per 4 KiB block (ns), median of 5 runs");
-    System.out.printf("%-8s %18s %18s%n", "strategy", "commit every block", "commit every 64");
+    System.out.println("## copy+flush+commit per 4 KiB block (ns), median of 5 runs;"
+        + " device flushes per commit");
+    System.out.printf("%-8s %18s %18s %14s %14s%n", "strategy", "commit every block",
+        "commit every 64", "flushes/commit", "(every 64)");
     try (NativeBuffer src = new NativeBuffer(BS)) {
       byte[] junk = new byte[BS];
       new Random(1).nextBytes(junk);
@@ -59,9 +66,19 @@ public final class EngineBench {
       for (FlushStrategy s : List.of(FlushStrategy.EAGER, FlushStrategy.LATE,
           FlushStrategy.MSYNC)) {
         try (PersistentMemory pm = PersistentMemory.map(f, s, false)) {
+          long d0 = pm.deviceFlushes();
           double every1 = median(() -> run(pm, src.address(), blocks, 1));
+          long d1 = pm.deviceFlushes();
           double every64 = median(() -> run(pm, src.address(), blocks, 64));
-          System.out.printf("%-8s %18.0f %18.0f%n", s, every1, every64);
+          long d2 = pm.deviceFlushes();
+          // median() makes 6 runs; run() commits once per group (its last commit, with
+          // nothing flushed since, costs nothing).
+          double commits1 = 6.0 * blocks;
+          double commits64 = 6.0 * (blocks / 64);
+          System.out.printf("%-8s %18.0f %18.0f %14.2f %14.2f%n", s, every1, every64,
+              (d1 - d0) / commits1, (d2 - d1) / commits64);
+        } catch (java.io.IOException e) {
+          System.out.printf("%-8s skipped: %s%n", s, e.getMessage());
         }
       }
     }
@@ -97,66 +114,101 @@ public final class EngineBench {
     return v[v.length / 2];
   }
 
-  /** Engine write+commit of one 4 KiB block: latency from one thread, IOPS from 1 and 4. */
-  static void engine(Path dir, Path backingDir) throws Exception {
-    Path f = dir.resolve("engine.cache");
-    Files.deleteIfExists(f);
-    CacheFiles.create(f, 256L << 20, CacheLayout.Geometry.minFileSize(BS));
-    DirectoryBackingStore store = new DirectoryBackingStore(backingDir);
+  /**
+   * Engine write+commit: per flush strategy (and for msync also with the cache file on a real
+   * disk when {@code diskDir} is given), latency and IOPS of a 4 KiB write+commit from 1 and 4
+   * threads, and a 64-block (256 KiB) write+commit from 1 thread; each with the device flushes
+   * per commit the memory issued (the engine's commits, from its counters).
+   */
+  static void engine(Path dir, Path backingDir, Path diskDir, long durationNanos)
+      throws Exception {
     System.out.println();
-    System.out.println("## engine write(4 KiB) + commit, 256 MiB cache, strategy auto");
-    try (WriteCache cache = WriteCache.format(PmemCacheMemory.open(f, FlushStrategy.AUTO, false),
-        store, CacheConfig.DEFAULTS)) {
-      System.out.println("backend: " + cache.stats().memory());
-      for (int t = 0; t < 4; t++) {
-        Files.write(backingDir.resolve("bench" + t), new byte[0]);
-      }
-      for (int threads : new int[] {1, 4}) {
-        long[][] samples = new long[threads][];
-        LongAdder ops = new LongAdder();
-        List<Thread> ts = new ArrayList<>();
-        long durationNanos = 3_000_000_000L;
-        long start = System.nanoTime();
-        for (int t = 0; t < threads; t++) {
-          final int id = t;
-          ts.add(new Thread(() -> {
-            try (NativeBuffer buf = new NativeBuffer(BS)) {
-              WriteCache.OpenFile h = cache.open("bench" + id);
-              Random rnd = new Random(id);
-              long[] lat = new long[2_000_000];
-              int n = 0;
-              while (System.nanoTime() - start < durationNanos && n < lat.length) {
-                long off = (long) rnd.nextInt(4096) * BS; // 16 MiB per file: stays cached
-                long t0 = System.nanoTime();
-                cache.write(h, off, buf.address(), BS);
-                cache.commit();
-                lat[n++] = System.nanoTime() - t0;
-              }
-              ops.add(n);
-              samples[id] = Arrays.copyOf(lat, n);
-              cache.close(h);
-            } catch (Exception e) {
-              throw new RuntimeException(e);
-            }
-          }));
-        }
-        ts.forEach(Thread::start);
-        for (Thread t : ts) {
-          t.join();
-        }
-        double secs = (System.nanoTime() - start) / 1e9;
-        long[] all = Arrays.stream(samples).flatMapToLong(Arrays::stream).sorted().toArray();
-        // The first second is JIT warm-up; report the steady state.
-        long[] steady = Arrays.copyOfRange(all, 0, all.length);
-        System.out.printf("%d thread(s): %,.0f write+commit/s, latency p50 %.2f us, p99 %.2f us"
-                + " (%,d ops)%n", threads, ops.sum() / secs,
-            steady[steady.length / 2] / 1000.0, steady[(int) (steady.length * 0.99)] / 1000.0,
-            all.length);
-      }
-      System.out.println("stats: commits " + cache.stats().flushes() + ", commit p50 "
-          + cache.stats().commitP50Nanos() / 1000.0 + " us");
+    System.out.println("## engine write + commit, 256 MiB cache, random blocks of a 16 MiB file"
+        + " per thread (overwrites: every commit also frees the old versions)");
+    System.out.printf("%-7s %-6s %7s %12s %12s %10s %10s %14s%n", "strategy", "cache",
+        "threads", "blocks/commit", "ops/s", "p50 us", "p99 us", "flushes/commit");
+    List<Object[]> setups = new ArrayList<>();
+    setups.add(new Object[] {FlushStrategy.EAGER, dir, "tmpfs"});
+    setups.add(new Object[] {FlushStrategy.LATE, dir, "tmpfs"});
+    setups.add(new Object[] {FlushStrategy.MSYNC, dir, "tmpfs"});
+    if (diskDir != null) {
+      setups.add(new Object[] {FlushStrategy.MSYNC, diskDir, "disk"});
     }
-    Files.deleteIfExists(f);
+    for (Object[] setup : setups) {
+      FlushStrategy strategy = (FlushStrategy) setup[0];
+      Path f = ((Path) setup[1]).resolve("engine.cache");
+      Files.deleteIfExists(f);
+      CacheFiles.create(f, 256L << 20, CacheLayout.Geometry.minFileSize(BS));
+      DirectoryBackingStore store = new DirectoryBackingStore(backingDir);
+      WriteCache cache;
+      try {
+        cache = WriteCache.format(PmemCacheMemory.open(f, strategy, false), store,
+            CacheConfig.DEFAULTS);
+      } catch (java.io.IOException e) {
+        System.out.printf("%-7s %-6s skipped: %s%n", strategy, setup[2], e.getMessage());
+        Files.deleteIfExists(f);
+        continue;
+      }
+      try {
+        for (int t = 0; t < 4; t++) {
+          Files.write(backingDir.resolve("bench" + t), new byte[0]);
+        }
+        // A disk commit costs milliseconds, not microseconds: half the time is samples enough.
+        long duration = setup[2].equals("disk") ? durationNanos / 2 : durationNanos;
+        for (int[] shape : new int[][] {{1, 1}, {4, 1}, {1, 64}}) {
+          engineRun(cache, strategy, (String) setup[2], shape[0], shape[1], duration);
+        }
+      } finally {
+        cache.close();
+        Files.deleteIfExists(f);
+      }
+    }
+  }
+
+  private static void engineRun(WriteCache cache, FlushStrategy strategy, String where,
+      int threads, int blocksPerCommit, long durationNanos) throws Exception {
+    long[][] samples = new long[threads][];
+    LongAdder ops = new LongAdder();
+    List<Thread> ts = new ArrayList<>();
+    long commits0 = cache.stats().flushes();
+    long flushes0 = cache.stats().deviceFlushes();
+    long start = System.nanoTime();
+    for (int t = 0; t < threads; t++) {
+      final int id = t;
+      ts.add(new Thread(() -> {
+        try (NativeBuffer buf = new NativeBuffer((long) BS * blocksPerCommit)) {
+          WriteCache.OpenFile h = cache.open("bench" + id);
+          Random rnd = new Random(id);
+          long[] lat = new long[2_000_000];
+          int n = 0;
+          while (System.nanoTime() - start < durationNanos && n < lat.length) {
+            // 16 MiB per file: stays cached
+            long off = (long) rnd.nextInt(4096 - blocksPerCommit) * BS;
+            long t0 = System.nanoTime();
+            cache.write(h, off, buf.address(), (long) BS * blocksPerCommit);
+            cache.commit();
+            lat[n++] = System.nanoTime() - t0;
+          }
+          ops.add(n);
+          samples[id] = Arrays.copyOf(lat, n);
+          cache.close(h);
+        } catch (Exception e) {
+          throw new RuntimeException(e);
+        }
+      }));
+    }
+    ts.forEach(Thread::start);
+    for (Thread t : ts) {
+      t.join();
+    }
+    double secs = (System.nanoTime() - start) / 1e9;
+    long commits = cache.stats().flushes() - commits0;
+    long flushes = cache.stats().deviceFlushes() - flushes0;
+    long[] all = Arrays.stream(samples).flatMapToLong(Arrays::stream).sorted().toArray();
+    System.out.printf("%-7s %-6s %7d %12d %,12.0f %10.2f %10.2f %14.2f%n", strategy, where,
+        threads, blocksPerCommit, ops.sum() / secs, all[all.length / 2] / 1000.0,
+        all[(int) (all.length * 0.99)] / 1000.0,
+        commits == 0 ? 0.0 : flushes / (double) commits);
   }
 
   /** Heap per block of the index, and recovery time, on a cache of {@code blocks} blocks. */
