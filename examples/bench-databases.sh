@@ -10,10 +10,17 @@
 #   fuse-tmpfs - passthrough_ll over that tmpfs directory: free storage, but every request
 #                pays the FUSE round trip (the best any FUSE-based write cache can do)
 # Prints one table with ratios to plain, writes examples/results/bench.csv and bench.png.
+# Then the "SSD cache" setup: wcfs with its cache file on the same disk as the plain directory
+# (under /var/tmp, real durability, strategy msync), fio 4 KiB random write + fsync with 1 and
+# 4 jobs, plain vs wcfs, the fsync p99s and the device flushes per commit; its own table,
+# examples/results/bench-ssd.csv and bench-ssd.txt.
 #
 #   examples/bench-databases.sh [SECONDS_PER_FIO_RUN] [PGBENCH_SECONDS]
+#   examples/bench-databases.sh --ssd [SECONDS_PER_FIO_RUN]     only the SSD cache setup
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
+SSD_ONLY=0
+if [ "${1:-}" = --ssd ]; then SSD_ONLY=1; shift; fi
 FIO_T="${1:-10}"
 PG_T="${2:-30}"
 results="$here/examples/results"
@@ -26,27 +33,29 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 pkgs=()
 command -v fio >/dev/null || pkgs+=(fio)
-command -v sqlite3 >/dev/null || pkgs+=(sqlite3)
-ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || pkgs+=(postgresql)
-[ -f /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c ] || pkgs+=(libfuse3-dev)
-command -v pkg-config >/dev/null || pkgs+=(pkg-config)
-command -v gnuplot >/dev/null || pkgs+=(gnuplot-nox)
+if [ "$SSD_ONLY" = 0 ]; then
+  command -v sqlite3 >/dev/null || pkgs+=(sqlite3)
+  ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || pkgs+=(postgresql)
+  [ -f /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c ] || pkgs+=(libfuse3-dev)
+  command -v pkg-config >/dev/null || pkgs+=(pkg-config)
+  command -v gnuplot >/dev/null || pkgs+=(gnuplot-nox)
+fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing ${pkgs[*]} ..." >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >/dev/null 2>&1 \
     || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >/dev/null; }
 fi
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 "$here/wcfs" --version >/dev/null   # builds if needed
 
 work=$(mktemp -d /var/tmp/wcfs-bench.XXXXXX)
 cache=$(mktemp -d /dev/shm/wcfs-bench-cache.XXXXXX)
 bound=$(mktemp -d /dev/shm/wcfs-bench-bound.XXXXXX)
 pt_src="/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c"
-gcc -O2 -Wall "$pt_src" -o "$work/passthrough_ll" $(pkg-config fuse3 --cflags --libs)
+[ "$SSD_ONLY" = 1 ] || gcc -O2 -Wall "$pt_src" -o "$work/passthrough_ll" $(pkg-config fuse3 --cflags --libs)
 mkdir -p "$work/backing" "$work/wcfs" "$work/fuse" "$work/pgsock" "$work/fuse-tmpfs"
 chmod 755 "$bound"
-chown postgres "$work/pgsock"
+[ "$SSD_ONLY" = 1 ] || chown postgres "$work/pgsock"
 chmod 755 "$work"
 export PMEM_IS_PMEM_FORCE=1
 pt_pid=""
@@ -88,7 +97,7 @@ dir_of() {
   esac
 }
 
-echo "setup,metric,value" > "$csv"
+[ "$SSD_ONLY" = 1 ] || echo "setup,metric,value" > "$csv"
 record() { echo "$1,$2,$3" >> "$csv"; }
 
 # ---- fio -------------------------------------------------------------------------------------
@@ -233,6 +242,98 @@ run_drain() {
   rm -f "$cache/rand.bin"
 }
 
+# ---- SSD cache: the cache file on the same disk as the plain directory ------------------------
+# $work is under /var/tmp, so the cache file ($work/ssd-cache/wcfs.cache) and the backing
+# directory share one disk; PMEM_IS_PMEM_FORCE is dropped for this mount, so libpmem sees a
+# page-cache mapping and commits are real fdatasyncs (strategy msync, durability real).
+ssd_csv="$results/bench-ssd.csv"
+ssd_record() { echo "$1,$2,$3" >> "$ssd_csv"; }
+status_field() { # field
+  "$here/wcfs" status --json "$work/wcfs" | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+run_ssd() {
+  echo "setup,metric,value" > "$ssd_csv"
+  ssd_record all load_before "$(cut -d' ' -f1 /proc/loadavg)"
+  local j d="$work/backing"
+  echo "== SSD cache: plain directory" >&2
+  j=$(fio_json "$d" ssd1 --rw=randwrite --fsync=1 --numjobs=1)
+  ssd_record plain fio_fsync_1job_iops "$(echo "$j" | fio_field write iops)"
+  ssd_record plain fsync_1job_p50_us "$(echo "$j" | fio_field sync p50)"
+  ssd_record plain fsync_1job_p99_us "$(echo "$j" | fio_field sync p99)"
+  j=$(fio_json "$d" ssd4 --rw=randwrite --fsync=1 --numjobs=4 --size=64M)
+  ssd_record plain fio_fsync_4jobs_iops "$(echo "$j" | fio_field write iops)"
+  ssd_record plain fsync_4jobs_p99_us "$(echo "$j" | fio_field sync p99)"
+  rm -f "$d"/ssd1.* "$d"/ssd4.*
+  echo "== SSD cache: wcfs, cache file on the same disk" >&2
+  mkdir -p "$work/ssd-cache"
+  env -u PMEM_IS_PMEM_FORCE "$here/wcfs" mount --cache-size 1G "$work/ssd-cache" \
+    "$work/backing" "$work/wcfs" >/dev/null
+  local backend; backend=$(status_field backend)
+  echo "   backend: $backend" >&2
+  case "$backend" in
+    *"strategy msync"*"page-cache mapping, durability real"*) ;;
+    *) echo "the SSD cache mount is not a real page-cache cache: $backend" >&2; exit 1;;
+  esac
+  local c0 f0 c1 f1 c2 f2
+  c0=$(status_field flushes); f0=$(status_field device_flushes)
+  d="$work/wcfs"
+  j=$(fio_json "$d" ssd1 --rw=randwrite --fsync=1 --numjobs=1)
+  c1=$(status_field flushes); f1=$(status_field device_flushes)
+  ssd_record wcfs fio_fsync_1job_iops "$(echo "$j" | fio_field write iops)"
+  ssd_record wcfs fsync_1job_p50_us "$(echo "$j" | fio_field sync p50)"
+  ssd_record wcfs fsync_1job_p99_us "$(echo "$j" | fio_field sync p99)"
+  ssd_record wcfs commit_1job_p50_us "$(status_field commit_latency_p50_us)"
+  ssd_record wcfs commit_1job_p99_us "$(status_field commit_latency_p99_us)"
+  ssd_record wcfs device_flushes_per_commit_1job \
+    "$(python3 -c "print(round(($f1 - $f0) / max(1, $c1 - $c0), 2))")"
+  j=$(fio_json "$d" ssd4 --rw=randwrite --fsync=1 --numjobs=4 --size=64M)
+  c2=$(status_field flushes); f2=$(status_field device_flushes)
+  ssd_record wcfs fio_fsync_4jobs_iops "$(echo "$j" | fio_field write iops)"
+  ssd_record wcfs fsync_4jobs_p99_us "$(echo "$j" | fio_field sync p99)"
+  ssd_record wcfs device_flushes_per_commit_4jobs \
+    "$(python3 -c "print(round(($f2 - $f1) / max(1, $c2 - $c1), 2))")"
+  rm -f "$d"/ssd1.* "$d"/ssd4.*
+  "$here/wcfs" umount "$work/wcfs" >/dev/null
+  ssd_record all load_after "$(cut -d' ' -f1 /proc/loadavg)"
+  python3 - "$ssd_csv" "$results/bench-ssd.txt" "$FIO_T" <<'PY'
+import csv, datetime, os, sys
+rows = {}
+for r in csv.DictReader(open(sys.argv[1])):
+    rows.setdefault(r["metric"], {})[r["setup"]] = float(r["value"] or 0)
+g = lambda m, s: rows.get(m, {}).get(s)
+out = [f"# SSD cache: wcfs with its cache file on the plain directory's disk - "
+       f"{datetime.date.today()}, {os.cpu_count()} cores, fio {sys.argv[3]} s per run, load "
+       f"{g('load_before', 'all')} before, {g('load_after', 'all')} after",
+       f"{'metric':34} {'plain':>9} {'wcfs':>9} {'wcfs/plain':>10}  target"]
+def line(m, target, lower=False):
+    p, w = g(m, "plain"), g(m, "wcfs")
+    r = f"{w / p:.2f}x" if p and w is not None else "-"
+    f = lambda x: "-" if x is None else (f"{x:.1f}" if x < 100 else f"{x:.0f}")
+    out.append(f"{m:34} {f(p):>9} {f(w):>9} {r:>10}  {target}")
+line("fio_fsync_1job_iops", ">= 0.9x plain")
+line("fio_fsync_4jobs_iops", ">= 1.5x plain")
+line("fsync_1job_p50_us", "", True)
+line("fsync_1job_p99_us", "<= 2x plain", True)
+line("fsync_4jobs_p99_us", "", True)
+p99 = g("fsync_1job_p99_us", "plain")
+c99 = g("commit_1job_p99_us", "wcfs")
+out.append(f"{'wcfs commit p99 (daemon), 1 job':34} {'':>9} {c99 or 0:>9.0f} "
+           f"{(c99 / p99 if p99 and c99 else 0):>9.2f}x  <= 2x plain fsync p99")
+out.append(f"{'device flushes per commit, 1 job':34} {'':>9} "
+           f"{g('device_flushes_per_commit_1job', 'wcfs') or 0:>9.2f}")
+out.append(f"{'device flushes per commit, 4 jobs':34} {'':>9} "
+           f"{g('device_flushes_per_commit_4jobs', 'wcfs') or 0:>9.2f}")
+text = "\n".join(out)
+print(text)
+open(sys.argv[2], "w").write(text + "\n")
+PY
+}
+
+if [ "$SSD_ONLY" = 1 ]; then
+  run_ssd
+  exit 0
+fi
+
 echo "== plain directory" >&2
 run_fio plain; run_sqlite plain; run_pg plain
 echo "== wcfs" >&2
@@ -252,3 +353,5 @@ unmount_fuse "$work/fuse-tmpfs"
 
 # ---- report ------------------------------------------------------------------------------------
 "$here/examples/bench-report.py" "$results"
+echo
+run_ssd
