@@ -28,12 +28,12 @@ public final class PmemCacheMemory implements CacheMemory {
   }
 
   @Override
-  public void copyIn(long offset, long srcAddress, long length) {
+  public void copyIn(long offset, long srcAddress, long length) throws IOException {
     pm.memcpy(offset, srcAddress, length);
   }
 
   @Override
-  public void assign(long offset, long value) {
+  public void assign(long offset, long value) throws IOException {
     pm.assign(offset, value);
   }
 

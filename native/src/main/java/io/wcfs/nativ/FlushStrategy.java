@@ -10,8 +10,8 @@ import java.util.Locale;
  *             pmem_memcpy          pmem_flush(range)        pmem_commit
  *   EAGER     non-temporal stores  nothing                  drain (sfence)
  *   LATE      cached stores        flush cache lines        drain
- *   MSYNC     cached stores        note the pages           sync_file_range per merged range,
- *                                                           one fdatasync of the cache file
+ *   MSYNC     pwrite into the      note the pages           sync_file_range per merged range,
+ *             file's pages                                  one fdatasync of the cache file
  * </pre>
  *
  * EAGER wins on x86-64, where movnt bypasses the cache; arm64 has no non-temporal stores, and

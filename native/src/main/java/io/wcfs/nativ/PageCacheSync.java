@@ -4,8 +4,9 @@ import java.util.Arrays;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
- * pmem_flush and pmem_commit of a mapping that is not persistent memory (a cache file in the page
- * cache: on an SSD, on tmpfs, or any file libpmem maps without DAX). {@link #note} only records
+ * pmem_memcpy, pmem_flush and pmem_commit of a mapping that is not persistent memory (a cache
+ * file in the page cache: on an SSD, on tmpfs, or any file libpmem maps without DAX). Stores
+ * are pwrites into the file's pages ({@link #store}; why: {@link PersistentMemory#memcpy}). {@link #note} only records
  * the flushed range, rounded out to whole pages; {@link #commit} merges the ranges noted since
  * the last commit, starts writeback of each merged range with one {@code
  * sync_file_range(SYNC_FILE_RANGE_WRITE)}, then waits for them and flushes the device's write
@@ -47,7 +48,13 @@ final class PageCacheSync implements AutoCloseable {
     public int fdatasync(int fd) {
       return LibC.fdatasync(fd);
     }
+
+    @Override
+    public void pwrite(int fd, long address, long count, long offset) throws NativeIOException {
+      LibC.pwrite(fd, address, count, offset);
+    }
   };
+  private static final com.kenai.jffi.MemoryIO IO = com.kenai.jffi.MemoryIO.getInstance();
 
   private final int fd;
   private final PersistentMemory.Kernel kernel;
@@ -80,6 +87,22 @@ final class PageCacheSync implements AutoCloseable {
   long pageSize() {
     return pageMask + 1;
   }
+
+  /** A store into the cache file's pages: pwrite of {@code length} bytes at {@code src}. */
+  void store(long offset, long src, long length) throws NativeIOException {
+    kernel.pwrite(fd, src, length, offset);
+  }
+
+  /** An 8-byte store, staged in a per-thread native word. */
+  void storeLong(long offset, long value) throws NativeIOException {
+    long word = WORD.get();
+    IO.putLong(word, value);
+    kernel.pwrite(fd, word, 8, offset);
+  }
+
+  /** Per thread: the 8 bytes an assign is written from (never freed: threads are few). */
+  private static final ThreadLocal<Long> WORD = ThreadLocal.withInitial(
+      () -> IO.allocateMemory(8, true));
 
   /**
    * Device flushes issued so far: one per fdatasync. sync_file_range(SYNC_FILE_RANGE_WRITE)

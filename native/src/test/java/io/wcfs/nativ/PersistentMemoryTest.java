@@ -140,6 +140,14 @@ class PersistentMemoryTest {
       return 0;
     }
 
+    /** Stores, recorded apart from the flush and commit calls, and really written. */
+    final List<String> stores = new ArrayList<>();
+
+    public void pwrite(int fd, long address, long count, long offset) throws NativeIOException {
+      stores.add("pwrite " + offset + " " + count);
+      LibC.pwrite(fd, address, count, offset);
+    }
+
     List<String> take() {
       List<String> out = new ArrayList<>(calls);
       calls.clear();
@@ -193,6 +201,35 @@ class PersistentMemoryTest {
       assertEquals(List.of(), kernel.take());
       assertEquals(3, pm.deviceFlushes(), "sync_file_range alone is no device flush");
     }
+  }
+
+  @DisplayName("stores into a page-cache mapping are pwrites into the cache file's pages, seen"
+      + " through the mapping at once")
+  @ParameterizedTest(name = "fallback={0}")
+  @ValueSource(booleans = {false, true})
+  void pageCacheStoresArePwrites(boolean fallback) throws IOException {
+    Assumptions.assumeTrue(fallback || LibPmem.isAvailable(), "libpmem is not installed");
+    Path f = cacheFile(1 << 20);
+    CountingKernel kernel = new CountingKernel();
+    byte[] data = new byte[8192];
+    new Random(3).nextBytes(data);
+    try (PersistentMemory pm = PersistentMemory.map(f, FlushStrategy.MSYNC, fallback, kernel);
+        NativeBuffer src = new NativeBuffer(data.length)) {
+      src.put(0, data, 0, data.length);
+      pm.memcpy(4096, src.address(), data.length);
+      pm.assign(16, 0x0102030405060708L);
+      assertEquals(List.of("pwrite 4096 8192", "pwrite 16 8"), kernel.stores);
+      assertEquals(0x0102030405060708L, pm.readLong(16), "the mapping sees the pwrite");
+      byte[] back = new byte[data.length];
+      pm.read(4096, back, 0, back.length);
+      assertArrayEquals(data, back);
+      pm.flush(0, 4096 + data.length);
+      pm.commit();
+    }
+    byte[] onDisk = Files.readAllBytes(f);
+    assertEquals(0x0102030405060708L,
+        ByteBuffer.wrap(onDisk).order(ByteOrder.LITTLE_ENDIAN).getLong(16));
+    assertArrayEquals(data, java.util.Arrays.copyOfRange(onDisk, 4096, 4096 + data.length));
   }
 
   @Test
