@@ -158,6 +158,8 @@ final class Metrics implements AutoCloseable {
         CacheStats::writesBlockedOnFreelist);
     counter("wcfs_commits", "Commits of the cache (fsync, fdatasync, O_SYNC, autocommit)",
         stats, CacheStats::flushes);
+    counter("wcfs_device_flushes", "Device cache flushes the cache memory issued (fdatasyncs of"
+        + " a cache file on a disk; 0 on pmem)", stats, CacheStats::deviceFlushes);
 
     Xattrs x = fs.xattrs();
     counter("wcfs_fuse_getxattr_requests", "GETXATTR requests from the kernel", stats,

@@ -134,7 +134,7 @@ class MetricsTest {
         "wcfs_reads_total", "wcfs_read_hits_total", "wcfs_writes_total",
         "wcfs_write_hits_uncommitted_total", "wcfs_write_hits_committed_total",
         "wcfs_writes_allocated_total", "wcfs_writes_blocked_on_freelist_total",
-        "wcfs_commits_total", "wcfs_fuse_getxattr_requests_total",
+        "wcfs_commits_total", "wcfs_device_flushes_total", "wcfs_fuse_getxattr_requests_total",
         "wcfs_capability_probes_total", "wcfs_capability_probes_from_memory_total",
         "wcfs_capabilities_cleared_total", "wcfs_commit_latency_seconds_count",
         "wcfs_commit_latency_seconds_sum")) {
@@ -157,6 +157,8 @@ class MetricsTest {
         .get("wcfs_commits_total"));
     assertEquals((double) wcfs.statusNumber("dirty_bytes"), samples(scrape(port).body())
         .get("wcfs_dirty_bytes"));
+    assertEquals((double) wcfs.statusNumber("device_flushes"), samples(scrape(port).body())
+        .get("wcfs_device_flushes_total"));
 
     wcfs.umount();
     try (ServerSocket again = new ServerSocket()) { // the daemon let the port go
