@@ -205,7 +205,7 @@ final class DataPath {
           table.stored(slot);
           epochs.noteUncommitted(slot);
           if (replaced[k] >= 0) {
-            epochs.supersede(replaced[k]);
+            epochs.replaced(replaced[k]);
             counters.writeHitsCommitted.increment();
           } else {
             counters.writesAllocated.increment();

@@ -53,6 +53,8 @@ final class Epochs {
   private IntList dirtyVersions = new IntList();
   private IntList pendingFree = new IntList();
   private IntList pendingFileFree = new IntList();
+  /** Guarded by index: the open epoch dropped blocks ({@link #supersede}), not only replaced. */
+  private boolean pendingDrops;
   /**
    * Guarded by index. Slots freed on the device (seq = -1 stored and flushed) after the commit
    * that replaced them, not yet durable: the next memory commit makes them so ({@link
@@ -159,8 +161,23 @@ final class Epochs {
     uncommitted.add(slot);
   }
 
-  /** A slot whose block has a newer version (or was dropped): freed after the next commit. */
+  /**
+   * Needs index. A slot whose block was dropped (truncate, a zeroed range, an unlinked file):
+   * freed durably by the next commit itself, before it returns. Nothing newer stands for the
+   * block, so a free left for later could bring the old data back after a crash.
+   */
   void supersede(int slot) {
+    table.supersede(slot);
+    pendingFree.add(slot);
+    pendingDrops = true;
+  }
+
+  /**
+   * Needs index. A slot whose block has a newer version in the open epoch: freed after the
+   * next commit, durably by the memory commit after that (see {@link #releaseSlots}); until
+   * then recovery keeps the newer version over it.
+   */
+  void replaced(int slot) {
     table.supersede(slot);
     pendingFree.add(slot);
   }
@@ -335,6 +352,7 @@ final class Epochs {
       IntList versions;
       IntList frees;
       IntList fileFrees;
+      boolean drops;
       synchronized (table) {
         blocks = uncommitted;
         versions = dirtyVersions;
@@ -347,6 +365,8 @@ final class Epochs {
         dirtyVersions = new IntList();
         pendingFree = new IntList();
         pendingFileFree = new IntList();
+        drops = pendingDrops;
+        pendingDrops = false;
       }
       // 1. pmem_flush every block, entry and file version of the epoch, then pmem_commit.
       for (int i = 0; i < blocks.size(); i++) {
@@ -363,7 +383,7 @@ final class Epochs {
       committedSeq = epoch + 1;
       openEpoch = epoch + 1;
       // 3. Old versions the epoch replaced, then file slots it released, freed in that order.
-      releaseSlots(frees, fileFrees);
+      releaseSlots(frees, fileFrees, drops);
       synchronized (table) {
         for (int i = 0; i < blocks.size(); i++) {
           table.committed(blocks.get(i));
@@ -384,18 +404,21 @@ final class Epochs {
 
   /**
    * Frees entries (seq = -1), then file slots; a slot is reused only once its free is durable.
-   * Entries alone (the old versions of overwritten blocks, the common case) are stored and
-   * flushed here but made durable by the next memory commit, not by a device flush of their
-   * own: until then they stay in {@code freesUnsettled}, not reusable. That is safe because
+   * Old versions of overwritten blocks alone (the common case) are stored and flushed here but
+   * made durable by the next memory commit, not by a device flush of their own: until then
+   * they stay in {@code freesUnsettled}, not reusable. That is safe because
    * the next commit's first memory commit covers them, before its commit point and before it
    * stores frees of its own, and writeback settles them before it stores any free (an
    * unsettled free may be the older version of a block writeback frees: were the newer free
    * durable alone, a crash would resurrect the older version; SupersededFreeCrashTest). A
    * crash before that finds both versions committed, and recovery keeps the newer one, as
-   * after a crash between a commit and its frees before. File slots need their entries'
-   * frees durable first: that path still commits at once.
+   * after a crash between a commit and its frees before. Dropped blocks ({@code drops}: no
+   * newer version stands for them; a free left for later would let a crash after the call
+   * returned bring their old data back) and file slots (their entries' frees go first) still
+   * commit at once.
    */
-  private void releaseSlots(IntList frees, IntList fileFrees) throws IOException {
+  private void releaseSlots(IntList frees, IntList fileFrees, boolean drops)
+      throws IOException {
     if (frees.isEmpty() && fileFrees.isEmpty()) {
       return;
     }
@@ -403,7 +426,7 @@ final class Epochs {
       layout.storeEntryFree(frees.get(i));
       layout.flushEntry(frees.get(i));
     }
-    if (fileFrees.isEmpty()) {
+    if (fileFrees.isEmpty() && !drops) {
       synchronized (table) {
         for (int i = 0; i < frees.size(); i++) {
           freesUnsettled.add(frees.get(i));

@@ -72,4 +72,32 @@ class SupersededFreeCrashTest {
       recovered.abandon();
     }
   }
+
+  @DisplayName("a range zeroed in the backing file drops its cached blocks durably before the"
+      + " call returns: a crash right after it does not bring them back")
+  @Test
+  void droppedBlocksStayDropped() throws Exception {
+    Path root = Files.createDirectories(tmp.resolve("backing-drop"));
+    Files.createFile(root.resolve("f"));
+    DirectoryBackingStore store = new DirectoryBackingStore(root);
+    CrashingMemory mem = CacheFixture.memoryFor(32, BS);
+    CacheConfig cfg = CacheFixture.manualConfig(BS);
+    CacheLayout.format(mem, BS, store.identity());
+    WriteCache cache = WriteCache.openManual(mem, store, cfg, CacheFixture.nextBoot());
+    byte[] data = new byte[16 * BS];
+    new Random(3).nextBytes(data);
+    CacheFixture.write(cache, "f", 0, data);
+    cache.commit();
+    // Longer than a write chunk: zeroed in the backing file, the cached blocks dropped.
+    WriteCache.OpenFile h = cache.open("f");
+    cache.zeroRange(h, 0, data.length, true);
+    cache.close(h);
+    // A power loss right after the call returned: nothing pending survives.
+    CrashingMemory after = mem.crash(off -> false);
+    cache.abandon();
+    WriteCache recovered = WriteCache.openManual(after, store, cfg, CacheFixture.nextBoot());
+    assertArrayEquals(new byte[data.length], CacheFixture.read(recovered, "f"),
+        "the zeroed range's old cached data came back");
+    recovered.abandon();
+  }
 }
