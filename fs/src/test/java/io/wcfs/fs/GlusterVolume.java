@@ -162,8 +162,11 @@ final class GlusterVolume implements AutoCloseable {
   /** Mounts client {@code i} (after {@link #unmount}, as a machine remounting the volume). */
   void mount(int i) throws IOException, InterruptedException {
     Path mp = clients.get(i);
-    Result r = run(COMMAND_SECONDS, "mount", "-t", "glusterfs", host + ":/" + name,
-        mp.toString());
+    // No attribute or entry caching in the client (its default keeps both for 1 s): a reader
+    // on the other "machine" that looked at a file before a flush would otherwise see its old
+    // size for up to a second after it, which is the client's cache, not wcfs (README).
+    Result r = run(COMMAND_SECONDS, "mount", "-t", "glusterfs", "-o",
+        "attribute-timeout=0,entry-timeout=0", host + ":/" + name, mp.toString());
     if (r.exit != 0 || !isMounted(mp)) {
       throw new AssertionError("mount -t glusterfs " + host + ":/" + name + " " + mp + " failed"
           + " (" + r.exit + "): " + r.out);
