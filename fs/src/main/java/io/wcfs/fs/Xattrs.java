@@ -1,6 +1,7 @@
 package io.wcfs.fs;
 
 import io.wcfs.nativ.LibC;
+import io.wcfs.nativ.Xattr;
 import io.wcfs.nativ.NativeIOException;
 import java.io.IOException;
 import java.util.ArrayList;
@@ -130,11 +131,11 @@ final class Xattrs {
       capabilityProbes.increment();
       if (knownAbsent(node)) {
         capabilityProbesFromMemory.increment();
-        return -LibC.ENODATA;
+        return -Xattr.ENODATA;
       }
     }
-    long n = LibC.getxattrAt(rootFd, at, name, buf, size);
-    if (capability && (n == -LibC.ENODATA || n == -LibC.ENOTSUP)) {
+    long n = Xattr.getxattrAt(rootFd, at, name, buf, size);
+    if (capability && (n == -Xattr.ENODATA || n == -Xattr.ENOTSUP)) {
       rememberAbsent(node, learntIn);
     }
     return n;
@@ -144,7 +145,7 @@ final class Xattrs {
     if (!enabled) {
       return -ENOSYS;
     }
-    return LibC.listxattrAt(rootFd, at, buf, size);
+    return Xattr.listxattrAt(rootFd, at, buf, size);
   }
 
   int set(String at, String name, long value, long size, int flags) {
@@ -155,7 +156,7 @@ final class Xattrs {
     if (capability) {
       epoch.incrementAndGet(); // before the change: no probe may remember "none" across it
     }
-    int rc = LibC.setxattrAt(rootFd, at, name, value, size, flags);
+    int rc = Xattr.setxattrAt(rootFd, at, name, value, size, flags);
     if (rc == 0) {
       changed(at);
     }
@@ -166,7 +167,7 @@ final class Xattrs {
     if (!enabled) {
       return -ENOSYS;
     }
-    int rc = LibC.removexattrAt(rootFd, at, name);
+    int rc = Xattr.removexattrAt(rootFd, at, name);
     if (rc == 0) {
       changed(at);
     }
@@ -184,13 +185,13 @@ final class Xattrs {
       return;
     }
     long learntIn = epoch.get();
-    int rc = LibC.removexattrAt(rootFd, at, CAPABILITY);
+    int rc = Xattr.removexattrAt(rootFd, at, CAPABILITY);
     if (rc == 0) {
       capabilitiesCleared.increment();
       LOG.info("removed the file capability of {} (changed through the mount)", at);
       changed(at);
       rememberAbsent(node, learntIn);
-    } else if (rc == -LibC.ENODATA || rc == -LibC.ENOTSUP) {
+    } else if (rc == -Xattr.ENODATA || rc == -Xattr.ENOTSUP) {
       rememberAbsent(node, learntIn);
     } else if (rc != -2) { // ENOENT: unlinked while open, nothing left to execute by name
       LibC.check(rc, "removing security.capability of " + at);

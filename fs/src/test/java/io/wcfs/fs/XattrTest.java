@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.wcfs.nativ.LibC;
+import io.wcfs.nativ.Xattr;
 import io.wcfs.nativ.NativeIOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -84,35 +85,35 @@ class XattrTest {
     for (int i = 0; i < big.length; i++) {
       big[i] = (byte) i;
     }
-    out.add("get missing " + LibC.getxattrAt(AT_FDCWD, f, "user.a", 0, 0));
+    out.add("get missing " + Xattr.getxattrAt(AT_FDCWD, f, "user.a", 0, 0));
     out.add("set " + set(f, "user.a", bytes("one"), 0));
     out.add("set create existing " + set(f, "user.a", bytes("two"), XATTR_CREATE));
     out.add("set replace missing " + set(f, "user.b", bytes("two"), XATTR_REPLACE));
     out.add("set replace " + set(f, "user.a", bytes("three"), XATTR_REPLACE));
     out.add("set big " + set(f, "user.big", big, 0));
     out.add("set empty " + set(f, "user.empty", new byte[0], 0));
-    out.add("size probe " + LibC.getxattrAt(AT_FDCWD, f, "user.big", 0, 0));
-    out.add("value " + new String(LibC.getxattrAt(AT_FDCWD, f, "user.a"),
+    out.add("size probe " + Xattr.getxattrAt(AT_FDCWD, f, "user.big", 0, 0));
+    out.add("value " + new String(Xattr.getxattrAt(AT_FDCWD, f, "user.a"),
         StandardCharsets.UTF_8));
-    out.add("big intact " + java.util.Arrays.equals(big, LibC.getxattrAt(AT_FDCWD, f,
+    out.add("big intact " + java.util.Arrays.equals(big, Xattr.getxattrAt(AT_FDCWD, f,
         "user.big")));
-    out.add("list " + new java.util.TreeSet<>(LibC.listxattrAt(AT_FDCWD, f)));
-    out.add("remove " + LibC.removexattrAt(AT_FDCWD, f, "user.a"));
-    out.add("remove again " + LibC.removexattrAt(AT_FDCWD, f, "user.a"));
+    out.add("list " + new java.util.TreeSet<>(Xattr.listxattrAt(AT_FDCWD, f)));
+    out.add("remove " + Xattr.removexattrAt(AT_FDCWD, f, "user.a"));
+    out.add("remove again " + Xattr.removexattrAt(AT_FDCWD, f, "user.a"));
     out.add("dir set " + set(d, "user.dir", bytes("d"), 0));
-    out.add("dir list " + LibC.listxattrAt(AT_FDCWD, d));
+    out.add("dir list " + Xattr.listxattrAt(AT_FDCWD, d));
     out.add("symlink user " + set(l, "user.x", bytes("x"), 0)); // the kernel refuses: EPERM
     out.add("symlink trusted " + set(l, "trusted.wcfs", bytes("link"), 0));
-    out.add("target has it " + (LibC.getxattrAt(AT_FDCWD, f, "trusted.wcfs") != null));
+    out.add("target has it " + (Xattr.getxattrAt(AT_FDCWD, f, "trusted.wcfs") != null));
     out.add("unknown namespace " + set(f, "bogus.x", bytes("x"), 0));
-    out.add("missing file " + LibC.getxattrAt(AT_FDCWD, abs(top.resolve("nope")), "user.a", 0,
+    out.add("missing file " + Xattr.getxattrAt(AT_FDCWD, abs(top.resolve("nope")), "user.a", 0,
         0));
     return out;
   }
 
   private static int set(String path, String name, byte[] value, int flags) {
     try {
-      LibC.setxattrAt(AT_FDCWD, path, name, value, flags);
+      Xattr.setxattrAt(AT_FDCWD, path, name, value, flags);
       return 0;
     } catch (NativeIOException e) {
       return -e.errno();
@@ -131,7 +132,7 @@ class XattrTest {
     assertTrue(expected.contains("symlink user -" + EPERM), expected.toString());
     wcfs.umount();
     assertEquals(attributes(reference), attributes(backing));
-    assertArrayEquals(bytes("link"), LibC.getxattrAt(AT_FDCWD, abs(backing.resolve("l")),
+    assertArrayEquals(bytes("link"), Xattr.getxattrAt(AT_FDCWD, abs(backing.resolve("l")),
         "trusted.wcfs"));
   }
 
@@ -144,8 +145,8 @@ class XattrTest {
           continue; // BACKING/.wcfs is wcfs's own (the claim), as the mount does not show it
         }
         Map<String, String> m = new TreeMap<>();
-        for (String name : LibC.listxattrAt(AT_FDCWD, abs(p))) {
-          byte[] v = LibC.getxattrAt(AT_FDCWD, abs(p), name);
+        for (String name : Xattr.listxattrAt(AT_FDCWD, abs(p))) {
+          byte[] v = Xattr.getxattrAt(AT_FDCWD, abs(p), name);
           m.put(name, v == null ? null : java.util.HexFormat.of().formatHex(v));
         }
         all.put(top.relativize(p).toString(), m);
@@ -170,11 +171,11 @@ class XattrTest {
       LibC.close(LibC.openat(mfd, path, LibC.O_CREAT | LibC.O_WRONLY, 0644));
       assertTrue(abs(backing).length() + 1 + path.length() > 4096);
       // relative to a descriptor of the mount: the path alone is within PATH_MAX
-      LibC.setxattrAt(mfd, path, "user.deep", bytes("v"), 0);
-      assertArrayEquals(bytes("v"), LibC.getxattrAt(mfd, path, "user.deep"));
-      assertEquals(List.of("user.deep"), LibC.listxattrAt(mfd, path));
-      assertEquals(0, LibC.removexattrAt(mfd, path, "user.deep"));
-      assertNull(LibC.getxattrAt(mfd, path, "user.deep"));
+      Xattr.setxattrAt(mfd, path, "user.deep", bytes("v"), 0);
+      assertArrayEquals(bytes("v"), Xattr.getxattrAt(mfd, path, "user.deep"));
+      assertEquals(List.of("user.deep"), Xattr.listxattrAt(mfd, path));
+      assertEquals(0, Xattr.removexattrAt(mfd, path, "user.deep"));
+      assertNull(Xattr.getxattrAt(mfd, path, "user.deep"));
     } finally {
       // deeper than the JDK's walks reach (tearDown's would fail, and leave it in /tmp):
       // removed relative to the mount, whatever the test got to
@@ -203,10 +204,10 @@ class XattrTest {
     Path src = Files.createDirectories(reference.resolve("src/sub"));
     Files.writeString(src.resolve("a"), "alpha");
     Files.writeString(src.getParent().resolve("b"), "beta");
-    LibC.setxattrAt(AT_FDCWD, abs(src.resolve("a")), "user.color", bytes("red"), 0);
-    LibC.setxattrAt(AT_FDCWD, abs(src.getParent().resolve("b")), "user.n", bytes("1"), 0);
-    LibC.setxattrAt(AT_FDCWD, abs(src), "user.dir", bytes("yes"), 0);
-    LibC.setxattrAt(AT_FDCWD, abs(src.getParent().resolve("b")), "trusted.t", bytes("t"), 0);
+    Xattr.setxattrAt(AT_FDCWD, abs(src.resolve("a")), "user.color", bytes("red"), 0);
+    Xattr.setxattrAt(AT_FDCWD, abs(src.getParent().resolve("b")), "user.n", bytes("1"), 0);
+    Xattr.setxattrAt(AT_FDCWD, abs(src), "user.dir", bytes("yes"), 0);
+    Xattr.setxattrAt(AT_FDCWD, abs(src.getParent().resolve("b")), "trusted.t", bytes("t"), 0);
     Map<String, Map<String, String>> want = attributes(reference.resolve("src"));
     wcfs.mount();
     run(tmp, "rsync -aX reference/src/ mnt/rsync/");
@@ -230,7 +231,7 @@ class XattrTest {
   }
 
   private byte[] capabilityOf(Path p) throws Exception {
-    return LibC.getxattrAt(AT_FDCWD, abs(p), "security.capability");
+    return Xattr.getxattrAt(AT_FDCWD, abs(p), "security.capability");
   }
 
   @Test
@@ -243,7 +244,7 @@ class XattrTest {
     Files.write(f, new byte[8192]);
     String[] changes = {"echo x >> prog", "truncate -s 100 prog", "chown 65534 prog"};
     for (String change : changes) {
-      LibC.setxattrAt(AT_FDCWD, abs(f), "security.capability", capability(), 0);
+      Xattr.setxattrAt(AT_FDCWD, abs(f), "security.capability", capability(), 0);
       run(mnt, "chmod 0755 prog; cat prog > /dev/null"); // neither removes it
       assertArrayEquals(capability(), capabilityOf(f), "kept by chmod and read, before "
           + change);
@@ -258,7 +259,7 @@ class XattrTest {
     long cleared = wcfs.statusNumber("capabilities_cleared");
     try (FileChannel ch = FileChannel.open(f, StandardOpenOption.WRITE)) {
       ch.write(ByteBuffer.wrap(bytes("before")), 0);
-      LibC.setxattrAt(AT_FDCWD, abs(mnt.resolve("other-name")), "security.capability",
+      Xattr.setxattrAt(AT_FDCWD, abs(mnt.resolve("other-name")), "security.capability",
           capability(), 0);
       ch.write(ByteBuffer.wrap(bytes("after")), 10);
     }
@@ -345,8 +346,8 @@ class XattrTest {
   void noXattrOption() throws Exception {
     wcfs.mount("-o", "noxattr");
     Files.writeString(mnt.resolve("f"), "x");
-    assertEquals(-LibC.ENOTSUP, set(abs(mnt.resolve("f")), "user.a", bytes("1"), 0));
-    assertEquals(-LibC.ENOTSUP, (int) LibC.getxattrAt(AT_FDCWD, abs(mnt.resolve("f")),
+    assertEquals(-Xattr.ENOTSUP, set(abs(mnt.resolve("f")), "user.a", bytes("1"), 0));
+    assertEquals(-Xattr.ENOTSUP, (int) Xattr.getxattrAt(AT_FDCWD, abs(mnt.resolve("f")),
         "user.a", 0, 0));
     long before = counts()[0];
     getxattrsPerWrites();

@@ -27,17 +27,17 @@ class XattrCallsTest {
     Files.writeString(tmp.resolve("f"), "x");
     int root = LibC.openat(LibC.AT_FDCWD, tmp.toString(), LibC.O_PATH | LibC.O_DIRECTORY, 0);
     try {
-      assertNull(LibC.getxattrAt(root, "f", "user.a"));
-      LibC.setxattrAt(root, "f", "user.a", bytes("one"), 0);
-      LibC.setxattrAt(root, "f", "user.empty", new byte[0], 0);
-      assertArrayEquals(bytes("one"), LibC.getxattrAt(root, "f", "user.a"));
-      assertArrayEquals(new byte[0], LibC.getxattrAt(root, "f", "user.empty"));
-      assertTrue(LibC.listxattrAt(root, "f").containsAll(List.of("user.a", "user.empty")));
+      assertNull(Xattr.getxattrAt(root, "f", "user.a"));
+      Xattr.setxattrAt(root, "f", "user.a", bytes("one"), 0);
+      Xattr.setxattrAt(root, "f", "user.empty", new byte[0], 0);
+      assertArrayEquals(bytes("one"), Xattr.getxattrAt(root, "f", "user.a"));
+      assertArrayEquals(new byte[0], Xattr.getxattrAt(root, "f", "user.empty"));
+      assertTrue(Xattr.listxattrAt(root, "f").containsAll(List.of("user.a", "user.empty")));
       // XATTR_CREATE on an existing name: EEXIST, as the caller's own setxattr would say
-      assertEquals(-17, LibC.setxattrAt(root, "f", "user.a", 0, 0, 1));
-      assertEquals(0, LibC.removexattrAt(root, "f", "user.a"));
-      assertEquals(-LibC.ENODATA, LibC.removexattrAt(root, "f", "user.a"));
-      assertEquals(-2, LibC.removexattrAt(root, "missing", "user.a")); // ENOENT
+      assertEquals(-17, Xattr.setxattrAt(root, "f", "user.a", 0, 0, 1));
+      assertEquals(0, Xattr.removexattrAt(root, "f", "user.a"));
+      assertEquals(-Xattr.ENODATA, Xattr.removexattrAt(root, "f", "user.a"));
+      assertEquals(-2, Xattr.removexattrAt(root, "missing", "user.a")); // ENOENT
     } finally {
       LibC.close(root);
     }
@@ -50,11 +50,11 @@ class XattrCallsTest {
     Files.createSymbolicLink(tmp.resolve("link"), Path.of("target"));
     int root = LibC.openat(LibC.AT_FDCWD, tmp.toString(), LibC.O_PATH | LibC.O_DIRECTORY, 0);
     try {
-      LibC.setxattrAt(root, "link", "trusted.wcfs", bytes("link"), 0);
-      assertArrayEquals(bytes("link"), LibC.getxattrAt(root, "link", "trusted.wcfs"));
-      assertNull(LibC.getxattrAt(root, "target", "trusted.wcfs"));
+      Xattr.setxattrAt(root, "link", "trusted.wcfs", bytes("link"), 0);
+      assertArrayEquals(bytes("link"), Xattr.getxattrAt(root, "link", "trusted.wcfs"));
+      assertNull(Xattr.getxattrAt(root, "target", "trusted.wcfs"));
       // user.* is refused on symlinks by the kernel: the errno comes through unchanged
-      assertEquals(-1, LibC.setxattrAt(root, "link", "user.a", 0, 0, 0)); // EPERM
+      assertEquals(-1, Xattr.setxattrAt(root, "link", "user.a", 0, 0, 0)); // EPERM
     } finally {
       LibC.close(root);
     }
@@ -77,8 +77,8 @@ class XattrCallsTest {
       int fd = LibC.openat(root, path, LibC.O_CREAT | LibC.O_WRONLY, 0644);
       LibC.close(fd);
       assertTrue(tmp.toString().length() + 1 + path.length() > 4096);
-      LibC.setxattrAt(root, path, "user.deep", bytes("v"), 0);
-      assertArrayEquals(bytes("v"), LibC.getxattrAt(root, path, "user.deep"));
+      Xattr.setxattrAt(root, path, "user.deep", bytes("v"), 0);
+      assertArrayEquals(bytes("v"), Xattr.getxattrAt(root, path, "user.deep"));
     } finally {
       // @TempDir's cleanup walks absolute paths and cannot reach this deep: unlink relatively
       LibC.unlinkat(root, path, 0);
