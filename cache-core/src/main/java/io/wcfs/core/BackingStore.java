@@ -30,6 +30,13 @@ public interface BackingStore {
   void createFile(String path) throws IOException;
 
   /**
+   * Creates a new regular file with exactly this mode (no umask) and owner, failing with
+   * {@link java.nio.file.FileAlreadyExistsException} if the name exists; open for reading and
+   * writing. Writeback's application of a journaled create.
+   */
+  BackingFile create(String path, int mode, int uid, int gid) throws IOException;
+
+  /**
    * fsync of a directory: makes the names created, removed or renamed in it durable. The
    * engine calls it before a commit that relies on those names.
    */

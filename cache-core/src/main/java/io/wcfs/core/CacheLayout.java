@@ -10,15 +10,18 @@ import java.util.zip.CRC32C;
  * supported CPUs are little-endian).
  *
  * <pre>
- * CacheFile   --> Superblock, FileTable, Entries, Data
+ * CacheFile   --> Superblock, FileTable, Journal, Entries, Data
  * Superblock  --> Magic, Version|BlockSize, NBlocks, SeqCount, FileSlots|FileVersionSize,
  *                 FileTableOffset, EntriesOffset, DataOffset, BackingIno, BackingPathLength,
  *                 BackingPath (padded to words), ..., Checksum      (SUPERBLOCK_SIZE bytes)
  * FileTable   --> FileSlot^FileSlots
  * FileSlot    --> FileVersion, FileVersion             (two versions: copy-on-write)
  * FileVersion --> Seq, Ino, Size, MtimeNanos, DevHint << 32 | Unlinking << 31 | PathLength,
- *                 Path (padded)
+ *                 Flags << 32 | Mode, Uid << 32 | Gid, Path (padded)
  *                                                       (FILE_VERSION_SIZE bytes)
+ * Journal     --> Record^JournalRecords                 (the geometry derives their number)
+ * Record      --> Seq, Order, Op << 32 | FileSlot + 1, Path1Length << 32 | Path2Length,
+ *                 Path1, Path2 (packed, padded)          (RECORD_SIZE bytes)
  * Entries     --> Entry^NBlocks
  * Entry       --> Location (FileSlot+1 << 40 | BlockIndex), Seq      (16 bytes)
  * Data        --> Block^NBlocks                        (block-aligned)
@@ -26,8 +29,12 @@ import java.util.zip.CRC32C;
  *
  * <p>Magic is FORMATTING from the first store of a format until its last, which stores MAGIC.
  *
- * <p>A record (entry or file version) is committed iff {@code seq < SeqCount}; a free one has
- * {@code seq = -1}. SeqCount is the single word whose atomic store commits an epoch. The
+ * <p>A record (entry, file version or journal record) is committed iff {@code seq < SeqCount};
+ * a free one has {@code seq = -1}. Seq is the epoch; journal records also carry their own
+ * order, since many share one epoch. A file version's path is where the file is in the
+ * backing directory as far as applied journal records go (empty while it is ABSENT there:
+ * created in the cache, its CREATE record not applied yet); the records not yet applied say
+ * what changed since. SeqCount is the single word whose atomic store commits an epoch. The
  * checksum covers every superblock word except SeqCount, which changes on every commit.
  */
 public final class CacheLayout {
@@ -37,11 +44,18 @@ public final class CacheLayout {
    * when wcfs stopped, holds no data, and is formatted again rather than refused as foreign.
    */
   static final long FORMATTING = 0x54494E4953464357L;
-  static final int VERSION = 1;
+  /**
+   * 2: the namespace journal and file attributes. A version 1 cache is recognised and written
+   * back by the wcfs that wrote it; this one refuses it with that advice (see {@link #open}).
+   */
+  static final int VERSION = 2;
   static final int SUPERBLOCK_SIZE = 4096;
   static final int FILE_VERSION_SIZE = 256;
   static final int ENTRY_SIZE = 16;
-  static final int MAX_PATH_BYTES = FILE_VERSION_SIZE - 40;
+  static final int MAX_PATH_BYTES = FILE_VERSION_SIZE - 56;
+  static final int RECORD_SIZE = 512;
+  /** Both paths of a record together (a rename's two). */
+  static final int MAX_RECORD_PATH_BYTES = RECORD_SIZE - 32;
   static final int MAX_BACKING_PATH_BYTES = SUPERBLOCK_SIZE - 96;
   static final long FREE = -1;
   static final int BLOCK_INDEX_BITS = 40;
@@ -74,12 +88,25 @@ public final class CacheLayout {
   private static final int FV_SIZE = 16;
   private static final int FV_MTIME = 24;
   private static final int FV_PATH_LEN = 32;
-  private static final int FV_PATH = 40;
+  private static final int FV_MODE = 40;
+  private static final int FV_OWNER = 48;
+  private static final int FV_PATH = 56;
+  /** In FV_MODE's high word: the file is not in the backing directory (yet, or any more). */
+  static final int FLAG_ABSENT = 1;
+  /** In FV_MODE's high word: every name is gone; the slot waits for its records to go. */
+  static final int FLAG_DEAD = 2;
+
+  // Journal record word offsets.
+  private static final int R_SEQ = 0;
+  private static final int R_ORDER = 8;
+  private static final int R_OP = 16;
+  private static final int R_LENS = 24;
+  private static final int R_PATHS = 32;
 
   /** Where each region lies, derived from the file size and block size. */
   public record Geometry(
-      int blockSize, long nBlocks, int fileSlots, long fileTableOffset, long entriesOffset,
-      long dataOffset) {
+      int blockSize, long nBlocks, int fileSlots, long fileTableOffset, long journalOffset,
+      int journalRecords, long entriesOffset, long dataOffset) {
 
     public long fileSize() {
       return dataOffset + nBlocks * blockSize;
@@ -87,7 +114,8 @@ public final class CacheLayout {
 
     /** The largest geometry that fits in {@code fileSize} bytes, or nBlocks 0 if none does. */
     public static Geometry fit(long fileSize, int blockSize) {
-      long n = fileSize / (blockSize + ENTRY_SIZE + 2L * FILE_VERSION_SIZE / 8);
+      long n = fileSize / (blockSize + ENTRY_SIZE + 2L * FILE_VERSION_SIZE / 8
+          + RECORD_SIZE / 32);
       while (n > 0) {
         Geometry g = of(n, blockSize);
         if (g.fileSize() <= fileSize) {
@@ -99,13 +127,21 @@ public final class CacheLayout {
       return of(0, blockSize);
     }
 
-    /** One file slot per 8 blocks (at least 64): a slot is needed per file with dirty blocks. */
+    /**
+     * One file slot per 8 blocks (at least 64): a slot is needed per file with dirty blocks.
+     * One journal record per 4 file slots, 64 to 8192 (4 MiB): a full journal makes namespace
+     * operations wait for writeback, so it only needs to hold what arrives while writeback
+     * applies a batch, and pending names beyond that are cheap to apply anyway.
+     */
     static Geometry of(long nBlocks, int blockSize) {
       int fileSlots = (int) Math.min(1 << 20, Math.max(64, nBlocks / 8));
+      int records = Math.min(8192, Math.max(64, fileSlots / 4));
       long fileTable = SUPERBLOCK_SIZE;
-      long entries = align(fileTable + (long) fileSlots * 2 * FILE_VERSION_SIZE, 4096);
+      long journal = align(fileTable + (long) fileSlots * 2 * FILE_VERSION_SIZE, 4096);
+      long entries = align(journal + (long) records * RECORD_SIZE, 4096);
       long data = align(entries + nBlocks * ENTRY_SIZE, Math.max(4096, blockSize));
-      return new Geometry(blockSize, nBlocks, fileSlots, fileTable, entries, data);
+      return new Geometry(blockSize, nBlocks, fileSlots, fileTable, journal, records, entries,
+          data);
     }
 
     /** Smallest file that holds one block. */
@@ -124,7 +160,38 @@ public final class CacheLayout {
    * identity; the path is what recovery goes by.
    */
   public record FileVersion(long seq, long ino, int dev, long size, long mtimeNanos,
-      String path, boolean unlinking) {}
+      String path, boolean unlinking, int mode, int uid, int gid, int flags) {
+    boolean absent() {
+      return (flags & FLAG_ABSENT) != 0;
+    }
+
+    boolean dead() {
+      return (flags & FLAG_DEAD) != 0;
+    }
+  }
+
+  /** What a journal record does; the file is the one it names (by slot), -1 for none. */
+  enum Op {
+    /** path1 now names a new file, ABSENT from the backing directory until applied. */
+    CREATE,
+    /** path1 is removed. */
+    UNLINK,
+    /** path1 moves to path2, replacing what path2 named. */
+    RENAME;
+
+    static final Op[] ALL = values();
+  }
+
+  /** A journal record as stored. */
+  record Record(int index, long seq, long order, Op op, int fileSlot, String path1,
+      String path2) {}
+
+  /** Whether the paths fit in one record. */
+  static boolean recordFits(String path1, String path2) {
+    return path1.getBytes(StandardCharsets.UTF_8).length
+        + (path2 == null ? 0 : path2.getBytes(StandardCharsets.UTF_8).length)
+        <= MAX_RECORD_PATH_BYTES;
+  }
 
   /**
    * Set in a version committed just before wcfs unlinks (or renames over) the file's backing
@@ -209,6 +276,9 @@ public final class CacheLayout {
         mem.assign(layout.fileVersionOffset(slot, v) + FV_SEQ, FREE);
       }
     }
+    for (int r = 0; r < g.journalRecords(); r++) {
+      mem.assign(layout.recordOffset(r) + R_SEQ, FREE);
+    }
     for (long e = 0; e < g.nBlocks(); e++) {
       mem.assign(layout.entryOffset(e), 0);
       mem.assign(layout.entryOffset(e) + 8, FREE);
@@ -284,6 +354,12 @@ public final class CacheLayout {
     long vb = mem.readLong(SB_VERSION_BLOCKSIZE);
     int version = (int) (vb >>> 32);
     int blockSize = (int) vb;
+    if (version == 1) {
+      throw new CacheFormatException("this cache was written by an older wcfs (format version 1,"
+          + " no namespace journal); mount it with that wcfs and unmount it (or run its `wcfs"
+          + " writeback`) to write its data back, then `wcfs format --force` it for this one."
+          + " Nothing in it was changed");
+    }
     if (version != VERSION) {
       throw new CacheFormatException("cache format version " + version
           + " is not supported (this wcfs reads version " + VERSION + ")");
@@ -305,9 +381,10 @@ public final class CacheLayout {
     Geometry expectedGeometry = nBlocks > 0 && nBlocks < (1L << 40)
         ? Geometry.of(nBlocks, blockSize) : null;
     long slots = mem.readLong(SB_FILESLOTS);
-    Geometry found = new Geometry(blockSize, nBlocks, (int) (slots >>> 32),
-        mem.readLong(SB_FILETABLE_OFFSET), mem.readLong(SB_ENTRIES_OFFSET),
-        mem.readLong(SB_DATA_OFFSET));
+    Geometry found = expectedGeometry == null ? null : new Geometry(blockSize, nBlocks,
+        (int) (slots >>> 32), mem.readLong(SB_FILETABLE_OFFSET),
+        expectedGeometry.journalOffset(), expectedGeometry.journalRecords(),
+        mem.readLong(SB_ENTRIES_OFFSET), mem.readLong(SB_DATA_OFFSET));
     if (expectedGeometry == null || !expectedGeometry.equals(found)
         || (int) slots != FILE_VERSION_SIZE) {
       throw new CacheFormatException("superblock geometry is inconsistent: found " + found
@@ -469,15 +546,18 @@ public final class CacheLayout {
     long base = fileVersionOffset(fileSlot, version);
     long seq = mem.readLong(base + FV_SEQ);
     if (seq == FREE) {
-      return new FileVersion(FREE, 0, 0, 0, 0, null, false);
+      return new FileVersion(FREE, 0, 0, 0, 0, null, false, 0, 0, 0, 0);
     }
     long lenWord = mem.readLong(base + FV_PATH_LEN);
     int len = (int) (lenWord & 0x7fffffffL);
     String path = len >= 0 && len <= MAX_PATH_BYTES
         ? new String(readBytes(base + FV_PATH, len), StandardCharsets.UTF_8) : null;
+    long modeWord = mem.readLong(base + FV_MODE);
+    long owner = mem.readLong(base + FV_OWNER);
     return new FileVersion(seq, mem.readLong(base + FV_INO), (int) (lenWord >>> 32),
         mem.readLong(base + FV_SIZE),
-        mem.readLong(base + FV_MTIME), path, (lenWord & FV_UNLINKING) != 0);
+        mem.readLong(base + FV_MTIME), path, (lenWord & FV_UNLINKING) != 0, (int) modeWord,
+        (int) (owner >>> 32), (int) owner, (int) (modeWord >>> 32));
   }
 
   /**
@@ -485,7 +565,8 @@ public final class CacheLayout {
    * uncommitted, with the old seq it is older than the slot's other version, so it loses.
    */
   void storeFileVersion(int fileSlot, int version, long seq, long ino, int dev, long size,
-      long mtime, String path, boolean unlinking) throws IOException {
+      long mtime, String path, boolean unlinking, int mode, int uid, int gid, int flags)
+      throws IOException {
     byte[] bytes = path.getBytes(StandardCharsets.UTF_8);
     io.wcfs.nativ.NativeBuffer b = staging.get();
     b.putLong(FV_SEQ, seq);
@@ -493,6 +574,8 @@ public final class CacheLayout {
     b.putLong(FV_SIZE, size);
     b.putLong(FV_MTIME, mtime);
     b.putLong(FV_PATH_LEN, (long) dev << 32 | (unlinking ? FV_UNLINKING : 0) | bytes.length);
+    b.putLong(FV_MODE, (long) flags << 32 | (mode & 0xFFFFFFFFL));
+    b.putLong(FV_OWNER, (long) uid << 32 | (gid & 0xFFFFFFFFL));
     if ((bytes.length & 7) != 0) {
       b.putLong(FV_PATH + (bytes.length & ~7), 0); // zero the tail of the last path word
     }
@@ -522,6 +605,69 @@ public final class CacheLayout {
   void flushFileVersion(int fileSlot, int version) throws IOException {
     mem.flush(fileVersionOffset(fileSlot, version), FILE_VERSION_SIZE);
   }
+
+  // ---- journal ---------------------------------------------------------------------------
+
+  long recordOffset(int index) {
+    return geometry.journalOffset() + (long) index * RECORD_SIZE;
+  }
+
+  long recordSeq(int index) throws IOException {
+    return mem.readLong(recordOffset(index) + R_SEQ);
+  }
+
+  Record readRecord(int index) throws IOException {
+    long base = recordOffset(index);
+    long seq = mem.readLong(base + R_SEQ);
+    long opWord = mem.readLong(base + R_OP);
+    long lens = mem.readLong(base + R_LENS);
+    int op = (int) (opWord >>> 32);
+    int len1 = (int) (lens >>> 32);
+    int len2 = (int) lens;
+    if (op < 0 || op >= Op.ALL.length || len1 < 0 || len2 < -1
+        || len1 + Math.max(0, len2) > MAX_RECORD_PATH_BYTES) {
+      return null; // not a record: a finding for the scan
+    }
+    byte[] paths = readBytes(base + R_PATHS, len1 + Math.max(0, len2));
+    return new Record(index, seq, mem.readLong(base + R_ORDER), Op.ALL[op],
+        (int) opWord - 1, new String(paths, 0, len1, StandardCharsets.UTF_8),
+        len2 < 0 ? null : new String(paths, len1, len2, StandardCharsets.UTF_8));
+  }
+
+  /**
+   * Writes a record in one copy, seq last (as file versions): a record whose seq is stored is
+   * complete, which same-boot recovery relies on.
+   */
+  void storeRecord(int index, long seq, long order, Op op, int fileSlot, String path1,
+      String path2) throws IOException {
+    byte[] p1 = path1.getBytes(StandardCharsets.UTF_8);
+    byte[] p2 = path2 == null ? new byte[0] : path2.getBytes(StandardCharsets.UTF_8);
+    io.wcfs.nativ.NativeBuffer b = recordStaging.get();
+    b.putLong(R_ORDER, order);
+    b.putLong(R_OP, (long) op.ordinal() << 32 | (fileSlot + 1));
+    b.putLong(R_LENS, (long) p1.length << 32 | (path2 == null ? 0xFFFFFFFFL : p2.length));
+    int n = p1.length + p2.length;
+    if ((n & 7) != 0) {
+      b.putLong(R_PATHS + (n & ~7), 0);
+    }
+    b.put(R_PATHS, p1, 0, p1.length);
+    b.put(R_PATHS + p1.length, p2, 0, p2.length);
+    long base = recordOffset(index);
+    mem.assign(base + R_SEQ, FREE);
+    mem.copyIn(base + R_ORDER, b.address() + R_ORDER, align(R_PATHS + n, 8) - R_ORDER);
+    mem.assign(base + R_SEQ, seq);
+  }
+
+  void storeRecordFree(int index) throws IOException {
+    mem.assign(recordOffset(index) + R_SEQ, FREE);
+  }
+
+  void flushRecord(int index) throws IOException {
+    mem.flush(recordOffset(index), RECORD_SIZE);
+  }
+
+  private final ThreadLocal<io.wcfs.nativ.NativeBuffer> recordStaging =
+      ThreadLocal.withInitial(() -> new io.wcfs.nativ.NativeBuffer(RECORD_SIZE));
 
   // ---- helpers ---------------------------------------------------------------------------
 

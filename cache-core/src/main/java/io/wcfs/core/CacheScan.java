@@ -38,6 +38,14 @@ final class CacheScan {
   int[] live;
   /** Entries to free: uncommitted, an older version of a block, or past the file's size. */
   final IntList stale = new IntList();
+  /** Committed journal records, in order (oldest first). */
+  final List<CacheLayout.Record> records = new ArrayList<>();
+  /** Journal records of an epoch that never committed: to free. */
+  final IntList uncommittedRecords = new IntList();
+  /** Accepted journal records of the open epoch (same boot). */
+  final IntList openEpochRecords = new IntList();
+  /** File slots named by committed records: their path may already be the record's target. */
+  final java.util.Set<Integer> slotsInRecords = new java.util.HashSet<>();
   /** Inconsistencies a mount refuses, each one sentence. */
   final List<String> problems = new ArrayList<>();
 
@@ -90,6 +98,39 @@ final class CacheScan {
         }
       }
     }
+    for (int i = 0; i < g.journalRecords(); i++) {
+      long seq = layout.recordSeq(i);
+      if (seq == CacheLayout.FREE) {
+        continue;
+      }
+      if (!CacheLayout.isCommitted(seq, acceptBelow)) {
+        scan.uncommittedRecords.add(i);
+        continue;
+      }
+      CacheLayout.Record r = layout.readRecord(i);
+      if (r == null) {
+        scan.problems.add("journal record " + i + " is committed but not a valid record");
+        continue;
+      }
+      if (r.fileSlot() >= fileSlots || (r.fileSlot() >= 0 && scan.files[r.fileSlot()] == null
+          && seq < seqCount)) {
+        scan.problems.add("journal record " + i + " (" + r.op() + " " + r.path1() + ") names"
+            + " file slot " + r.fileSlot() + ", which holds no file");
+        continue;
+      }
+      if (r.fileSlot() >= 0 && scan.files[r.fileSlot()] == null) {
+        scan.uncommittedRecords.add(i); // same boot: its file's version never got stored
+        continue;
+      }
+      scan.records.add(r);
+      if (r.fileSlot() >= 0) {
+        scan.slotsInRecords.add(r.fileSlot());
+      }
+      if (seq == seqCount) {
+        scan.openEpochRecords.add(i);
+      }
+    }
+    scan.records.sort((a, b) -> Long.compare(a.order(), b.order()));
     LongIntMap newest = new LongIntMap();
     int n = 0;
     for (int s = 0; s < order.length; s++) {

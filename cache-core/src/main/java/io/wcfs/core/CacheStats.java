@@ -33,4 +33,15 @@ public record CacheStats(
     long lostAndFoundFiles,
     String recovery,
     /** Device flushes the cache memory issued (fdatasyncs of a cache file on a disk). */
-    long deviceFlushes) {}
+    long deviceFlushes,
+    JournalStats journal) {
+
+  /**
+   * The namespace journal: its size in records, records waiting to be applied to the backing
+   * directory, records appended and applied since mount, files created and removed before
+   * writeback reached them (they never touched the backing directory), namespace operations
+   * that waited for room, and names the overlay holds.
+   */
+  public record JournalStats(long records, long pending, long appended, long applied,
+      long createsElided, long fullWaits, long overlayNames) {}
+}

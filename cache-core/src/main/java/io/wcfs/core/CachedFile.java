@@ -36,8 +36,31 @@ final class CachedFile {
    * crash (the zeros are then just written). Guarded by itself.
    */
   final LongIntMap punched = new LongIntMap();
-  /** Path relative to the backing root, as recorded in the file table; null once unknown. */
+  /**
+   * Path relative to the backing root where the file is as far as applied journal records go,
+   * as recorded in the file table; null while it is absent from the backing directory or once
+   * its names are gone. The name the mount shows is the overlay's business ({@link Overlay}).
+   */
   volatile String path;
+  /**
+   * Created through the mount, its CREATE record not applied yet: no backing file, attributes
+   * kept here and in the file table. Changed under lock and index.
+   */
+  volatile boolean absent;
+  /** Every name is gone (journaled): never written back; its slot waits for its records. */
+  volatile boolean dead;
+  /** The epoch of the record that removed its last name (committed iff below seq_count). */
+  volatile long deathEpoch = Long.MAX_VALUE;
+  /** Attributes of an absent file (a file in the backing directory has its own). */
+  volatile int mode;
+  volatile int uid;
+  volatile int gid;
+  volatile long atimeNanos;
+  volatile long ctimeNanos;
+  /** Journal records naming this file not yet applied and freed. Guarded by index. */
+  int pendingRecords;
+  /** The st_ino the mount shows for it, 0: the backing file's own. */
+  volatile long shownIno;
   /** Logical size: what reads and getattr see. */
   volatile long size;
   volatile long mtimeNanos;

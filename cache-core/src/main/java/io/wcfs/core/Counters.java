@@ -23,6 +23,10 @@ final class Counters {
   final LongAdder inodeHintMismatches = new LongAdder();
   /** Files whose blocks had no path left to go to and were put in lost+found. */
   final LongAdder lostAndFound = new LongAdder();
+  final LongAdder journalRecords = new LongAdder();
+  final LongAdder journalApplied = new LongAdder();
+  final LongAdder createsElided = new LongAdder();
+  final LongAdder journalFullWaits = new LongAdder();
   private volatile String lastWritebackError;
   /** What the last recovery did: which kind (same boot or after a reboot), what it kept. */
   private volatile String recovery = "none";
@@ -54,7 +58,8 @@ final class Counters {
   /** What the engine's live state adds to the counters at the moment of the snapshot. */
   record Live(String error, long blocks, long freeBlocks, long writebackInFlight,
       long dirtyBlocks, long uncommittedBlocks, long oldestDirtyAgeMs, long blockedWriters,
-      int blockSize, String memory, long deviceFlushes) {}
+      int blockSize, String memory, long deviceFlushes, long journalCapacity,
+      long journalPending, long overlayNames) {}
 
   synchronized CacheStats snapshot(Live live) {
     long[] lat = Arrays.copyOf(commitLatencies,
@@ -69,6 +74,8 @@ final class Counters {
         live.oldestDirtyAgeMs(), p50, p99, commitLatencyMax, writtenBack.sum(),
         writebackErrors.sum(), lastWritebackError, live.blockedWriters(), live.blockSize(),
         live.memory(), inodeHintMismatches.sum(), lostAndFound.sum(), recovery,
-        live.deviceFlushes());
+        live.deviceFlushes(), new CacheStats.JournalStats(live.journalCapacity(),
+            live.journalPending(), journalRecords.sum(), journalApplied.sum(),
+            createsElided.sum(), journalFullWaits.sum(), live.overlayNames()));
   }
 }

@@ -125,7 +125,7 @@ final class DataPath {
       return false;
     }
     long valid = Math.max(0, Math.min(blockSize, f.size - start));
-    long got = valid > 0 ? files.backingFile(f).read(start, buf, valid) : 0;
+    long got = valid > 0 && !f.absent ? files.backingFile(f).read(start, buf, valid) : 0;
     // Past the logical size a block reads as zeros, whatever the disk still holds there.
     NativeBuffer.zero(buf + got, blockSize - got);
     return true;
@@ -242,7 +242,8 @@ final class DataPath {
     }
     int v = f.versionSeq == epoch ? f.version : 1 - f.version; // an uncommitted one in place
     layout.storeFileVersion(f.fileSlot, v, epoch, f.ino, CacheLayout.devHint(f.dev), f.size,
-        f.mtimeNanos, f.path, f.unlinking);
+        f.mtimeNanos, f.path == null ? "" : f.path, f.unlinking, f.mode, f.uid, f.gid,
+        (f.absent ? CacheLayout.FLAG_ABSENT : 0) | (f.dead ? CacheLayout.FLAG_DEAD : 0));
     f.version = v;
     f.versionSeq = epoch;
     synchronized (table) {
@@ -309,6 +310,10 @@ final class DataPath {
   }
 
   private void readBacking(CachedFile f, long pos, long dst, long length) throws IOException {
+    if (f.absent) {
+      NativeBuffer.zero(dst, length); // not in the backing directory yet: all it has is cached
+      return;
+    }
     long got = files.backingFile(f).read(pos, dst, length);
     if (got < length) {
       NativeBuffer.zero(dst + got, length - got); // a hole past the disk's end of file
@@ -367,6 +372,9 @@ final class DataPath {
           } else {
             f.size = size;
             f.mtimeNanos = now();
+          }
+          if (f.absent || f.dead) {
+            return; // no backing file (yet, or any more): the recorded size is all there is
           }
           BackingStore.BackingFile file = files.backingFile(f);
           f.io.lock(); // after a writeback copy that took the old size
@@ -561,13 +569,15 @@ final class DataPath {
         zeroWriteThrough(f, first * blockSize, end * blockSize, punch);
         return;
       }
-      BackingStore.BackingFile file = files.backingFile(f);
-      f.io.lock(); // after writeback copies that took blocks of the range
-      try {
-        file.zeroRange(first * blockSize, (end - first) * blockSize, punch);
-        file.sync(); // durable before any cached block of the range is freed
-      } finally {
-        f.io.unlock();
+      if (!f.absent) { // else no backing file yet: its uncached blocks are zeros already
+        BackingStore.BackingFile file = files.backingFile(f);
+        f.io.lock(); // after writeback copies that took blocks of the range
+        try {
+          file.zeroRange(first * blockSize, (end - first) * blockSize, punch);
+          file.sync(); // durable before any cached block of the range is freed
+        } finally {
+          f.io.unlock();
+        }
       }
       f.mtimeNanos = now();
       if (f.fileSlot >= 0) {

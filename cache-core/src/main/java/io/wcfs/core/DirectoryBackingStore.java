@@ -148,6 +148,31 @@ public final class DirectoryBackingStore implements BackingStore {
   }
 
   @Override
+  public BackingFile create(String path, int mode, int uid, int gid) throws IOException {
+    writeGuard.check();
+    beforeIo.run();
+    int fd;
+    try {
+      fd = LibC.openat(rootFd, atPath(path), LibC.O_RDWR | LibC.O_CREAT | LibC.O_EXCL
+          | LibC.O_CLOEXEC, mode & 07777);
+    } catch (NativeIOException e) {
+      if (e.errno() == EEXIST) {
+        throw new java.nio.file.FileAlreadyExistsException(display(path).toString());
+      }
+      throw e;
+    }
+    FdFile file = new FdFile(this, fd, fd, display(path), beforeIo);
+    try {
+      LibC.check(LibC.fchownat(rootFd, atPath(path), uid, gid), "chown " + display(path));
+      LibC.check(LibC.fchmod(fd, mode & 07777), "chmod " + display(path)); // no umask
+    } catch (IOException e) {
+      file.close();
+      throw e;
+    }
+    return file;
+  }
+
+  @Override
   public void syncDirectory(String path) throws IOException {
     beforeIo.run();
     int fd = LibC.openat(rootFd, atPath(path), LibC.O_RDONLY | LibC.O_DIRECTORY

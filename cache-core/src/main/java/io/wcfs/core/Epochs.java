@@ -51,6 +51,8 @@ final class Epochs {
   // The open epoch's lists, guarded by index: what its commit flushes and frees.
   private IntList uncommitted = new IntList();
   private IntList dirtyVersions = new IntList();
+  /** Guarded by index: journal records stored in the open epoch. */
+  private IntList dirtyRecords = new IntList();
   private IntList pendingFree = new IntList();
   private IntList pendingFileFree = new IntList();
   /** Guarded by index: the open epoch dropped blocks ({@link #supersede}), not only replaced. */
@@ -146,6 +148,11 @@ final class Epochs {
   /** Needs index. A file version stored in the open epoch, flushed by its commit. */
   void versionStored(int fileSlot, int version) {
     dirtyVersions.add(fileSlot * 2 + version);
+  }
+
+  /** Needs index. A journal record stored in the open epoch, flushed by its commit. */
+  void recordStored(int index) {
+    dirtyRecords.add(index);
   }
 
   /** Needs index. A file slot released in the open epoch, freed after its commit. */
@@ -285,7 +292,7 @@ final class Epochs {
   private boolean nothingToCommit() {
     synchronized (table) {
       return uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
-          && pendingFileFree.isEmpty() && dirtyDirectories.isEmpty();
+          && pendingFileFree.isEmpty() && dirtyDirectories.isEmpty() && dirtyRecords.isEmpty();
     }
   }
 
@@ -352,17 +359,21 @@ final class Epochs {
       IntList versions;
       IntList frees;
       IntList fileFrees;
+      IntList records;
       boolean drops;
       synchronized (table) {
         blocks = uncommitted;
         versions = dirtyVersions;
         frees = pendingFree;
         fileFrees = pendingFileFree;
-        if (blocks.isEmpty() && versions.isEmpty() && frees.isEmpty() && fileFrees.isEmpty()) {
+        records = dirtyRecords;
+        if (blocks.isEmpty() && versions.isEmpty() && frees.isEmpty() && fileFrees.isEmpty()
+            && records.isEmpty()) {
           return; // only directories to sync (a new empty file's name): no cache commit
         }
         uncommitted = new IntList();
         dirtyVersions = new IntList();
+        dirtyRecords = new IntList();
         pendingFree = new IntList();
         pendingFileFree = new IntList();
         drops = pendingDrops;
@@ -375,6 +386,9 @@ final class Epochs {
       }
       for (int i = 0; i < versions.size(); i++) {
         layout.flushFileVersion(versions.get(i) / 2, versions.get(i) % 2);
+      }
+      for (int i = 0; i < records.size(); i++) {
+        layout.flushRecord(records.get(i));
       }
       commitMemory(); // also makes the previous commit's frees durable
       // 2. The commit point: seq_count = epoch + 1, one atomic store, flushed and committed.

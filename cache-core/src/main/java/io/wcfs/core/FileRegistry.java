@@ -59,6 +59,20 @@ final class FileRegistry {
     }
   }
 
+  /** The file at {@code path} ({@code st}, a regular file), known from now on, no handle. */
+  CachedFile openIdle(String path, BackingStore.Stat st) {
+    CachedFile.Key key = new CachedFile.Key(st.dev(), st.ino());
+    synchronized (index) {
+      CachedFile f = files.get(key);
+      if (f == null) {
+        f = new CachedFile(st.dev(), st.ino(), path, st.size(), st.mtimeNanos());
+        f.writeThrough = !CacheLayout.pathFits(path);
+        files.put(key, f);
+      }
+      return f;
+    }
+  }
+
   /**
    * Drops an idle file from memory: no handle, nothing cached, no backing fsync owed (the
    * descriptor stays open for that fsync, which must reach the file whatever its name is by
@@ -66,7 +80,7 @@ final class FileRegistry {
    */
   void forgetIfUnused(CachedFile f) throws IOException {
     if (f.handles == 0 && f.fileSlot < 0 && f.versionSeq == CacheLayout.FREE
-        && !f.owesBackingSync && !f.backingSyncRunning) {
+        && !f.owesBackingSync && !f.backingSyncRunning && f.pendingRecords == 0) {
       if (files.get(f.key()) == f) {
         files.remove(f.key());
       }
@@ -145,6 +159,51 @@ final class FileRegistry {
   /** Needs index. Another file already has this backing file. */
   boolean taken(BackingStore.Stat st) {
     return files.containsKey(new CachedFile.Key(st.dev(), st.ino()));
+  }
+
+  /**
+   * Inode numbers the mount showed for files created through it, by the backing file they got
+   * later: a file keeps the st_ino it was first shown with until unmount (SQLite compares
+   * st_ino of a path and of its descriptor). Guarded by index.
+   */
+  private final Map<CachedFile.Key, Long> shownInos = new HashMap<>();
+  /** Guarded by index: the last inode number handed to a file created in the cache. */
+  private long lastShownIno = SHOWN_INO_BASE;
+  /** Above any inode number a backing filesystem hands out in practice (2^62). */
+  static final long SHOWN_INO_BASE = 1L << 62;
+  /** st_dev of files not in the backing directory yet (no real device is -1). */
+  static final long ABSENT_DEV = -1;
+
+  /** Needs index. A file created in the cache: known by its shown inode number until placed. */
+  void registerAbsent(CachedFile f) {
+    f.shownIno = ++lastShownIno;
+    f.dev = ABSENT_DEV;
+    f.ino = f.shownIno;
+    files.put(f.key(), f);
+  }
+
+  /** Needs index. An absent file now has a backing file: known by it from here on. */
+  void placed(CachedFile f, long dev, long ino) {
+    if (files.get(f.key()) == f) {
+      files.remove(f.key());
+    }
+    f.dev = dev;
+    f.ino = ino;
+    files.put(f.key(), f);
+    if (f.shownIno != 0) {
+      shownInos.put(f.key(), f.shownIno);
+    }
+  }
+
+  /** The inode number the mount shows for a backing file, 0 for its own. */
+  long shownIno(long dev, long ino) {
+    synchronized (index) {
+      if (shownInos.isEmpty()) {
+        return 0;
+      }
+      Long shown = shownInos.get(new CachedFile.Key(dev, ino));
+      return shown == null ? 0 : shown;
+    }
   }
 
   /** Needs index. Recovery: {@code fileSlot} holds {@code f}, or (f null) is free. */

@@ -1,16 +1,22 @@
 package io.wcfs.core;
 
 import java.io.IOException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.NotDirectoryException;
 import java.util.List;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
- * Changes of names and attributes that the engine orders against cached data: unlink and
- * rename (the victim's blocks freed only after the backing change is durable, an 'unlinking'
- * mark committed first so recovery can finish an interrupted one; a renamed file's blocks
- * written back before its name changes) and mtime. Other namespace operations still go to the
- * backing directory from the filesystem layer, which reports them through {@link
- * Epochs#namespaceChanged} so that the next commit makes them durable.
+ * Every change of names and attributes goes through here. create, unlink and rename of
+ * regular files are journaled (DESIGN.md, "Namespace operations: journaled in the cache"): a
+ * record in the open epoch, the {@link Overlay} updated, nothing done to the backing directory
+ * until writeback applies the record ({@link Journal}). What is not journaled (directories,
+ * links, special files, names too long for a record, a file with other hard links that holds
+ * cached data) is done synchronously on the backing directory after every pending record that
+ * touches those names was applied ({@link #settle}), so nothing synchronous overtakes the
+ * journal's order: unlink and rename there keep their "unlinking" mark and write-back-first
+ * rules, and other changes are made durable by the next commit's directory fsyncs.
  */
 final class Namespace {
   private final BackingStore backing;
@@ -19,22 +25,389 @@ final class Namespace {
   private final Epochs epochs;
   private final Writeback writeback;
   private final DataPath data;
-  /** Held exclusively here: rename and unlink exclude writers that record a path. */
+  private final Journal journal;
+  private final Overlay overlay;
+  /**
+   * Held exclusively here: namespace operations are serialized (and the journal's appends with
+   * them); rename and unlink exclude writers that record a path.
+   */
   private final ReentrantReadWriteLock namespaceLock;
 
   Namespace(BackingStore backing, SlotTable table, FileRegistry files, Epochs epochs,
-      Writeback writeback, DataPath data, ReentrantReadWriteLock namespaceLock) {
+      Writeback writeback, DataPath data, Journal journal, Overlay overlay,
+      ReentrantReadWriteLock namespaceLock) {
     this.backing = backing;
     this.table = table;
     this.files = files;
     this.epochs = epochs;
     this.writeback = writeback;
     this.data = data;
+    this.journal = journal;
+    this.overlay = overlay;
     this.namespaceLock = namespaceLock;
+  }
+
+  // ---- looking names up -------------------------------------------------------------------
+
+  /**
+   * The file the mount shows at {@code path} when the overlay decides: null when the backing
+   * directory does; throws NoSuchFileException for a name removed in the overlay.
+   */
+  CachedFile shown(String path) throws NoSuchFileException {
+    Overlay.Node n = overlay.get(path);
+    if (n == null) {
+      return null;
+    }
+    if (n.file() == null) {
+      throw new NoSuchFileException(path);
+    }
+    return n.file();
+  }
+
+  /** The regular file at {@code path}, with one more handle on it. */
+  CachedFile open(String path) throws IOException {
+    CachedFile f = shown(path);
+    if (f == null) {
+      return files.open(path);
+    }
+    synchronized (table) {
+      f.handles++;
+    }
+    return f;
+  }
+
+  /**
+   * Applies every pending record that touches {@code paths} or names below them (all pending
+   * records, in order: the simplest order that is right), so that a synchronous change of
+   * the backing directory finds it as the mount shows it.
+   */
+  void settle(String... paths) throws IOException {
+    for (String p : paths) {
+      if (overlay.touches(p)) {
+        journal.apply(true);
+        return;
+      }
+    }
+  }
+
+  // ---- journaled operations ---------------------------------------------------------------
+
+  /** Takes the namespace lock with room for a record (waiting for writeback without it). */
+  private void lockWithRoom() throws IOException {
+    while (true) {
+      journal.awaitRoom(1);
+      namespaceLock.writeLock().lock();
+      synchronized (table) {
+        if (journal.hasRoom(1)) {
+          return;
+        }
+      }
+      namespaceLock.writeLock().unlock();
+    }
+  }
+
+  /** A file in the backing directory with other hard links there. */
+  private boolean linkedElsewhere(CachedFile f) throws IOException {
+    if (f == null || f.absent || f.path == null) {
+      return false;
+    }
+    BackingStore.Stat st = backing.stat(f.path);
+    return st != null && st.nlink() > 1;
+  }
+
+  /**
+   * Creates a regular file, open: journaled, so nothing touches the backing directory now.
+   * {@code exclusive} false opens an existing file instead (O_CREAT without O_EXCL).
+   */
+  CachedFile create(String path, int mode, int uid, int gid, boolean exclusive)
+      throws IOException {
+    lockWithRoom();
+    try {
+      Overlay.Node n = overlay.get(path);
+      boolean exists = n != null ? n.file() != null : backing.stat(path) != null;
+      if (exists) {
+        if (exclusive) {
+          throw new FileAlreadyExistsException(path);
+        }
+        return open(path);
+      }
+      String parent = Journal.parentOf(path);
+      BackingStore.Stat dir = parent.isEmpty() ? null : backing.stat(parent);
+      if (!parent.isEmpty() && (dir == null || !dir.directory())) {
+        throw dir == null ? new NoSuchFileException(parent) : new NotDirectoryException(parent);
+      }
+      boolean room;
+      synchronized (table) {
+        room = files.hasFreeSlot() && journal.hasRoom(1);
+      }
+      if (!room || !CacheLayout.recordFits(path, null) || !CacheLayout.pathFits(path)) {
+        // Not journaled: created now, durable with the next commit's directory fsyncs.
+        settle(path);
+        backing.create(path, mode, uid, gid).close();
+        epochs.namespaceChanged(path);
+        return files.open(path);
+      }
+      long now = System.currentTimeMillis() * 1_000_000L;
+      CachedFile f = new CachedFile(0, 0, null, 0, now);
+      f.absent = true;
+      f.mode = mode;
+      f.uid = uid;
+      f.gid = gid;
+      f.atimeNanos = now;
+      f.ctimeNanos = now;
+      f.lock.writeLock().lock();
+      try {
+        synchronized (table) {
+          files.registerAbsent(f);
+          files.takeSlot(f);
+          f.handles = 1;
+        }
+        long order;
+        epochs.storing().lock();
+        try {
+          data.storeFileMeta(f, true);
+          order = journal.append(CacheLayout.Op.CREATE, f, path, null);
+        } finally {
+          epochs.storing().unlock();
+        }
+        overlay.put(path, f, order);
+      } finally {
+        f.lock.writeLock().unlock();
+      }
+      return f;
+    } finally {
+      namespaceLock.writeLock().unlock();
+    }
+  }
+
+  /**
+   * unlink: journaled for a regular file or any other non-directory; the file, if the engine
+   * knows it, is dead from this epoch on (its blocks dropped, never written back).
+   */
+  void unlink(String path) throws IOException {
+    lockWithRoom();
+    try {
+      CachedFile f = shown(path);
+      if (f == null) {
+        BackingStore.Stat st = backing.stat(path);
+        if (st == null) {
+          throw new NoSuchFileException(path);
+        }
+        f = st.regularFile() ? files.known(st) : null;
+        if (st.directory() || !CacheLayout.recordFits(path, null)
+            || (f != null && st.nlink() > 1)) {
+          unlinkNow(path); // a file with other names keeps its data under them
+          return;
+        }
+      }
+      if (linkedElsewhere(f)) {
+        unlinkNow(path);
+        return;
+      }
+      removeName(CacheLayout.Op.UNLINK, f, path, null, null);
+    } finally {
+      namespaceLock.writeLock().unlock();
+    }
+  }
+
+  /**
+   * rename of a regular file over nothing or over another regular file: journaled. Anything
+   * else (directories, special files, a target with other hard links) is done now.
+   */
+  void rename(String from, String to) throws IOException {
+    lockWithRoom();
+    try {
+      CachedFile f = shown(from);
+      if (f == null) {
+        BackingStore.Stat st = backing.stat(from);
+        if (st == null) {
+          throw new NoSuchFileException(from);
+        }
+        if (!st.regularFile()) {
+          renameNow(from, to);
+          return;
+        }
+        f = files.known(st);
+        if (f == null) {
+          f = files.openIdle(from, st);
+        }
+      }
+      CachedFile victim = null;
+      Overlay.Node m = overlay.get(to);
+      if (m != null) {
+        victim = m.file();
+        if (linkedElsewhere(victim)) {
+          renameNow(from, to);
+          return;
+        }
+      } else {
+        BackingStore.Stat st = backing.stat(to);
+        if (st != null && (!st.regularFile() || st.nlink() > 1)) {
+          renameNow(from, to);
+          return;
+        }
+        if (st != null) {
+          victim = files.known(st);
+          if (victim == null && st.dev() == f.dev && st.ino() == f.ino) {
+            victim = f;
+          }
+        }
+      }
+      if (victim == f) {
+        return; // two names of one file: rename does nothing (POSIX)
+      }
+      boolean room;
+      synchronized (table) {
+        room = f.fileSlot >= 0 || files.hasFreeSlot();
+      }
+      if (!room || !CacheLayout.recordFits(from, to) || !CacheLayout.pathFits(to)) {
+        renameNow(from, to);
+        return;
+      }
+      removeName(CacheLayout.Op.RENAME, f, from, to, victim);
+    } finally {
+      namespaceLock.writeLock().unlock();
+    }
+  }
+
+  /**
+   * The record, the file slot it names, the dead file and the overlay, in one epoch: unlink
+   * ({@code to} null: {@code f} is the file losing its name, may be null) or rename ({@code f}
+   * moves from {@code path} to {@code to}, {@code victim} was there).
+   */
+  private void removeName(CacheLayout.Op op, CachedFile f, String path, String to,
+      CachedFile victim) throws IOException {
+    CachedFile dying = op == CacheLayout.Op.UNLINK ? f : victim;
+    CachedFile moving = op == CacheLayout.Op.RENAME ? f : null;
+    if (moving != null) {
+      moving.lock.writeLock().lock();
+    }
+    if (dying != null) {
+      dying.lock.writeLock().lock();
+    }
+    try {
+      epochs.storing().lock();
+      try {
+        if (moving != null && moving.fileSlot < 0) {
+          synchronized (table) {
+            files.takeSlot(moving); // records name a file by its slot
+          }
+          data.storeFileMeta(moving, true);
+        }
+        CachedFile named = moving != null ? moving
+            : dying != null && dying.fileSlot >= 0 ? dying : null;
+        long order = journal.append(op, named, path, to);
+        if (dying != null) {
+          kill(dying);
+        }
+        overlay.whiteout(path, order);
+        if (to != null) {
+          overlay.put(to, moving, order);
+        }
+      } finally {
+        epochs.storing().unlock();
+      }
+    } finally {
+      if (dying != null) {
+        dying.lock.writeLock().unlock();
+      }
+      if (moving != null) {
+        moving.lock.writeLock().unlock();
+      }
+    }
+  }
+
+  /**
+   * Its last name is gone in this epoch: its blocks are dropped (freed by the commit), the
+   * slot says DEAD (recovery never writes it anywhere) and stays until its records are
+   * applied. Open handles of a file in the backing directory write to its inode directly.
+   * Needs f.lock and epochLock shared.
+   */
+  private void kill(CachedFile f) throws IOException {
+    f.dead = true;
+    f.deathEpoch = epochs.openEpoch();
+    if (!f.absent) {
+      f.writeThrough = true;
+    }
+    if (f.fileSlot >= 0) {
+      if (f.handles == 0 || !f.absent) {
+        data.dropBlocks(f, 0);
+      }
+      data.storeFileMeta(f, true);
+    }
+  }
+
+  /** A file's last handle closed: a dead, absent file's blocks go now. */
+  void closed(CachedFile f) throws IOException {
+    if (!f.dead || f.fileSlot < 0) {
+      return;
+    }
+    f.lock.writeLock().lock();
+    try {
+      epochs.storing().lock();
+      try {
+        data.dropBlocks(f, 0);
+      } finally {
+        epochs.storing().unlock();
+      }
+    } finally {
+      f.lock.writeLock().unlock();
+    }
+  }
+
+  // ---- attributes -------------------------------------------------------------------------
+
+  /**
+   * chmod, chown and utimens of a file not in the backing directory yet: kept in its slot,
+   * committed with the next commit, applied when writeback creates it. Returns false when the
+   * file is in the backing directory (the caller changes it there; {@code null} fields stay).
+   */
+  boolean setAttributes(String path, Integer mode, Integer uid, Integer gid, Long atimeNanos,
+      Long mtimeNanos) throws IOException {
+    namespaceLock.writeLock().lock();
+    try {
+      CachedFile f = shown(path);
+      if (f == null || !f.absent) {
+        return false;
+      }
+      f.lock.writeLock().lock();
+      try {
+        if (mode != null) {
+          f.mode = (f.mode & ~07777) | (mode & 07777);
+        }
+        if (uid != null) {
+          f.uid = uid;
+        }
+        if (gid != null) {
+          f.gid = gid;
+        }
+        if (atimeNanos != null) {
+          f.atimeNanos = atimeNanos;
+        }
+        if (mtimeNanos != null) {
+          f.mtimeNanos = mtimeNanos;
+        }
+        f.ctimeNanos = System.currentTimeMillis() * 1_000_000L;
+        epochs.storing().lock();
+        try {
+          data.storeFileMeta(f, true);
+        } finally {
+          epochs.storing().unlock();
+        }
+      } finally {
+        f.lock.writeLock().unlock();
+      }
+      return true;
+    } finally {
+      namespaceLock.writeLock().unlock();
+    }
   }
 
   /** Sets a file's mtime (utimens); cached files keep it for writeback. */
   void setMtime(String path, long mtimeNanos) throws IOException {
+    if (setAttributes(path, null, null, null, null, mtimeNanos)) {
+      return;
+    }
     BackingStore.Stat st = backing.stat(path);
     CachedFile f = st == null ? null : files.known(st);
     if (f == null) {
@@ -62,7 +435,8 @@ final class Namespace {
    * between the two puts the blocks in lost+found, see recovery). A file with other links is
    * written back first, so the data survives under them.
    */
-  void unlink(String path) throws IOException {
+  void unlinkNow(String path) throws IOException {
+    settle(path);
     namespaceLock.writeLock().lock();
     try {
       BackingStore.Stat st = backing.stat(path);
@@ -98,7 +472,8 @@ final class Namespace {
    * never write their data to a path that no longer names them; a replaced target is dropped
    * after the rename.
    */
-  void rename(String from, String to) throws IOException {
+  void renameNow(String from, String to) throws IOException {
+    settle(from, to);
     namespaceLock.writeLock().lock();
     try {
       BackingStore.Stat src = backing.stat(from);

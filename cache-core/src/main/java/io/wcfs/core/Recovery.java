@@ -21,10 +21,14 @@ final class Recovery {
   private final FileRegistry files;
   private final Epochs epochs;
   private final Writeback writeback;
+  private final Journal journal;
   private final Counters counters;
+  /** File slots named by committed journal records (see {@link #recoverFile}). */
+  private java.util.Set<Integer> slotsInRecords = java.util.Set.of();
 
   Recovery(CacheMemory mem, CacheLayout layout, BackingStore backing, SlotTable table,
-      FileRegistry files, Epochs epochs, Writeback writeback, Counters counters) {
+      FileRegistry files, Epochs epochs, Writeback writeback, Journal journal,
+      Counters counters) {
     this.mem = mem;
     this.layout = layout;
     this.backing = backing;
@@ -32,6 +36,7 @@ final class Recovery {
     this.files = files;
     this.epochs = epochs;
     this.writeback = writeback;
+    this.journal = journal;
     this.counters = counters;
   }
 
@@ -67,6 +72,7 @@ final class Recovery {
           + ": kept committed data only; " + dropped0 + " uncommitted blocks dropped");
     }
     epochs.recovered(seqCount);
+    slotsInRecords = scan.slotsInRecords;
     IntList freedFileSlots = new IntList();
     for (int fs = scan.files.length - 1; fs >= 0; fs--) { // the free stack hands out 0 first
       CacheScan.FileRecord r = scan.files[fs];
@@ -82,8 +88,8 @@ final class Recovery {
     for (int s : scan.live) { // oldest first: the order writeback follows
       long loc = layout.entryLocation(s);
       CachedFile f = files.bySlot(CacheLayout.locationFileSlot(loc));
-      if (f == null) {
-        dropped.add(s); // its file's unlink was finished above
+      if (f == null || f.dead) {
+        dropped.add(s); // its file's unlink was finished above, or journaled
         continue;
       }
       f.blocks.put(CacheLayout.locationBlock(loc), s);
@@ -91,7 +97,7 @@ final class Recovery {
       liveCount++;
     }
     for (CachedFile f : files.all()) {
-      if (f.backingLonger) {
+      if (f.backingLonger && !slotsInRecords.contains(f.fileSlot)) {
         finishTruncate(f);
       }
     }
@@ -110,9 +116,22 @@ final class Recovery {
     }
     mem.commit();
     table.recoveredFreeList();
+    // The namespace journal: committed records are applied now, in order, idempotently (a
+    // record may or may not have reached the backing directory before the crash).
+    journal.recovered(scan.records, scan.uncommittedRecords);
+    for (CachedFile f : files.all()) {
+      if (f.absent && f.pendingRecords == 0 && !f.dead) {
+        // Its CREATE never committed (same boot, the create had not returned): nothing to keep.
+        f.dead = true;
+        f.deathEpoch = 0;
+      }
+      if (f.dead && f.pendingRecords == 0) {
+        writeback.releaseIfDone(f);
+      }
+    }
     // Files with a recorded size but no blocks left: apply the size, release the slot.
     for (CachedFile f : files.all()) {
-      if (f.blocks.size() == 0) {
+      if (f.blocks.size() == 0 && !f.dead && !f.absent && f.fileSlot >= 0) {
         f.lock.writeLock().lock();
         try {
           writeback.copyToBacking(f, new long[0], new int[0], f.size, f.mtimeNanos);
@@ -139,8 +158,16 @@ final class Recovery {
    */
   private long commitOpenEpoch(CacheScan scan) throws IOException {
     long seqCount = scan.seqCount;
-    if (scan.openEpochEntries.isEmpty() && scan.openEpochVersions.isEmpty()) {
+    if (scan.openEpochEntries.isEmpty() && scan.openEpochVersions.isEmpty()
+        && scan.openEpochRecords.isEmpty()) {
       return seqCount;
+    }
+    for (int i = 0; i < scan.uncommittedRecords.size(); i++) {
+      layout.storeRecordFree(scan.uncommittedRecords.get(i));
+      layout.flushRecord(scan.uncommittedRecords.get(i));
+    }
+    for (int i = 0; i < scan.openEpochRecords.size(); i++) {
+      layout.flushRecord(scan.openEpochRecords.get(i));
     }
     for (int i = 0; i < scan.stale.size(); i++) {
       int s = scan.stale.get(i);
@@ -180,6 +207,33 @@ final class Recovery {
    */
   private CachedFile recoverFile(int fs, CacheLayout.FileVersion v, int version)
       throws IOException {
+    LOG.debug("slot {}: {}", fs, v);
+    if (v.dead() || v.absent() || (slotsInRecords.contains(fs) && backing.stat(v.path()) == null)) {
+      // Not (or not yet) at its recorded path: dead (its blocks go, its slot after its
+      // records), created in the cache (its CREATE is pending), or renamed by a record that
+      // reached the backing directory before the crash. The journal's records say where it
+      // is; nothing here looks it up by path.
+      CachedFile f = new CachedFile(0, 0, v.absent() || v.dead() ? null : v.path(), v.size(),
+          v.mtimeNanos());
+      f.absent = v.absent();
+      f.dead = v.dead();
+      f.deathEpoch = v.dead() ? 0 : Long.MAX_VALUE;
+      f.mode = v.mode();
+      f.uid = v.uid();
+      f.gid = v.gid();
+      f.atimeNanos = v.mtimeNanos();
+      f.ctimeNanos = v.mtimeNanos();
+      synchronized (table) {
+        files.registerAbsent(f);
+      }
+      if (!f.absent) {
+        f.shownIno = 0;
+      }
+      f.fileSlot = fs;
+      f.version = version;
+      f.versionSeq = v.seq();
+      return f;
+    }
     String path = v.path();
     BackingStore.Stat st = backing.stat(path);
     String lost = null;

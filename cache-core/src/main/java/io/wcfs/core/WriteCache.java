@@ -18,7 +18,9 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * states and their transitions; the index monitor), {@link FileRegistry} (files by backing
  * identity and by file slot), {@link Epochs} (open epoch, group commit, durable frees,
  * autocommit clock, sticky error), {@link DataPath} (write, read, truncate), {@link
- * Namespace} (unlink, rename, mtime), {@link Writeback} with {@link WritebackPolicy} and
+ * Namespace} (every change of names and attributes) with {@link Journal} (the namespace
+ * records and their application) and {@link Overlay} (names as the mount shows them),
+ * {@link Writeback} with {@link WritebackPolicy} and
  * {@link BackingCopier}, {@link Recovery}, and {@link Counters}.
  *
  * <h2>Persistence rules</h2>
@@ -72,6 +74,8 @@ public final class WriteCache implements AutoCloseable {
   private final Writeback writeback;
   private final DataPath data;
   private final Namespace namespace;
+  private final Overlay overlay = new Overlay();
+  private final Journal journal;
 
   private WriteCache(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig cfg) {
     this.mem = mem;
@@ -87,12 +91,15 @@ public final class WriteCache implements AutoCloseable {
     this.table = new SlotTable(nBlocks);
     this.files = new FileRegistry(table, backing, layout.geometry().fileSlots());
     this.epochs = new Epochs(mem, layout, backing, config, table, files, counters);
+    this.journal = new Journal(layout, backing, table, files, epochs, overlay, counters);
     this.writeback = new Writeback(mem, layout, backing, config, table, files, epochs,
         counters);
     this.data = new DataPath(mem, layout, config, table, files, epochs, writeback, counters,
         namespaceLock);
-    this.namespace = new Namespace(backing, table, files, epochs, writeback, data,
-        namespaceLock);
+    this.namespace = new Namespace(backing, table, files, epochs, writeback, data, journal,
+        overlay, namespaceLock);
+    journal.wire(writeback, data);
+    writeback.wire(journal);
   }
 
   /**
@@ -124,7 +131,7 @@ public final class WriteCache implements AutoCloseable {
     CacheLayout layout = CacheLayout.open(mem, backing.identity());
     WriteCache cache = new WriteCache(mem, layout, backing, config);
     new Recovery(mem, layout, backing, cache.table, cache.files, cache.epochs, cache.writeback,
-        cache.counters).run(bootId);
+        cache.journal, cache.counters).run(bootId);
     layout.storeBoot(bootId); // from here on, a recovery in this boot may take stored writes
     return cache;
   }
@@ -163,9 +170,69 @@ public final class WriteCache implements AutoCloseable {
     }
   }
 
-  /** Opens an existing regular backing file. */
+  /** Opens an existing regular file, as the mount shows it. */
   public OpenFile open(String path) throws IOException {
-    return new OpenFile(files.open(path));
+    return new OpenFile(namespace.open(path));
+  }
+
+  /**
+   * Creates a regular file and opens it: journaled (see {@link Namespace#create}). {@code
+   * exclusive} false opens an existing one instead. {@code mode} is final (umask applied).
+   */
+  public OpenFile create(String path, int mode, int uid, int gid, boolean exclusive)
+      throws IOException {
+    return new OpenFile(namespace.create(path, mode, uid, gid, exclusive));
+  }
+
+  /**
+   * What the mount shows at a path whose state the journal decides, or null when the backing
+   * directory says (the common case, answered without a lock when nothing is pending).
+   */
+  public Shown shown(String path) throws IOException {
+    CachedFile f = namespace.shown(path);
+    return f == null ? null : Shown.of(f);
+  }
+
+  /**
+   * A file as the mount shows it. {@code backingPath} null: not in the backing directory yet,
+   * the attributes here are all there is; else the caller reads the rest there.
+   */
+  public record Shown(long ino, long size, long mtimeNanos, long atimeNanos, long ctimeNanos,
+      int mode, int uid, int gid, String backingPath) {
+    static Shown of(CachedFile f) {
+      return new Shown(f.shownIno != 0 ? f.shownIno : f.ino, f.size, f.mtimeNanos,
+          f.atimeNanos, f.ctimeNanos, f.mode, f.uid, f.gid, f.absent ? null : f.path);
+    }
+  }
+
+  /** The entries the overlay decides in {@code dir}: name -> shown (null: removed). */
+  public java.util.Map<String, Shown> overlayChildren(String dir) {
+    java.util.Map<String, Shown> out = new java.util.HashMap<>();
+    for (var e : overlay.children(dir)) {
+      CachedFile f = e.getValue().file();
+      out.put(e.getKey(), f == null ? null : Shown.of(f));
+    }
+    return out;
+  }
+
+  /** The st_ino the mount shows for a backing file: its own, or the one it was created with. */
+  public long shownIno(long dev, long ino) {
+    long shown = files.shownIno(dev, ino);
+    return shown != 0 ? shown : ino;
+  }
+
+  /**
+   * Before a change the journal does not make (directories, links, special files, extended
+   * attributes): applies the pending records that touch these paths or names below them.
+   */
+  public void settle(String... paths) throws IOException {
+    namespace.settle(paths);
+  }
+
+  /** chmod/chown/utimens of a file not in the backing directory yet; false: do it there. */
+  public boolean setAttributes(String path, Integer mode, Integer uid, Integer gid,
+      Long atimeNanos, Long mtimeNanos) throws IOException {
+    return namespace.setAttributes(path, mode, uid, gid, atimeNanos, mtimeNanos);
   }
 
   public void close(OpenFile h) throws IOException {
@@ -182,6 +249,9 @@ public final class WriteCache implements AutoCloseable {
       }
     } finally {
       f.lock.writeLock().unlock();
+    }
+    if (f.handles == 0) {
+      namespace.closed(f);
     }
   }
 
@@ -321,7 +391,8 @@ public final class WriteCache implements AutoCloseable {
       IOException error = epochs.error();
       live = new Counters.Live(error == null ? null : error.getMessage(), nBlocks, table.free(),
           writeback.inFlight(), table.dirty(), epochs.uncommittedCount(), age, table.writersWaiting(), blockSize,
-          mem.describe(), mem.deviceFlushes());
+          mem.describe(), mem.deviceFlushes(), journal.capacity(), journal.pendingCount(),
+          overlay.size());
     }
     return counters.snapshot(live);
   }

@@ -47,6 +47,10 @@ final class Writeback implements AutoCloseable {
   private long writebackBackoffUntil;
   /** Blocks in the current writeback batch, for status; written under index. */
   private volatile int writebackInFlight;
+  /** Set once, before start: records are applied before the data that follows them. */
+  private Journal journal;
+  /** Guarded by index: the next round applies journal records instead of copying data. */
+  private boolean applyJournal;
 
 
   Writeback(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig config,
@@ -68,6 +72,15 @@ final class Writeback implements AutoCloseable {
 
   void start() {
     thread.start();
+  }
+
+  void wire(Journal journal) {
+    this.journal = journal;
+  }
+
+  /** Whether the writeback thread runs (else tests drive it: manual mode). */
+  boolean running() {
+    return thread.isAlive() && !closing;
   }
 
   int inFlight() {
@@ -237,7 +250,8 @@ final class Writeback implements AutoCloseable {
         table.writtenBack(s);
       }
       counters.writtenBack.add(freed.size());
-      releaseFile = f.blocks.size() == 0 && f.fileSlot >= 0 && f.versionSeq < epochs.committedSeq();
+      releaseFile = f.blocks.size() == 0 && f.fileSlot >= 0 && f.versionSeq < epochs.committedSeq()
+          && f.pendingRecords == 0; // records name the file by its slot: it stays theirs
     }
     if (releaseFile) {
       int fs = f.fileSlot;
@@ -255,6 +269,27 @@ final class Writeback implements AutoCloseable {
     }
   }
 
+  /**
+   * Releases the slot of a file whose journal records are all applied, once nothing else
+   * keeps it: no blocks (a dead file's were dropped) and its version committed.
+   */
+  void releaseIfDone(CachedFile f) throws IOException {
+    f.lock.writeLock().lock();
+    try {
+      if (f.dead) {
+        synchronized (table) {
+          if (f.pendingRecords > 0 || f.fileSlot < 0 || f.blocks.size() > 0) {
+            return;
+          }
+        }
+        epochs.commit(); // the dead mark and the drops before the slot goes
+      }
+      freeWrittenBack(f, new long[0], new int[0]);
+    } finally {
+      f.lock.writeLock().unlock();
+    }
+  }
+
   private void writebackLoop() {
     long backoffMs = 100;
     // Errors logged since writeback last succeeded: one that lasts (a backing file nobody made
@@ -266,6 +301,15 @@ final class Writeback implements AutoCloseable {
         List<int[]> groupSlots = new ArrayList<>();
         if (!nextBatch(groupFiles, groupSlots)) {
           return;
+        }
+        boolean applyNow;
+        synchronized (table) {
+          applyNow = applyJournal;
+          applyJournal = false;
+        }
+        if (applyNow) {
+          journal.apply(false);
+          continue;
         }
         writeBackBatch(groupFiles, groupSlots);
         backoffMs = 100;
@@ -362,6 +406,17 @@ final class Writeback implements AutoCloseable {
         long autocommitIn = epochs.autocommitInNanos(now);
         boolean autocommitDue = autocommitIn == 0;
         epochs.writebackWaits(want);
+        // Records first: data of files they name waits for them (see collectBatch).
+        if (now >= writebackBackoffUntil && epochs.error() == null
+            && (journal.due(now, config.maxAgeMs(), draining || table.writersWaiting() > 0)
+                || (want && journal.hasCommitted()))) {
+          applyJournal = true;
+          return true;
+        }
+        if (draining && journal.pendingCount() > 0 && !journal.hasCommitted()) {
+          needCommit = true; // records wait for a commit before they can be applied
+          break;
+        }
         if (want) {
           collectBatch(groupFiles, groupSlots);
           if (!groupFiles.isEmpty()) {
@@ -371,10 +426,11 @@ final class Writeback implements AutoCloseable {
             needCommit = true;
             break;
           }
-          if (table.dirty() == 0 && closing) {
+          if (table.dirty() == 0 && closing && journal.pendingCount() == 0) {
             return false;
           }
-        } else if (closing && (epochs.error() != null || table.dirty() == 0)) {
+        } else if (closing && (epochs.error() != null
+            || (table.dirty() == 0 && journal.pendingCount() == 0))) {
           return false;
         }
         if (autocommitDue) {
@@ -417,6 +473,11 @@ final class Writeback implements AutoCloseable {
         continue;
       }
       CachedFile f = files.bySlot(CacheLayout.locationFileSlot(layout.entryLocation(s)));
+      if (f.pendingRecords > 0) {
+        // Named by records not applied yet: its data follows them (a created file has no
+        // backing file before its CREATE; a renamed one is written back when its RENAME is).
+        continue;
+      }
       table.startWriteback(s);
       byFile.computeIfAbsent(f, k -> new IntList()).add(s);
       taken++;
@@ -519,10 +580,12 @@ final class Writeback implements AutoCloseable {
       while (true) {
         epochs.commit();
         if (!thread.isAlive() && !closing) {
+          journal.apply(true);
           step(); // manual mode
         }
         synchronized (table) {
-          if (table.dirty() == 0 && epochs.uncommittedCount() == 0 && !epochs.owesBackingSyncs()) {
+          if (table.dirty() == 0 && epochs.uncommittedCount() == 0 && !epochs.owesBackingSyncs()
+              && journal.pendingCount() == 0) {
             return;
           }
           epochs.checkError();

@@ -29,6 +29,11 @@ final class CacheFixture {
     return new CrashingMemory((int) CacheLayout.Geometry.of(nBlocks, blockSize).fileSize());
   }
 
+  /** A new empty file through the cache (journaled), closed. */
+  static void create(WriteCache cache, String path) throws IOException {
+    cache.close(cache.create(path, 0644, 0, 0, true));
+  }
+
   static void write(WriteCache cache, String path, long offset, byte[] data) throws IOException {
     WriteCache.OpenFile h = cache.open(path);
     try (NativeBuffer buf = new NativeBuffer(data.length)) {

@@ -138,7 +138,8 @@ class IdentityAndOrderTest {
   }
 
   @Test
-  @DisplayName("unlink frees the victim's blocks only after its directory was fsync'd")
+  @DisplayName("journaled unlink: the backing name stays until writeback; its directory is"
+      + " fsync'd before the record is freed")
   void unlinkSyncsDirectoryBeforeFreeing() throws IOException {
     Files.createDirectories(root.resolve("d"));
     Files.createFile(root.resolve("d/victim"));
@@ -147,39 +148,79 @@ class IdentityAndOrderTest {
       CacheFixture.write(c, "d/victim", 0, random(4 * BS, 7));
       c.commit();
       CacheLayout layout = CacheLayout.open(mem, null);
-      int[] committedAtSync = {-1};
+      c.unlink("d/victim");
+      c.commit();
+      assertTrue(Files.exists(root.resolve("d/victim")), "the backing directory is untouched"
+          + " until writeback applies the record: " + store.events());
+      assertEquals(0, committedEntries(layout), "the dead file's blocks are freed by the commit"
+          + " of its record");
+      assertEquals(1, committedRecords(layout));
+      int[] recordsAtSync = {-1};
       store.onDirectorySync = p -> {
         if (p.equals("d")) {
-          committedAtSync[0] = committedEntries(layout);
+          recordsAtSync[0] = committedRecords(layout);
         }
       };
-      c.unlink("d/victim");
-      assertEquals(4, committedAtSync[0], "directory fsync'd while the blocks were still held: "
+      c.flush(60_000);
+      assertFalse(Files.exists(root.resolve("d/victim")), store.events().toString());
+      assertEquals(1, recordsAtSync[0], "the record was freed before its directory's fsync: "
           + store.events());
-      assertEquals(0, committedEntries(layout), "freed after it");
+      assertEquals(0, committedRecords(layout), "freed after it");
     } finally {
       c.close();
     }
   }
 
   @Test
-  @DisplayName("rename over a cached file: both directories fsync'd before the victim is freed")
+  @DisplayName("atomic save through the journal: in the backing directory the new file's data"
+      + " is fsync'd before the rename, and both directories after it, before the record goes")
   void renameOverSyncsDirectoriesFirst() throws IOException {
     Files.createDirectories(root.resolve("d"));
-    Files.createFile(root.resolve("d/target"));
-    Files.write(root.resolve("tmp"), random(BS, 8));
+    Files.write(root.resolve("d/target"), random(BS, 3));
     WriteCache c = open();
     try {
       CacheFixture.write(c, "d/target", 0, random(2 * BS, 9));
       c.commit();
+      CacheFixture.create(c, "tmp");
+      byte[] doc = random(3 * BS, 8);
+      CacheFixture.write(c, "tmp", 0, doc);
+      c.commit();
       c.rename("tmp", "d/target");
+      c.commit();
+      assertFalse(store.events().contains("rename tmp d/target"), "journaled, not done yet");
+      assertEquals(List.of("target"), list(root.resolve("d")));
+      c.flush(60_000);
       List<String> ev = store.events();
       int renamed = ev.indexOf("rename tmp d/target");
       assertTrue(renamed >= 0, ev.toString());
+      assertTrue(ev.indexOf("fsync tmp") >= 0 && ev.indexOf("fsync tmp") < renamed,
+          "the new document durable before its name: " + ev);
       assertTrue(ev.subList(renamed, ev.size()).containsAll(List.of("fsyncdir d", "fsyncdir ")),
           ev.toString());
+      assertArrayEquals(doc, Files.readAllBytes(root.resolve("d/target")));
+      assertFalse(Files.exists(root.resolve("tmp")));
     } finally {
       c.close();
+    }
+  }
+
+  private static List<String> list(Path dir) throws IOException {
+    try (var s = Files.list(dir)) {
+      return s.map(p -> p.getFileName().toString()).sorted().toList();
+    }
+  }
+
+  private static int committedRecords(CacheLayout layout) {
+    try {
+      int n = 0;
+      for (int i = 0; i < layout.geometry().journalRecords(); i++) {
+        if (CacheLayout.isCommitted(layout.recordSeq(i), layout.seqCount())) {
+          n++;
+        }
+      }
+      return n;
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException(e);
     }
   }
 

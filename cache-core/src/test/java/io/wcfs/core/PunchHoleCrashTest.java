@@ -119,6 +119,13 @@ class PunchHoleCrashTest {
     }
 
     @Override
+    public BackingFile create(String path, int mode, int uid, int gid) throws IOException {
+      // through open(), so the file is wrapped like any other
+      real.create(path, mode, uid, gid).close();
+      return open(path);
+    }
+
+    @Override
     public void createFile(String path) throws IOException {
       real.createFile(path);
     }

@@ -98,6 +98,13 @@ final class RecordingBackingStore implements BackingStore {
   }
 
   @Override
+  public BackingFile create(String path, int mode, int uid, int gid) throws IOException {
+    record("create " + path); // journaled create applied
+    real.create(path, mode, uid, gid).close();
+    return open(path);
+  }
+
+  @Override
   public void createFile(String path) throws IOException {
     record("create " + path);
     real.createFile(path);

@@ -130,7 +130,7 @@ class RecoveryTest {
     @ValueSource(ints = {8, 16, 32, 40, 48, 56, 64})
     void eachFieldIsChecked(int offset) throws IOException {
       long original = mem.readLong(offset);
-      mem.pokeLong(offset, offset == 8 ? (2L << 32 | BS) : original + 4096);
+      mem.pokeLong(offset, offset == 8 ? (3L << 32 | BS) : original + 4096);
       CacheLayout.raw(mem).storeChecksum();
       byte[] before = mem.image();
       CacheFormatException e = assertThrows(CacheFormatException.class, RecoveryTest.this::open);
@@ -144,8 +144,19 @@ class RecoveryTest {
     }
 
     @Test
+    void versionOneCacheIsRefusedUnchangedWithAdvice() throws IOException {
+      mem.pokeLong(8, 1L << 32 | BS);
+      CacheLayout.raw(mem).storeChecksum();
+      byte[] before = mem.image();
+      CacheFormatException e = assertThrows(CacheFormatException.class, RecoveryTest.this::open);
+      assertTrue(e.getMessage().contains("older wcfs") && e.getMessage().contains("writeback"),
+          e.getMessage());
+      assertArrayEquals(before, mem.image(), "a version 1 cache is left unchanged");
+    }
+
+    @Test
     void blockSizeNotPowerOfTwo() throws IOException {
-      mem.pokeLong(8, 1L << 32 | 1000);
+      mem.pokeLong(8, 2L << 32 | 1000);
       CacheLayout.raw(mem).storeChecksum();
       CacheFormatException e = assertThrows(CacheFormatException.class, RecoveryTest.this::open);
       assertTrue(e.getMessage().contains("power of two"), e.getMessage());

@@ -77,6 +77,10 @@ class WriteCacheCrashTest {
     CacheLayout.format(mem, BS, store.identity());
     WriteCache cache = WriteCache.openManual(mem, store, cfg, CacheFixture.nextBoot());
     Map<String, ModelFile> model = new TreeMap<>();
+    // The namespaces since the last commit: a crash may leave any of them (the engine commits
+    // on its own too: a full cache, a truncate), and recovery applies it to the backing dir.
+    List<Map<String, ModelFile>> namespaces = new ArrayList<>();
+    namespaces.add(new TreeMap<>(model));
     for (int crash = 0; crash < CRASHES_PER_WORKLOAD; crash++) {
       String where = "seed " + seed + ", crash " + crash;
       boolean midOp = rnd.nextInt(4) != 0;
@@ -86,21 +90,21 @@ class WriteCacheCrashTest {
       String inFlight = null;
       int ops = 5 + rnd.nextInt(40);
       for (int i = 0; i < ops && inFlight == null; i++) {
-        inFlight = step(cache, store, root, model, rnd);
+        inFlight = step(cache, store, root, model, namespaces, rnd);
       }
       // Crash: whatever was not committed may or may not have reached the memory.
       CrashingMemory after = mem.crash(rnd);
       cache.abandon();
-      if (inFlight != null) {
-        reconcileNamespace(root, model, inFlight);
-      }
       mem = after;
       try {
         cache = WriteCache.openManual(mem, store, cfg, CacheFixture.nextBoot());
       } catch (IOException e) {
         throw new AssertionError(where + ": recovery failed", e);
       }
-      checkRecovered(cache, root, model, where);
+      model = checkRecoveredNamespace(cache, root, namespaces, where);
+      OPS.clear();
+      namespaces.clear();
+      namespaces.add(new TreeMap<>(model));
       if (rnd.nextInt(5) == 0) {
         cache.flush(60_000);
         for (Map.Entry<String, ModelFile> e : model.entrySet()) {
@@ -117,17 +121,25 @@ class WriteCacheCrashTest {
     cache.close();
   }
 
+  /** What the workload did since the last commit, for failure messages. */
+  private static final List<String> OPS = new ArrayList<>();
+
   /** One random operation; returns a description of it if the memory crashed during it. */
   private static String step(WriteCache cache, DirectoryBackingStore store, Path root,
-      Map<String, ModelFile> model, Random rnd) throws IOException {
+      Map<String, ModelFile> model, List<Map<String, ModelFile>> namespaces, Random rnd)
+      throws IOException {
     String name = NAMES[rnd.nextInt(NAMES.length)];
     ModelFile f = model.get(name);
     int op = rnd.nextInt(100);
     String to = NAMES[rnd.nextInt(NAMES.length)];
+    OPS.add(f == null ? "create " + name : op < 8 ? "zero " + name : op < 55 ? "write " + name
+        : op < 70 ? "commit" : op < 78 ? "truncate " + name : op < 83 ? "unlink " + name
+        : op < 89 ? "rename " + name + " " + to : "writeback");
     try {
       if (f == null) {
-        Files.createFile(root.resolve(name)); // namespace ops go to the backing directory
         model.put(name, new ModelFile(new byte[0]));
+        namespaces.add(new TreeMap<>(model)); // before the call: a crash may keep it or not
+        CacheFixture.create(cache, name); // journaled, applied by writeback or recovery
       } else if (op < 8) {
         // punch hole or zero range (keeping the size, or not): short ones are stored as zero
         // blocks, long ones (more than a write chunk) zeroed in the backing file first
@@ -168,18 +180,22 @@ class WriteCacheCrashTest {
           m.states.clear();
           m.states.add(last);
         }
+        namespaces.clear();
+        namespaces.add(new TreeMap<>(model));
       } else if (op < 78) {
         int size = rnd.nextInt(Math.max(1, f.last().length + BS));
         f.states.add(Arrays.copyOf(f.last(), size));
         cache.truncate(name, size);
       } else if (op < 83) {
-        cache.unlink(name);
         model.remove(name);
+        namespaces.add(new TreeMap<>(model));
+        cache.unlink(name);
       } else if (op < 89) {
         if (!to.equals(name)) {
-          cache.rename(name, to);
           model.remove(name);
           model.put(to, f);
+          namespaces.add(new TreeMap<>(model));
+          cache.rename(name, to);
         }
       } else {
         cache.writebackStep();
@@ -191,16 +207,34 @@ class WriteCacheCrashTest {
     }
   }
 
-  /** A crash inside unlink or rename: the backing directory tells whether it happened. */
-  private static void reconcileNamespace(Path root, Map<String, ModelFile> model, String op) {
-    String[] parts = op.split(" ");
-    String name = parts[1];
-    if (parts[0].equals("unlink") && !Files.exists(root.resolve(name))) {
-      model.remove(name);
+  /**
+   * After recovery the backing directory (recovery applied the journal) must show one of the
+   * namespaces since the last commit, with every file's data as checkRecovered demands; returns
+   * it as the model from here on.
+   */
+  private static Map<String, ModelFile> checkRecoveredNamespace(WriteCache cache, Path root,
+      List<Map<String, ModelFile>> namespaces, String where) throws IOException {
+    AssertionError last = null;
+    StringBuilder why = new StringBuilder();
+    for (int i = namespaces.size() - 1; i >= 0; i--) {
+      Map<String, ModelFile> candidate = namespaces.get(i);
+      try {
+        checkRecovered(cache, root, candidate, where + " (namespace " + i + " of "
+            + namespaces.size() + " since the last commit)");
+        return new TreeMap<>(candidate);
+      } catch (AssertionError e) {
+        last = e;
+        why.append("\n  ").append(e.getMessage());
+        for (Map.Entry<String, ModelFile> m : candidate.entrySet()) {
+          why.append(" | ").append(m.getKey()).append(":");
+          for (byte[] st : m.getValue().states) {
+            why.append(st.length).append(",");
+          }
+        }
+      }
     }
-    if (parts[0].equals("rename") && !Files.exists(root.resolve(name))) {
-      model.put(parts[2], model.remove(name)); // the backing rename happened; the target is gone
-    }
+    throw new AssertionError(where + ": no namespace since the last commit matches:" + why
+        + "\n  operations since the last crash: " + OPS, last);
   }
 
   private static void checkRecovered(WriteCache cache, Path root, Map<String, ModelFile> model,
@@ -221,7 +255,9 @@ class WriteCacheCrashTest {
         max = Math.max(max, s.length);
       }
       if (got.length < min || got.length > max) {
-        fail(where + ": " + e.getKey() + " recovered with size " + got.length
+        fail(where + ": " + e.getKey() + " recovered with size " + got.length + " (backing file "
+            + Files.size(root.resolve(e.getKey())) + " bytes, inode "
+            + Files.getAttribute(root.resolve(e.getKey()), "unix:ino") + ")"
             + ", outside the sizes of its states since the last commit [" + min + ", " + max + "]");
       }
       for (int b = 0; b * BS < got.length; b++) {

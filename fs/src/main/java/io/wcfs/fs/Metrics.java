@@ -145,6 +145,12 @@ final class Metrics implements AutoCloseable {
         + " inode number", stats, CacheStats::inodeHintMismatches);
     counter("wcfs_lost_and_found_files", "Files whose data went to .wcfs-lost+found", stats,
         CacheStats::lostAndFoundFiles);
+    gauge("wcfs_journal_pending_records", "Namespace records not yet applied to the backing"
+        + " directory", stats, s -> s.journal().pending());
+    counter("wcfs_journal_applied_records", "Namespace records applied to the backing directory",
+        stats, s -> s.journal().applied());
+    counter("wcfs_creates_elided", "Files created and removed before writeback reached them"
+        + " (they never touched the backing directory)", stats, s -> s.journal().createsElided());
     counter("wcfs_reads", "Block reads", stats, CacheStats::reads);
     counter("wcfs_read_hits", "Block reads served from the cache", stats, CacheStats::readHits);
     counter("wcfs_writes", "Block writes", stats, CacheStats::writes);

@@ -26,6 +26,14 @@ final class StatusReport {
     m.put("recovery", s.recovery());
     m.put("inode_hint_mismatches", s.inodeHintMismatches());
     m.put("lost_and_found_files", s.lostAndFoundFiles());
+    CacheStats.JournalStats j = s.journal();
+    m.put("journal_records", j.records());
+    m.put("journal_pending", j.pending());
+    m.put("journal_appended", j.appended());
+    m.put("journal_applied", j.applied());
+    m.put("creates_elided", j.createsElided());
+    m.put("journal_full_waits", j.fullWaits());
+    m.put("overlay_names", j.overlayNames());
     m.put("reads", s.reads());
     m.put("read_hits", s.readHits());
     m.put("writes", s.writes());

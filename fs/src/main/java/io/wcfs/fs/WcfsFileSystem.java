@@ -72,6 +72,8 @@ final class WcfsFileSystem extends FuseStubFS {
   /** The backing root (O_PATH): every name below it is reached relative to this. */
   private final int rootFd;
   private final int ownUid = LibC.geteuid();
+  /** st_dev of the backing root: what files not in the backing directory yet show. */
+  private final long rootDev;
   /**
    * This process's umask, which the backing filesystem applies to what we create. The kernel
    * already applied the creator's umask to the mode it sends; ours must not take more away.
@@ -115,6 +117,13 @@ final class WcfsFileSystem extends FuseStubFS {
     this.cache = cache;
     this.backing = backing;
     this.rootFd = backing.rootFd();
+    long dev;
+    try {
+      dev = LibC.fstatat(rootFd, ".", LibC.AT_SYMLINK_NOFOLLOW).dev();
+    } catch (IOException e) {
+      dev = 0;
+    }
+    this.rootDev = dev;
     this.xattrs = new Xattrs(rootFd, xattrsOn, at -> cache.namespaceChanged(
         at.equals(".") ? "" : at));
     FuseLoop.onForget(xattrs::forget);
@@ -192,10 +201,10 @@ final class WcfsFileSystem extends FuseStubFS {
     ACCESS(true, false, true),
     CHMOD(true, true, false),
     CHOWN(true, true, false),
-    CREATE(true, true, false),
+    CREATE(false, false, false), // journaled: memory only (DESIGN.md, namespace journal)
     FALLOCATE(true, false, false),
     FSYNC(false, false, false),
-    FSYNCDIR(true, false, false),
+    FSYNCDIR(false, false, false), // a cache commit, like fsync
     FTRUNCATE(true, false, false),
     GETATTR(false, false, true),
     GETXATTR(false, false, false),
@@ -209,13 +218,13 @@ final class WcfsFileSystem extends FuseStubFS {
     READLINK(true, false, true),
     RELEASE(false, false, true),
     REMOVEXATTR(true, true, false),
-    RENAME(true, false, false),
+    RENAME(false, false, false),
     RMDIR(true, true, false),
     SETXATTR(true, true, false),
     STATFS(true, false, false),
     SYMLINK(true, true, false),
     TRUNCATE(true, false, false),
-    UNLINK(true, false, false),
+    UNLINK(false, false, false),
     UTIMENS(true, true, false),
     WRITE(false, false, false);
 
@@ -324,13 +333,61 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int getattr(String path, FileStat stat) {
-    return guard(Op.GETATTR, path, () -> {
+    return guard(Op.GETATTR, path, () -> statShown(path, stat));
+  }
+
+  /**
+   * lstat as the mount shows it: the namespace journal's overlay first (a name removed, or a
+   * file created or renamed whose record writeback has not applied yet), else the backing
+   * directory, with a cached file's size, mtime and first-shown inode number.
+   */
+  private int statShown(String path, FileStat stat) throws IOException {
+    WriteCache.Shown shown = cache.shown(rel(path));
+    if (shown == null) {
       int rc = LibC.fstatat(rootFd, at(path), address(stat), LibC.AT_SYMLINK_NOFOLLOW);
       if (rc == 0) {
         overlayCachedAttributes(stat);
       }
       return rc;
-    });
+    }
+    if (shown.backingPath() != null) {
+      int rc = LibC.fstatat(rootFd, at("/" + shown.backingPath()), address(stat),
+          LibC.AT_SYMLINK_NOFOLLOW);
+      if (rc == 0) {
+        overlayCachedAttributes(stat);
+        stat.st_ino.set(shown.ino());
+      }
+      return rc;
+    }
+    // Not in the backing directory yet: what the engine keeps is all there is.
+    stat.st_dev.set(rootDev);
+    stat.st_ino.set(shown.ino());
+    stat.st_mode.set(FileStat.S_IFREG | (shown.mode() & 07777));
+    stat.st_nlink.set(1);
+    stat.st_uid.set(shown.uid());
+    stat.st_gid.set(shown.gid());
+    stat.st_size.set(shown.size());
+    stat.st_blksize.set(4096);
+    stat.st_blocks.set((shown.size() + 511) / 512);
+    setTime(stat.st_atim, shown.atimeNanos());
+    setTime(stat.st_mtim, shown.mtimeNanos());
+    setTime(stat.st_ctim, shown.ctimeNanos());
+    return 0;
+  }
+
+  private static void setTime(Timespec t, long nanos) {
+    t.tv_sec.set(Math.floorDiv(nanos, 1_000_000_000L));
+    t.tv_nsec.set(Math.floorMod(nanos, 1_000_000_000L));
+  }
+
+  /** The mode the mount shows for {@code path}. */
+  private int modeOf(String path) throws IOException {
+    WriteCache.Shown shown = cache.shown(rel(path));
+    if (shown != null && shown.backingPath() == null) {
+      return FileStat.S_IFREG | shown.mode();
+    }
+    return LibC.fstatat(rootFd, at(shown == null ? path : "/" + shown.backingPath()),
+        LibC.AT_SYMLINK_NOFOLLOW).mode();
   }
 
   @Override
@@ -346,6 +403,7 @@ final class WcfsFileSystem extends FuseStubFS {
     long dev = stat.st_dev.longValue();
     long ino = stat.st_ino.longValue();
     long size = cache.cachedSize(dev, ino);
+    stat.st_ino.set(cache.shownIno(dev, ino));
     if (size >= 0) {
       stat.st_size.set(size);
       stat.st_blocks.set((size + 511) / 512);
@@ -358,6 +416,10 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int chmod(String path, @mode_t long mode) {
     return guard(Op.CHMOD, path, () -> {
+      if (cache.setAttributes(rel(path), (int) mode, null, null, null, null)) {
+        return 0;
+      }
+      cache.settle(rel(path));
       int rc = LibC.fchmodat(rootFd, at(path), (int) mode);
       if (rc == 0 && (mode & (S_ISUID | S_ISGID)) != 0) {
         // Open handles of this file (through any name) must check their writes from now on.
@@ -375,6 +437,11 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int chown(String path, long uid, long gid) {
     return guard(Op.CHOWN, path, () -> {
+      if (cache.setAttributes(rel(path), null, (int) uid == -1 ? null : (int) uid,
+          (int) gid == -1 ? null : (int) gid, null, null)) {
+        return 0;
+      }
+      cache.settle(rel(path));
       int rc = LibC.fchownat(rootFd, at(path), (int) uid, (int) gid);
       if (rc == 0 && (LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW).type()
           != FileStat.S_IFDIR)) {
@@ -452,6 +519,11 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int utimens(String path, Timespec[] timespec) {
     return guard(Op.UTIMENS, path, () -> {
+      if (cache.setAttributes(rel(path), null, null, null, timeOf(timespec[0]),
+          timeOf(timespec[1]))) {
+        return 0;
+      }
+      cache.settle(rel(path));
       int rc = LibC.utimensat(rootFd, at(path), address(timespec[0]));
       if (rc != 0) {
         return rc;
@@ -471,9 +543,45 @@ final class WcfsFileSystem extends FuseStubFS {
     });
   }
 
+  /** A utimens time in nanoseconds; null for UTIME_OMIT. */
+  private static Long timeOf(Timespec t) {
+    long nsec = t.tv_nsec.longValue();
+    if (nsec == UTIME_OMIT) {
+      return null;
+    }
+    if (nsec == UTIME_NOW) {
+      Instant now = Instant.now();
+      return now.getEpochSecond() * 1_000_000_000L + now.getNano();
+    }
+    return t.tv_sec.get() * 1_000_000_000L + nsec;
+  }
+
   @Override
   public int access(String path, int mask) {
-    return guard(Op.ACCESS, path, () -> LibC.faccessat(rootFd, at(path), mask));
+    return guard(Op.ACCESS, path, () -> {
+      WriteCache.Shown shown = cache.shown(rel(path));
+      if (shown == null) {
+        return LibC.faccessat(rootFd, at(path), mask);
+      }
+      if (shown.backingPath() != null) {
+        return LibC.faccessat(rootFd, at("/" + shown.backingPath()), mask);
+      }
+      return permits(shown, mask) ? 0 : -ErrorCodes.EACCES();
+    });
+  }
+
+  /** access(2)'s rule for a file the backing directory does not have yet. */
+  private boolean permits(WriteCache.Shown f, int mask) {
+    var ctx = getContext();
+    int uid = (int) ctx.uid.get();
+    int want = mask & 7;
+    if (uid == 0) {
+      return (want & 1) == 0 || (f.mode() & 0111) != 0; // root: execute needs some x bit
+    }
+    int bits = uid == f.uid() ? (f.mode() >> 6) & 7
+        : inGroup((int) ctx.gid.get(), (int) ctx.pid.get(), f.gid()) ? (f.mode() >> 3) & 7
+        : f.mode() & 7;
+    return (bits & want) == want;
   }
 
   @Override
@@ -490,8 +598,21 @@ final class WcfsFileSystem extends FuseStubFS {
       filter.apply(buf, ".", null, 0);
       filter.apply(buf, "..", null, 0);
       boolean root = path.equals("/");
-      LibC.listDirectory(rootFd, at(path), name -> (root && name.equals(BackingClaim.DIR))
-          || filter.apply(buf, name, null, 0) == 0);
+      // Names the journal changed and writeback has not applied yet: the overlay's say.
+      Map<String, WriteCache.Shown> overlay = cache.overlayChildren(rel(path));
+      boolean[] full = {false};
+      LibC.listDirectory(rootFd, at(path), name -> {
+        if ((root && name.equals(BackingClaim.DIR)) || overlay.containsKey(name)) {
+          return true;
+        }
+        full[0] = filter.apply(buf, name, null, 0) != 0;
+        return !full[0];
+      });
+      for (Map.Entry<String, WriteCache.Shown> e : overlay.entrySet()) {
+        if (!full[0] && e.getValue() != null) {
+          full[0] = filter.apply(buf, e.getKey(), null, 0) != 0;
+        }
+      }
       return 0;
     });
   }
@@ -499,6 +620,7 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int mkdir(String path, @mode_t long mode) {
     return guard(Op.MKDIR, path, () -> {
+      cache.settle(rel(path)); // not journaled: after the records on this name
       int rc = LibC.mkdirat(rootFd, at(path), (int) mode);
       if (rc == 0) {
         settleNew(at(path), mode, true);
@@ -510,8 +632,10 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int rmdir(String path) {
-    return guard(Op.RMDIR, path, () ->
-        namespaceChanged(path, LibC.unlinkat(rootFd, at(path), LibC.AT_REMOVEDIR)));
+    return guard(Op.RMDIR, path, () -> {
+      cache.settle(rel(path)); // names in it may be pending in the journal
+      return namespaceChanged(path, LibC.unlinkat(rootFd, at(path), LibC.AT_REMOVEDIR));
+    });
   }
 
   @Override
@@ -538,13 +662,16 @@ final class WcfsFileSystem extends FuseStubFS {
     if (reserved(newpath)) {
       return -ErrorCodes.EPERM();
     }
-    return guard(Op.LINK, oldpath, () ->
-        namespaceChanged(newpath, LibC.linkat(rootFd, at(oldpath), rootFd, at(newpath), 0)));
+    return guard(Op.LINK, oldpath, () -> {
+      cache.settle(rel(oldpath), rel(newpath)); // not journaled: after the records on them
+      return namespaceChanged(newpath, LibC.linkat(rootFd, at(oldpath), rootFd, at(newpath), 0));
+    });
   }
 
   @Override
   public int symlink(String oldpath, String newpath) {
     return guard(Op.SYMLINK, newpath, () -> {
+      cache.settle(rel(newpath));
       int rc = LibC.symlinkat(oldpath, rootFd, at(newpath));
       if (rc == 0) {
         settleNew(at(newpath), 0777, false); // a symlink's mode is always 0777
@@ -556,12 +683,15 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int readlink(String path, Pointer buf, @size_t long size) {
-    return guard(Op.READLINK, path, () -> LibC.readlinkat(rootFd, at(path), buf.address(), size));
+    return guard(Op.READLINK, path, () -> cache.shown(rel(path)) != null
+        ? -ErrorCodes.EINVAL() // a regular file the journal created or moved
+        : LibC.readlinkat(rootFd, at(path), buf.address(), size));
   }
 
   @Override
   public int mknod(String path, @mode_t long mode, long rdev) {
     return guard(Op.MKNOD, path, () -> {
+      cache.settle(rel(path));
       int rc = LibC.mknodat(rootFd, at(path), (int) mode, rdev);
       if (rc == 0) {
         settleNew(at(path), mode, false);
@@ -577,12 +707,14 @@ final class WcfsFileSystem extends FuseStubFS {
   public int create(String path, @mode_t long mode, FuseFileInfo fi) {
     return guard(Op.CREATE, path, () -> {
       int flags = fi.flags.get();
-      int fd = LibC.openat(rootFd, at(path), O_CREAT | (flags & O_EXCL) | LibC.O_WRONLY,
-          (int) mode);
-      LibC.close(fd);
-      settleNew(at(path), mode, false);
-      cache.namespaceChanged(rel(path)); // the next fsync makes the new name durable too
-      return openHandle(path, fi);
+      var ctx = getContext();
+      // The caller's file, with the mode the kernel sent (the creator's umask applied), made
+      // in the namespace journal: the backing directory gets it when writeback applies it.
+      int uid = ownUid == 0 ? (int) ctx.uid.get() : ownUid;
+      int gid = (int) ctx.gid.get();
+      WriteCache.OpenFile file = cache.create(rel(path), (int) mode & 07777, uid, gid,
+          (flags & O_EXCL) != 0);
+      return openHandle(path, fi, file);
     });
   }
 
@@ -592,15 +724,18 @@ final class WcfsFileSystem extends FuseStubFS {
   }
 
   private int openHandle(String path, FuseFileInfo fi) throws IOException {
+    return openHandle(path, fi, cache.open(rel(path)));
+  }
+
+  private int openHandle(String path, FuseFileInfo fi, WriteCache.OpenFile file)
+      throws IOException {
     int flags = fi.flags.get();
-    WriteCache.OpenFile file = cache.open(rel(path));
     boolean writable = (flags & O_ACCMODE) != LibC.O_RDONLY;
     boolean sync = writable && ((flags & O_DSYNC) != 0 || (flags & O_SYNC) == O_SYNC);
     boolean setId = false;
     if (writable) { // one stat per open spares one per write
       try {
-        setId = (LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW).mode()
-            & (S_ISUID | S_ISGID)) != 0;
+        setId = (modeOf(path) & (S_ISUID | S_ISGID)) != 0;
       } catch (IOException e) {
         cache.close(file);
         throw e;
@@ -691,13 +826,9 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int fsyncdir(String path, FuseFileInfo fi) {
     return guard(Op.FSYNCDIR, path, () -> {
-      xattrs.syncPending();
-      int fd = LibC.openat(rootFd, at(path), LibC.O_RDONLY | LibC.O_DIRECTORY, 0);
-      try {
-        LibC.fsync(fd); // directory entries live in the backing directory
-      } finally {
-        LibC.close(fd);
-      }
+      // Names are records in the cache (or, for what is not journaled, fsync'd by the commit
+      // with the directories it changed): fsync of a directory is the same one commit.
+      commitForCaller();
       return 0;
     });
   }
@@ -760,24 +891,47 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int getxattr(String path, String name, Pointer value, @size_t long size) {
-    return guard(Op.GETXATTR, path, () -> (int) xattrs.get(at(path), FuseLoop.currentNodeId(),
-        name, value == null ? 0 : value.address(), size));
+    return guard(Op.GETXATTR, path, () -> {
+      if (settleXattrs(path, true)) {
+        return -ErrorCodes.ENODATA(); // not in the backing directory yet: none set
+      }
+      return (int) xattrs.get(at(path), FuseLoop.currentNodeId(), name,
+          value == null ? 0 : value.address(), size);
+    });
   }
 
   @Override
   public int setxattr(String path, String name, Pointer value, @size_t long size, int flags) {
-    return guard(Op.SETXATTR, path, () -> xattrs.set(at(path), name,
+    return guard(Op.SETXATTR, path, () -> settleXattrs(path, false) ? 0 : xattrs.set(at(path), name,
         value == null ? 0 : value.address(), size, flags));
   }
 
   @Override
   public int listxattr(String path, Pointer list, @size_t long size) {
-    return guard(Op.LISTXATTR, path, () -> (int) xattrs.list(at(path),
+    return guard(Op.LISTXATTR, path, () -> settleXattrs(path, true) ? 0 : (int) xattrs.list(at(path),
         list == null ? 0 : list.address(), size));
   }
 
   @Override
   public int removexattr(String path, String name) {
-    return guard(Op.REMOVEXATTR, path, () -> xattrs.remove(at(path), name));
+    return guard(Op.REMOVEXATTR, path, () -> settleXattrs(path, false) ? 0
+        : xattrs.remove(at(path), name));
+  }
+
+  /**
+   * Extended attributes live on the backing file: for a name whose state the journal still
+   * holds, a file not created there yet has none (returns true when only {@code reading}),
+   * and otherwise the pending records on it are applied first (returns false).
+   */
+  private boolean settleXattrs(String path, boolean reading) throws IOException {
+    WriteCache.Shown shown = cache.shown(rel(path));
+    if (shown == null) {
+      return false;
+    }
+    if (shown.backingPath() == null && reading) {
+      return true;
+    }
+    cache.settle(rel(path));
+    return false;
   }
 }

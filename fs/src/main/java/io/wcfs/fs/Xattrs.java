@@ -191,9 +191,11 @@ final class Xattrs {
       LOG.info("removed the file capability of {} (changed through the mount)", at);
       changed(at);
       rememberAbsent(node, learntIn);
-    } else if (rc == -Xattr.ENODATA || rc == -Xattr.ENOTSUP) {
+    } else if (rc == -Xattr.ENODATA || rc == -Xattr.ENOTSUP || rc == -2) {
+      // ENOENT: unlinked while open, or created in the cache and not in the backing directory
+      // yet (it will be created there without attributes): nothing to remove either way.
       rememberAbsent(node, learntIn);
-    } else if (rc != -2) { // ENOENT: unlinked while open, nothing left to execute by name
+    } else {
       LibC.check(rc, "removing security.capability of " + at);
     }
   }

@@ -1,0 +1,78 @@
+package io.wcfs.core;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+/**
+ * The namespace as the mount shows it, over the backing directory: for each name that a
+ * journal record changed and writeback has not applied yet, the file it names now, or nothing
+ * (a whiteout: removed, while the backing directory may still hold it). Names without an
+ * entry are what the backing directory says. An entry goes when the record that set it is
+ * applied and durable in the backing directory, unless a newer record set it again. About 100
+ * bytes per pending name. Guarded by this object's monitor.
+ */
+final class Overlay {
+  /** A name's state: {@code file} null is a whiteout; {@code order} of the record that set it. */
+  record Node(CachedFile file, long order) {}
+
+  private final TreeMap<String, Node> names = new TreeMap<>();
+
+  synchronized Node get(String path) {
+    return names.isEmpty() ? null : names.get(path);
+  }
+
+  synchronized void put(String path, CachedFile file, long order) {
+    names.put(path, new Node(file, order));
+  }
+
+  synchronized void whiteout(String path, long order) {
+    names.put(path, new Node(null, order));
+  }
+
+  /** Forgets {@code path}'s entry if no record newer than {@code order} set it. */
+  synchronized void retire(String path, long order) {
+    Node n = names.get(path);
+    if (n != null && n.order() <= order) {
+      names.remove(path);
+    }
+  }
+
+  /** Entries directly in {@code dir} ("" is the root): name -> node. */
+  synchronized List<Map.Entry<String, Node>> children(String dir) {
+    List<Map.Entry<String, Node>> out = new ArrayList<>();
+    String prefix = dir.isEmpty() ? "" : dir + "/";
+    for (Map.Entry<String, Node> e : names.tailMap(prefix, true).entrySet()) {
+      String p = e.getKey();
+      if (!p.startsWith(prefix)) {
+        break;
+      }
+      if (p.indexOf('/', prefix.length()) < 0) {
+        out.add(Map.entry(p.substring(prefix.length()), e.getValue()));
+      }
+    }
+    return out;
+  }
+
+  /** Whether {@code path} or any name below it has an entry. */
+  synchronized boolean touches(String path) {
+    if (names.isEmpty()) {
+      return false;
+    }
+    if (names.containsKey(path)) {
+      return true;
+    }
+    String prefix = path.isEmpty() ? "" : path + "/";
+    String next = names.ceilingKey(prefix);
+    return next != null && next.startsWith(prefix);
+  }
+
+  synchronized boolean isEmpty() {
+    return names.isEmpty();
+  }
+
+  synchronized int size() {
+    return names.size();
+  }
+}
