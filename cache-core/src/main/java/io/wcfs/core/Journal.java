@@ -321,6 +321,9 @@ final class Journal {
             dirs.add(parentOf(r.path1));
             dirs.add(parentOf(r.path2));
             if (f != null) {
+              // Where getattr finds it from now on; its slot says so after the fsyncs (a
+              // crash before that re-applies the record, which finds it done).
+              f.path = r.path2;
               moved.add(r);
             }
           }

@@ -106,6 +106,18 @@ final class Namespace {
     }
   }
 
+  /**
+   * The directory a new name goes in must exist (directories are not journaled: the backing
+   * directory knows them), as create(2) and rename(2) require.
+   */
+  private void checkParent(String path) throws IOException {
+    String parent = Journal.parentOf(path);
+    BackingStore.Stat dir = parent.isEmpty() ? null : backing.stat(parent);
+    if (!parent.isEmpty() && (dir == null || !dir.directory())) {
+      throw dir == null ? new NoSuchFileException(parent) : new NotDirectoryException(parent);
+    }
+  }
+
   /** A file in the backing directory with other hard links there. */
   private boolean linkedElsewhere(CachedFile f) throws IOException {
     if (f == null || f.absent || f.path == null) {
@@ -131,11 +143,7 @@ final class Namespace {
         }
         return open(path);
       }
-      String parent = Journal.parentOf(path);
-      BackingStore.Stat dir = parent.isEmpty() ? null : backing.stat(parent);
-      if (!parent.isEmpty() && (dir == null || !dir.directory())) {
-        throw dir == null ? new NoSuchFileException(parent) : new NotDirectoryException(parent);
-      }
+      checkParent(path);
       boolean room;
       synchronized (table) {
         room = files.hasFreeSlot() && journal.hasRoom(1);
@@ -194,9 +202,9 @@ final class Namespace {
           throw new NoSuchFileException(path);
         }
         f = st.regularFile() ? files.known(st) : null;
-        if (st.directory() || !CacheLayout.recordFits(path, null)
-            || (f != null && st.nlink() > 1)) {
-          unlinkNow(path); // a file with other names keeps its data under them
+        if (st.directory() || !CacheLayout.recordFits(path, null) || st.nlink() > 1) {
+          // A file with other names: they show the link count now, and keep its data.
+          unlinkNow(path);
           return;
         }
       }
@@ -232,6 +240,7 @@ final class Namespace {
           f = files.openIdle(from, st);
         }
       }
+      checkParent(to);
       CachedFile victim = null;
       Overlay.Node m = overlay.get(to);
       if (m != null) {

@@ -416,14 +416,17 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int chmod(String path, @mode_t long mode) {
     return guard(Op.CHMOD, path, () -> {
+      int rc = 0;
+      long ino;
       if (cache.setAttributes(rel(path), (int) mode, null, null, null, null)) {
-        return 0;
+        ino = cache.shown(rel(path)).ino(); // not in the backing directory yet
+      } else {
+        cache.settle(rel(path));
+        rc = LibC.fchmodat(rootFd, at(path), (int) mode);
+        ino = rc == 0 ? LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW).ino() : -1;
       }
-      cache.settle(rel(path));
-      int rc = LibC.fchmodat(rootFd, at(path), (int) mode);
       if (rc == 0 && (mode & (S_ISUID | S_ISGID)) != 0) {
         // Open handles of this file (through any name) must check their writes from now on.
-        long ino = LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW).ino();
         for (Handle h : handles.values()) {
           if (h.file.ino() == ino) {
             h.mayHaveSetId = true;
@@ -471,9 +474,15 @@ final class WcfsFileSystem extends FuseStubFS {
       return true; // the caller may keep them (CAP_FSETID); the next writer may not
     }
     LibC.FileStatus st;
+    WriteCache.Shown shown;
     try {
-      st = LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW);
-    } catch (NativeIOException e) {
+      shown = cache.shown(rel(path));
+      st = shown != null && shown.backingPath() == null
+          ? new LibC.FileStatus(rootDev, shown.ino(), 1, FileStat.S_IFREG | shown.mode(),
+              shown.uid(), shown.gid(), shown.size(), 0, 0)
+          : LibC.fstatat(rootFd, at(shown == null ? path : "/" + shown.backingPath()),
+              LibC.AT_SYMLINK_NOFOLLOW);
+    } catch (NativeIOException | NoSuchFileException e) {
       return false; // no name left (unlinked while open): nobody can execute it by name either
     }
     if (ino >= 0 && st.ino() != ino) {
@@ -486,8 +495,11 @@ final class WcfsFileSystem extends FuseStubFS {
       kill |= S_ISGID;
     }
     if (kill != 0) {
-      LibC.check(LibC.fchmodat(rootFd, at(path), mode & ~kill), "clearing set-ID bits of "
-          + path);
+      if (!cache.setAttributes(rel(path), mode & ~kill, null, null, null, null)) {
+        cache.settle(rel(path));
+        LibC.check(LibC.fchmodat(rootFd, at(path), mode & ~kill), "clearing set-ID bits of "
+            + path);
+      }
       // A write's reply carries no attributes: the kernel would show the old mode until its
       // copy times out.
       FuseLoop.invalidateAttributesAfterReply();
