@@ -135,7 +135,14 @@ final class WcfsProcess implements AutoCloseable {
 
   /** SIGKILL the daemon, then clear the dead mount; the cache keeps what was committed. */
   void kill9() throws IOException, InterruptedException {
-    long pid = daemonPid();
+    kill9(daemonPid());
+  }
+
+  /**
+   * {@link #kill9()} of a daemon whose pid was read beforehand (after the mount), so the kill
+   * lands when the test chose, not a status command's JVM start-up later.
+   */
+  void kill9(long pid) throws IOException, InterruptedException {
     ProcessHandle h = ProcessHandle.of(pid).orElseThrow();
     new ProcessBuilder("kill", "-9", Long.toString(pid)).start().waitFor();
     h.onExit().join();
