@@ -34,13 +34,13 @@ import org.junit.jupiter.api.Timeout;
  * kills the daemon at a random moment, remounts from the same cache and checks everything the
  * client was told is durable, then unmounts (full writeback) and checks the backing directory
  * directly: the same names and the same bytes as the mount showed. Rounds: {@code
- * -Dwcfs.nskill.rounds=N} (default 3); seed: {@code -Dwcfs.nskill.seed=S}, printed in failures.
+ * -Dwcfs.nskill.rounds=N} (default 2); seed: {@code -Dwcfs.nskill.seed=S}, printed in failures.
  *
  * <p>Every client works in a subdirectory of the mount, so once the dead mount is lazily
  * unmounted its paths fail (ENOENT) instead of landing in the bare mountpoint directory.
  */
 class NamespaceKillTest extends OwnMountTest {
-  private static final int ROUNDS = Integer.getInteger("wcfs.nskill.rounds", 3);
+  private static final int ROUNDS = Integer.getInteger("wcfs.nskill.rounds", 2);
   private static final long SEED = Long.getLong("wcfs.nskill.seed", 11L);
 
   // ---- SQLite, rollback journal ---------------------------------------------------------------
