@@ -164,9 +164,11 @@ final class FileRegistry {
   /**
    * Inode numbers the mount showed for files created through it, by the backing file they got
    * later: a file keeps the st_ino it was first shown with until unmount (SQLite compares
-   * st_ino of a path and of its descriptor). Guarded by index.
+   * st_ino of a path and of its descriptor). Written under index, read without it (every
+   * getattr asks).
    */
-  private final Map<CachedFile.Key, Long> shownInos = new HashMap<>();
+  private final Map<CachedFile.Key, Long> shownInos =
+      new java.util.concurrent.ConcurrentHashMap<>();
   /** Guarded by index: the last inode number handed to a file created in the cache. */
   private long lastShownIno = SHOWN_INO_BASE;
   /** Above any inode number a backing filesystem hands out in practice (2^62). */
@@ -195,15 +197,23 @@ final class FileRegistry {
     }
   }
 
+  /** Whether any file shows an inode number other than its own. */
+  boolean anyShownIno() {
+    return !shownInos.isEmpty();
+  }
+
+  /** The backing file's name is going: its inode number may be reused by another file. */
+  void forgetShownIno(long dev, long ino) {
+    shownInos.remove(new CachedFile.Key(dev, ino));
+  }
+
   /** The inode number the mount shows for a backing file, 0 for its own. */
   long shownIno(long dev, long ino) {
-    synchronized (index) {
-      if (shownInos.isEmpty()) {
-        return 0;
-      }
-      Long shown = shownInos.get(new CachedFile.Key(dev, ino));
-      return shown == null ? 0 : shown;
+    if (shownInos.isEmpty()) {
+      return 0;
     }
+    Long shown = shownInos.get(new CachedFile.Key(dev, ino));
+    return shown == null ? 0 : shown;
   }
 
   /** Needs index. Recovery: {@code fileSlot} holds {@code f}, or (f null) is free. */

@@ -310,6 +310,7 @@ final class Journal {
             if (f != null && !f.dead) {
               writeback.writeBackFile(f); // its data there, fsync'd, before its new name
             }
+            forgetShownIno(r.path2);
             try {
               backing.rename(r.path1, r.path2);
             } catch (IOException e) {
@@ -451,7 +452,22 @@ final class Journal {
     }
   }
 
+  /**
+   * The file at {@code path} loses that name: if the mount showed it with an inode number of
+   * its own, forget that (the map stays as large as the files created and still there, and
+   * the backing filesystem may hand the number to a new file).
+   */
+  private void forgetShownIno(String path) throws IOException {
+    if (files.anyShownIno()) {
+      BackingStore.Stat st = backing.stat(path);
+      if (st != null) {
+        files.forgetShownIno(st.dev(), st.ino());
+      }
+    }
+  }
+
   private void unlinkIfThere(String path) throws IOException {
+    forgetShownIno(path);
     try {
       backing.unlink(path);
     } catch (IOException e) {
@@ -494,19 +510,20 @@ final class Journal {
         lastOrder = Math.max(lastOrder, r.order());
         next = r.index() + 1;
       }
-      // The ring resumes where the newest record was; applied records free from the oldest.
+      // Records are freed oldest first and appended after the newest, so the committed ones
+      // left are contiguous in the ring from the oldest on: the ring resumes there.
       head = records.isEmpty() ? 0 : records.get(0).index();
-      if (!records.isEmpty() && !contiguous(records)) {
-        // Records are freed oldest first, so the ones left are contiguous in the ring; if
-        // not, rewrite is needed. They are applied right below, leaving the ring empty.
-        head = 0;
+      if (!contiguous(records)) {
+        throw new IllegalStateException("namespace journal records are not contiguous in the"
+            + " ring; `wcfs check` lists them");
       }
       pendingCount = pending.size();
     }
-    if (!records.isEmpty()) {
-      LOG.info("namespace journal: applying {} committed records to the backing directory",
-          records.size());
+    if (records.isEmpty()) {
+      return;
     }
+    LOG.info("namespace journal: applying {} committed records to the backing directory",
+        records.size());
     applyLock.lock();
     try {
       while (true) {
@@ -514,16 +531,51 @@ final class Journal {
         if (batch.isEmpty()) {
           break;
         }
-        // After a crash the ring positions of the recovered records are what they are: free
-        // them by index, then reset the ring when all are gone.
-        applyBatchRecovered(batch);
+        synchronized (table) {
+          head = batch.get(0).index; // the ring resumes at the oldest record left
+        }
+        applyBatch(batch);
       }
+    } catch (IOException e) {
+      // The backing directory refuses a record now (its claim not held yet, EACCES, a disk
+      // error): the records stay, writeback retries them, and the mount shows the names they
+      // make, rebuilt here in order.
+      LOG.warn("namespace journal: {} records could not be applied to the backing directory"
+          + " yet ({}); they stay in the cache and writeback retries them", pendingCount,
+          e.toString());
+      rebuildOverlay();
     } finally {
       applyLock.unlock();
     }
     synchronized (table) {
       if (pending.isEmpty()) {
         head = 0;
+      }
+    }
+  }
+
+  /** The overlay as the pending records make it, oldest first (recovery). */
+  private void rebuildOverlay() {
+    List<Rec> recs;
+    synchronized (table) {
+      recs = new ArrayList<>(pending);
+    }
+    for (Rec r : recs) {
+      switch (r.op) {
+        case CREATE -> overlay.put(r.path1, r.file, r.order);
+        case UNLINK -> overlay.whiteout(r.path1, r.order);
+        case RENAME -> {
+          overlay.whiteout(r.path1, r.order);
+          overlay.put(r.path2, r.file, r.order);
+        }
+      }
+    }
+    for (Rec r : recs) { // names of dead files show nothing
+      for (String p : r.path2 == null ? List.of(r.path1) : List.of(r.path1, r.path2)) {
+        Overlay.Node n = overlay.get(p);
+        if (n != null && n.file() != null && n.file().dead) {
+          overlay.whiteout(p, n.order());
+        }
       }
     }
   }
@@ -535,12 +587,5 @@ final class Journal {
       }
     }
     return true;
-  }
-
-  private void applyBatchRecovered(List<Rec> batch) throws IOException {
-    synchronized (table) {
-      head = batch.get(0).index; // the batch frees from its own first record on
-    }
-    applyBatch(batch);
   }
 }

@@ -51,6 +51,13 @@ final class Writeback implements AutoCloseable {
   private Journal journal;
   /** Guarded by index: the next round applies journal records instead of copying data. */
   private boolean applyJournal;
+  /**
+   * Guarded by index: no journal application before this nanoTime (after one failed). Data of
+   * files no pending record names goes on meanwhile, so a record the backing directory keeps
+   * refusing (EACCES, ENOSPC) does not stop all writeback and fill the cache.
+   */
+  private long journalBackoffUntil;
+  private long journalBackoffMs = 100;
 
 
   Writeback(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig config,
@@ -308,7 +315,22 @@ final class Writeback implements AutoCloseable {
           applyJournal = false;
         }
         if (applyNow) {
-          journal.apply(false);
+          try {
+            journal.apply(false);
+            journalBackoffMs = 100;
+          } catch (IOException | RuntimeException e) {
+            counters.writebackFailed("applying the namespace journal: " + e.getMessage());
+            if (logged.add(e.toString())) {
+              LOG.warn("applying a namespace record to the backing directory failed; it stays"
+                  + " in the cache's journal and is retried with backoff (not logged again"
+                  + " until it works): {}", e.toString());
+            }
+            synchronized (table) {
+              journalBackoffUntil = System.nanoTime()
+                  + TimeUnit.MILLISECONDS.toNanos(journalBackoffMs);
+            }
+            journalBackoffMs = Math.min(5000, journalBackoffMs * 2);
+          }
           continue;
         }
         writeBackBatch(groupFiles, groupSlots);
@@ -407,7 +429,7 @@ final class Writeback implements AutoCloseable {
         boolean autocommitDue = autocommitIn == 0;
         epochs.writebackWaits(want);
         // Records first: data of files they name waits for them (see collectBatch).
-        if (now >= writebackBackoffUntil && epochs.error() == null
+        if (now >= journalBackoffUntil && epochs.error() == null
             && (journal.due(now, config.maxAgeMs(), draining || table.writersWaiting() > 0)
                 || (want && journal.hasCommitted()))) {
           applyJournal = true;

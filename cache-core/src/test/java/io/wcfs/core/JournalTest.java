@@ -189,6 +189,40 @@ class JournalTest {
     }
   }
 
+  @Test
+  @DisplayName("records the backing directory refuses at mount stay in the journal; the mount"
+      + " shows their names and writeback applies them later")
+  void recordsRefusedAtRecoveryStayAndShow() throws IOException {
+    Files.write(root.resolve("doc"), random(BS, 6));
+    FailingBackingStore failing = new FailingBackingStore(root);
+    WriteCache c = WriteCache.openManual(mem, failing, CacheFixture.manualConfig(BS),
+        CacheFixture.nextBoot());
+    CacheFixture.create(c, "doc.tmp");
+    byte[] doc = random(2 * BS, 7);
+    CacheFixture.write(c, "doc.tmp", 0, doc);
+    c.commit();
+    c.rename("doc.tmp", "doc");
+    c.commit();
+    c.abandon();
+    mem = mem.crash(new Random(8));
+    failing.refuseWriteback = true; // e.g. the claim on a shared directory not held yet
+    WriteCache again = WriteCache.openManual(mem, failing, CacheFixture.manualConfig(BS),
+        CacheFixture.nextBoot());
+    try {
+      assertEquals(2, again.stats().journal().pending());
+      assertArrayEquals(doc, CacheFixture.read(again, "doc"), "the mount shows the save");
+      assertThrows(NoSuchFileException.class, () -> again.open("doc.tmp"));
+      assertArrayEquals(random(BS, 6), Files.readAllBytes(root.resolve("doc")),
+          "the backing directory still has the old document");
+      failing.refuseWriteback = false;
+      again.flush(60_000);
+      assertArrayEquals(doc, Files.readAllBytes(root.resolve("doc")));
+      assertEquals(List.of("doc"), list());
+    } finally {
+      again.close();
+    }
+  }
+
   private List<String> list() throws IOException {
     try (var s = Files.list(root)) {
       return s.map(p -> p.getFileName().toString()).filter(n -> !n.startsWith("."))
