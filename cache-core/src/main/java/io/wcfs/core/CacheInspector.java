@@ -14,8 +14,20 @@ import java.util.TreeMap;
 public final class CacheInspector {
   private CacheInspector() {}
 
-  /** The findings: a readable report, and whether the cache is consistent. */
-  public record Report(String text, boolean ok, long committedBlocks) {}
+  /**
+   * The findings: a readable report, whether the cache is consistent, and what it holds that
+   * the backing directory does not have yet (blocks, and namespace records).
+   */
+  public record Report(String text, boolean ok, long committedBlocks, long journalRecords) {
+    Report(String text, boolean ok, long committedBlocks) {
+      this(text, ok, committedBlocks, 0);
+    }
+
+    /** Whether anything committed waits to be written back (blocks or names). */
+    public boolean holdsData() {
+      return committedBlocks > 0 || journalRecords > 0;
+    }
+  }
 
   public static Report inspect(CacheMemory mem) throws IOException {
     StringBuilder out = new StringBuilder();
@@ -70,14 +82,24 @@ public final class CacheInspector {
     out.append(String.format("files              %d%n", files.size()));
     for (Map.Entry<Integer, CacheLayout.FileVersion> e : files.entrySet()) {
       CacheLayout.FileVersion f = e.getValue();
-      out.append(String.format("  %-40s size %d, %d blocks, inode %d%n", f.path(), f.size(),
+      String name = f.dead() ? "(slot " + e.getKey() + ": removed, waits for its records)"
+          : f.absent() ? "(slot " + e.getKey() + ": created in the cache, see the journal)"
+          : f.path();
+      out.append(String.format("  %-40s size %d, %d blocks, inode %d%n", name, f.size(),
           blocksPerFile.getOrDefault(e.getKey(), 0L), f.ino()));
+    }
+    out.append(String.format("journal records    %d committed, not yet applied to the backing"
+        + " directory (of %d)%n", scan.records.size(), g.journalRecords()));
+    for (CacheLayout.Record r : scan.records) {
+      out.append(String.format("  %-6s %s%s%s%n", r.op(), r.path1(),
+          r.path2() == null ? "" : " -> " + r.path2(),
+          r.fileSlot() < 0 ? "" : " (file slot " + r.fileSlot() + ")"));
     }
     for (String p : problems) {
       out.append("PROBLEM: ").append(p).append('\n');
       ok = false;
     }
     out.append(ok ? "consistent\n" : "INCONSISTENT: a mount refuses this cache\n");
-    return new Report(out.toString(), ok, committed);
+    return new Report(out.toString(), ok, committed, scan.records.size());
   }
 }

@@ -145,7 +145,7 @@ final class CacheSetup {
     }
     try (PmemCacheMemory mem = map(cacheFile, FlushStrategy.MSYNC)) {
       return CacheLayout.inspect(mem) == CacheLayout.Contents.WCFS_CACHE
-          && io.wcfs.core.CacheInspector.inspect(mem).committedBlocks() > 0;
+          && io.wcfs.core.CacheInspector.inspect(mem).holdsData();
     }
   }
 

@@ -736,9 +736,10 @@ public final class Main {
         }
         if (c == CacheLayout.Contents.WCFS_CACHE && !force) {
           CacheInspector.Report r = CacheInspector.inspect(mem);
-          if (r.committedBlocks() > 0) {
-            throw new UsageException(file + " holds " + r.committedBlocks() + " blocks not yet"
-                + " written back; run `wcfs writeback` first, or pass --force to discard them");
+          if (r.holdsData()) {
+            throw new UsageException(file + " holds " + r.committedBlocks() + " blocks and "
+                + r.journalRecords() + " namespace records not yet written back; run `wcfs"
+                + " writeback` first, or pass --force to discard them");
           }
         }
         CacheLayout.format(mem, blockSize, new DirectoryBackingStore(back).identity());

@@ -121,6 +121,10 @@ class FaultsTest {
     Path backing = Files.createDirectories(tmp.resolve("b"));
     try (WcfsProcess w = new WcfsProcess(cacheDir, backing,
         Files.createDirectories(tmp.resolve("m")))) {
+      // Files that exist in the backing directory (a file created through the mount reaches it
+      // only when writeback applies its record).
+      Files.createFile(backing.resolve("victim"));
+      Files.createFile(backing.resolve("gone"));
       w.mount("--cache-size", "16M", "--high-watermark", "100", "--low-watermark", "100");
       Files.writeString(w.mountpoint.resolve("victim"), "cached data");
       try (RandomAccessFile f = new RandomAccessFile(w.mountpoint.resolve("victim").toFile(),

@@ -134,6 +134,10 @@ class MountInPlaceTest {
     try (WcfsProcess w = new WcfsProcess(cacheDir, data, data)) {
       w.mount("--high-watermark", "100", "--low-watermark", "100");
       writeSynced(data.resolve("victim"), new byte[8192]);
+      // A new name reaches the backing directory when writeback applies its record: flush,
+      // then cache blocks of the file again.
+      assertEquals(0, WcfsProcess.run(60, "flush", data.toString()).exitCode());
+      writeSynced(data.resolve("victim"), new byte[8192]);
       Path under = underneath(w.daemonPid(), data);
       Files.delete(under.resolve("victim")); // behind wcfs's back, below its own mount
       WcfsProcess.Result flush = WcfsProcess.run(60, "flush", data.toString());

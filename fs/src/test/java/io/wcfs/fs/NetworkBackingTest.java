@@ -52,6 +52,10 @@ class NetworkBackingTest {
     try {
       Path server = ssh.serverDir;
       Files.write(server.resolve("old.bin"), oldBytes); // an existing file on the server
+      // and an empty one, which the test fills through the mount: a file created through the
+      // mount has no inode on the server until writeback applies its record, and the scenario
+      // is about files that have one.
+      Files.createFile(server.resolve("new.bin"));
       ssh.mount();
       wcfs = new WcfsProcess(WcfsProcess.tmpfsCacheDir("NetworkBackingTest"), ssh.mountpoint,
           Files.createDirectories(tmp.resolve("m")));
@@ -64,13 +68,18 @@ class NetworkBackingTest {
           + " --single-machine: " + refused.all());
       wcfs.mount("--single-machine");
       Path mnt = wcfs.mountpoint;
-      try (FileChannel c = FileChannel.open(mnt.resolve("new.bin"), StandardOpenOption.CREATE_NEW,
-          StandardOpenOption.WRITE)) {
+      try (FileChannel c = FileChannel.open(mnt.resolve("new.bin"), StandardOpenOption.WRITE)) {
         writeFully(c, newBytes, 0);
         c.force(true);
       }
       try (FileChannel c = FileChannel.open(mnt.resolve("old.bin"), StandardOpenOption.WRITE)) {
         writeFully(c, patch, PATCH_OFFSET);
+        c.force(true);
+      }
+      // A file created through the mount: a journaled name, on the server only after writeback.
+      try (FileChannel c = FileChannel.open(mnt.resolve("created.bin"),
+          StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+        writeFully(c, patch, 0);
         c.force(true);
       }
       long oldIno = ino(ssh.mountpoint.resolve("old.bin"));
@@ -111,6 +120,8 @@ class NetworkBackingTest {
               "new.bin (1 MiB written and fsync'd)"),
           () -> assertArrayEquals(oldExpected, Files.readAllBytes(mnt.resolve("old.bin")),
               "old.bin (5,000 bytes at " + PATCH_OFFSET + " overwritten and fsync'd)"),
+          () -> assertArrayEquals(patch, Files.readAllBytes(mnt.resolve("created.bin")),
+              "created.bin (created, written and fsync'd)"),
           () -> assertFalse(w.log().contains("dropping"), "the daemon dropped cached data:\n"
               + droppingLines(w.log())));
 
@@ -121,6 +132,8 @@ class NetworkBackingTest {
               "new.bin"),
           () -> assertArrayEquals(oldExpected, Files.readAllBytes(server.resolve("old.bin")),
               "old.bin"),
+          () -> assertArrayEquals(patch, Files.readAllBytes(server.resolve("created.bin")),
+              "created.bin"),
           () -> assertFalse(w.log().contains("dropping"), "the daemon dropped cached data:\n"
               + droppingLines(w.log())));
     } catch (Throwable t) {
