@@ -1,45 +1,23 @@
 package io.wcfs.core;
 
 import java.io.IOException;
-import java.nio.file.FileAlreadyExistsException;
-import java.nio.file.NoSuchFileException;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.HashSet;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.locks.ReentrantLock;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * The namespace journal (DESIGN.md, "Namespace operations: journaled in the cache"): a ring of
  * records in the cache, committed by the same seq_count store as data, and applied to the
- * backing directory later, in order, by writeback.
- *
- * <p>Applying goes in batches. A batch holds committed records in order, no two of which
- * touch the same name or the same file, so that re-applying a batch cut by a crash is
- * idempotent without guessing: create without truncating (an existing name is this record's
- * file, created before the crash), unlink with ENOENT done, rename with the source gone and
- * the target there done. Per batch, in this order:
- * <ol>
- *   <li>each record's effect in the backing directory; a file renamed is first written back
- *       and fsync'd under its old name, so it shows up at its new name with its data (an
- *       atomic save stays atomic in the backing directory);
- *   <li>fsync of the new files and of every directory touched;
- *   <li>the files' new places (path, no longer absent) in their file slots, committed;
- *   <li>the records freed, durably; then the overlay forgets the names.
- * </ol>
- * A file created and unlinked before its CREATE was applied (both records committed) never
- * reaches the backing directory: its records are skipped ({@code creates_elided}).
+ * backing directory later, in order, by writeback through {@link JournalApplier}. This class
+ * owns the ring: appending, waiting for room, what is due, and the records' retirement.
  *
  * <p>The ring's fields are guarded by the index monitor ({@code table}); appends are
- * serialized by the namespace lock; applying by {@code applyLock}.
+ * serialized by the namespace lock; applying by the applier's lock.
  */
 final class Journal {
-  private static final Logger LOG = LoggerFactory.getLogger(Journal.class);
   /** Records per batch at most: bounds the work a crash may have to redo. */
   private static final int MAX_BATCH = 256;
 
@@ -75,9 +53,8 @@ final class Journal {
   private final Overlay overlay;
   private final Counters counters;
   private final int capacity;
-  /** Set after construction (writeback and the data path are built after the journal). */
-  private Writeback writeback;
-  private DataPath data;
+  /** Set after construction: the applier needs writeback, which is built after this. */
+  private JournalApplier applier;
 
   /** Guarded by table: the records not yet freed, oldest first (ring order). */
   private final ArrayDeque<Rec> pending = new ArrayDeque<>();
@@ -87,8 +64,6 @@ final class Journal {
   private long lastOrder;
   /** Guarded by table: a namespace operation waits for room. */
   private int waitingForRoom;
-  /** Serializes applying (writeback thread, settle, recovery). */
-  private final ReentrantLock applyLock = new ReentrantLock();
   /** Number of records not yet freed; read without the monitor for fast paths. */
   private volatile int pendingCount;
 
@@ -104,9 +79,18 @@ final class Journal {
     this.capacity = layout.geometry().journalRecords();
   }
 
-  void wire(Writeback writeback, DataPath data) {
-    this.writeback = writeback;
-    this.data = data;
+  void wire(JournalApplier applier) {
+    this.applier = applier;
+  }
+
+  /** Recovery, once the records are pending: see {@link JournalApplier#recovered}. */
+  void applyRecovered() throws IOException {
+    applier.recovered();
+  }
+
+  /** See {@link JournalApplier#apply}. */
+  int apply(boolean all) throws IOException {
+    return applier.apply(all);
   }
 
   int capacity() {
@@ -135,7 +119,7 @@ final class Journal {
         if (hasRoom(n)) {
           return;
         }
-        manual = !writeback.running();
+        manual = !applier.writebackRunning();
         if (!manual) {
           counters.journalFullWaits.increment();
           waitingForRoom++;
@@ -205,35 +189,10 @@ final class Journal {
     return r != null && r.epoch < epochs.committedSeq();
   }
 
-  // ---- applying -----------------------------------------------------------------------------
-
-  /**
-   * Applies committed records to the backing directory, batch by batch, until none is left;
-   * with {@code all}, first commits so that every record appended so far counts. Returns the
-   * number of records applied or skipped.
-   */
-  int apply(boolean all) throws IOException {
-    if (all && pendingCount > 0) {
-      epochs.commit();
-    }
-    applyLock.lock();
-    try {
-      int done = 0;
-      while (true) {
-        List<Rec> batch = takeBatch();
-        if (batch.isEmpty()) {
-          return done;
-        }
-        applyBatch(batch);
-        done += batch.size();
-      }
-    } finally {
-      applyLock.unlock();
-    }
-  }
+  // ---- retiring ----------------------------------------------------------------------------
 
   /** Committed records from the oldest on, in order, with no name or file twice. */
-  private List<Rec> takeBatch() {
+  List<Rec> takeBatch() {
     List<Rec> batch = new ArrayList<>();
     Set<String> names = new HashSet<>();
     Set<CachedFile> filesSeen = new HashSet<>();
@@ -261,127 +220,11 @@ final class Journal {
     return batch;
   }
 
-  /** A file that never reached the backing directory and whose every name is gone, for sure. */
-  private boolean elided(CachedFile f) {
-    return f != null && f.absent && f.dead && f.deathEpoch < epochs.committedSeq();
-  }
-
-  private void applyBatch(List<Rec> batch) throws IOException {
-    backing.checkMayWriteBack();
-    Set<String> dirs = new LinkedHashSet<>();
-    List<CachedFile> created = new ArrayList<>();
-    List<BackingStore.BackingFile> createdFiles = new ArrayList<>();
-    List<Rec> moved = new ArrayList<>();
-    try {
-      // 1. Effects, in order.
-      for (Rec r : batch) {
-        CachedFile f = r.file;
-        LOG.debug("apply {} {} {} slot {} elided {}", r.op, r.path1, r.path2,
-            f == null ? -1 : f.fileSlot, elided(f));
-        switch (r.op) {
-          case CREATE -> {
-            if (elided(f)) {
-              counters.createsElided.increment();
-              continue;
-            }
-            BackingStore.BackingFile bf;
-            try {
-              bf = backing.create(r.path1, f.mode, f.uid, f.gid);
-            } catch (FileAlreadyExistsException e) {
-              bf = backing.open(r.path1); // created before a crash: this record's file
-            }
-            created.add(f);
-            createdFiles.add(bf);
-            dirs.add(parentOf(r.path1));
-          }
-          case UNLINK -> {
-            if (elided(f)) {
-              continue;
-            }
-            unlinkIfThere(r.path1);
-            dirs.add(parentOf(r.path1));
-          }
-          case RENAME -> {
-            if (elided(f)) {
-              unlinkIfThere(r.path2); // what the rename replaced goes all the same
-              dirs.add(parentOf(r.path2));
-              continue;
-            }
-            if (f != null && !f.dead) {
-              writeback.writeBackFile(f); // its data there, fsync'd, before its new name
-            }
-            forgetShownIno(r.path2);
-            try {
-              backing.rename(r.path1, r.path2);
-            } catch (IOException e) {
-              if (!isNoEntry(e) || backing.stat(r.path2) == null) {
-                throw e;
-              }
-              // Applied before a crash: the source is gone, the target holds it.
-            }
-            dirs.add(parentOf(r.path1));
-            dirs.add(parentOf(r.path2));
-            if (f != null) {
-              // Where getattr finds it from now on; its slot says so after the fsyncs (a
-              // crash before that re-applies the record, which finds it done).
-              f.path = r.path2;
-              moved.add(r);
-            }
-          }
-        }
-      }
-      // 2. Durable: new files (their mode and owner), then every directory touched.
-      for (BackingStore.BackingFile bf : createdFiles) {
-        bf.sync();
-      }
-      for (String d : dirs) {
-        if (backing.stat(d) != null) {
-          backing.syncDirectory(d);
-        }
-      }
-      // 3. Where the files are now, in their slots, committed before the records go.
-      boolean stored = false;
-      for (int i = 0; i < created.size(); i++) {
-        CachedFile f = created.get(i);
-        String path = null;
-        for (Rec r : batch) {
-          if (r.file == f && r.op == CacheLayout.Op.CREATE) {
-            path = r.path1;
-          }
-        }
-        BackingStore.Stat st = backing.stat(path);
-        if (st == null) {
-          throw new NoSuchFileException(path + " vanished right after wcfs created it");
-        }
-        BackingStore.BackingFile bf = createdFiles.get(i);
-        createdFiles.set(i, null);
-        stored |= placed(f, path, st, bf);
-      }
-      for (Rec r : moved) {
-        stored |= placed(r.file, r.path2, null, null);
-      }
-      if (stored) {
-        epochs.commit();
-      }
-      // The created files' data, now that they have a place (their blocks were waiting).
-      for (CachedFile f : created) {
-        if (!f.dead) {
-          writeback.writeBackFile(f);
-        }
-      }
-    } finally {
-      for (BackingStore.BackingFile bf : createdFiles) {
-        if (bf != null) {
-          bf.close();
-        }
-      }
-    }
-    // 4. The records go, durably; then the overlay forgets what they set.
-    for (Rec r : batch) {
-      layout.storeRecordFree(r.index);
-      layout.flushRecord(r.index);
-    }
-    epochs.commitMemory();
+  /**
+   * The batch's records are freed on the device: out of the ring, oldest first. Returns the
+   * files no record names any more (their slots may go).
+   */
+  List<CachedFile> retired(List<Rec> batch) {
     List<CachedFile> release = new ArrayList<>();
     synchronized (table) {
       for (Rec r : batch) {
@@ -398,100 +241,29 @@ final class Journal {
       counters.journalApplied.add(batch.size());
       table.notifyAll();
     }
-    for (Rec r : batch) {
-      overlay.retire(r.path1, r.order);
-      if (r.path2 != null) {
-        overlay.retire(r.path2, r.order);
-      }
-    }
-    for (CachedFile f : release) {
-      writeback.releaseIfDone(f);
+    return release;
+  }
+
+  /** The records not yet freed, oldest first. */
+  List<Rec> pendingSnapshot() {
+    synchronized (table) {
+      return new ArrayList<>(pending);
     }
   }
 
-  /**
-   * Records that {@code f} is at {@code path} in the backing directory now (and, with {@code
-   * st}, that it was just created there as {@code bf}). Returns whether its slot was stored.
-   */
-  private boolean placed(CachedFile f, String path, BackingStore.Stat st,
-      BackingStore.BackingFile bf) throws IOException {
-    if (st == null && f.dev == FileRegistry.ABSENT_DEV && !f.absent) {
-      st = backing.stat(path); // recovered at a path a record had changed: known by it now
+  /** Recovery: the ring resumes at the oldest record left ({@code index}); or at 0, empty. */
+  void resumeAt(int index) {
+    synchronized (table) {
+      head = pending.isEmpty() ? 0 : index;
     }
-    f.lock.writeLock().lock();
-    try {
-      if (st != null) {
-        synchronized (f) {
-          if (f.file == null && bf != null) {
-            f.file = bf;
-            bf = null;
-          }
-        }
-        synchronized (table) {
-          files.placed(f, st.dev(), st.ino());
-        }
-        f.absent = false;
-      }
-      f.path = path;
-      f.writeThrough = f.writeThrough || !CacheLayout.pathFits(path);
-      if (f.fileSlot < 0 || f.dead) {
-        return false;
-      }
-      epochs.storing().lock();
-      try {
-        data.storeFileMeta(f, true);
-      } finally {
-        epochs.storing().unlock();
-      }
-      return true;
-    } finally {
-      f.lock.writeLock().unlock();
-      if (bf != null) {
-        bf.close();
-      }
-    }
-  }
-
-  /**
-   * The file at {@code path} loses that name: if the mount showed it with an inode number of
-   * its own, forget that (the map stays as large as the files created and still there, and
-   * the backing filesystem may hand the number to a new file).
-   */
-  private void forgetShownIno(String path) throws IOException {
-    if (files.anyShownIno()) {
-      BackingStore.Stat st = backing.stat(path);
-      if (st != null) {
-        files.forgetShownIno(st.dev(), st.ino());
-      }
-    }
-  }
-
-  private void unlinkIfThere(String path) throws IOException {
-    forgetShownIno(path);
-    try {
-      backing.unlink(path);
-    } catch (IOException e) {
-      if (!isNoEntry(e)) {
-        throw e;
-      }
-    }
-  }
-
-  static boolean isNoEntry(IOException e) {
-    return e instanceof NoSuchFileException
-        || (e instanceof io.wcfs.nativ.NativeIOException n && n.errno() == 2);
-  }
-
-  static String parentOf(String path) {
-    int slash = path.lastIndexOf('/');
-    return slash < 0 ? "" : path.substring(0, slash);
   }
 
   // ---- recovery -----------------------------------------------------------------------------
 
   /**
    * Recovery: takes the committed records found on the device, in order, as pending (their
-   * files already recovered by slot), frees the rest, and applies them all.
+   * files already recovered by slot) and frees the rest; {@link JournalApplier#recovered}
+   * applies them.
    */
   void recovered(List<CacheLayout.Record> records, IntList uncommitted) throws IOException {
     for (int i = 0; i < uncommitted.size(); i++) {
@@ -499,7 +271,6 @@ final class Journal {
       layout.flushRecord(uncommitted.get(i));
     }
     synchronized (table) {
-      int next = 0;
       for (CacheLayout.Record r : records) {
         CachedFile f = r.fileSlot() >= 0 ? files.bySlot(r.fileSlot()) : null;
         pending.addLast(new Rec(r.index(), r.seq(), r.order(), r.op(), f, r.path1(),
@@ -508,7 +279,6 @@ final class Journal {
           f.pendingRecords++;
         }
         lastOrder = Math.max(lastOrder, r.order());
-        next = r.index() + 1;
       }
       // Records are freed oldest first and appended after the newest, so the committed ones
       // left are contiguous in the ring from the oldest on: the ring resumes there.
@@ -518,65 +288,6 @@ final class Journal {
             + " ring; `wcfs check` lists them");
       }
       pendingCount = pending.size();
-    }
-    if (records.isEmpty()) {
-      return;
-    }
-    LOG.info("namespace journal: applying {} committed records to the backing directory",
-        records.size());
-    applyLock.lock();
-    try {
-      while (true) {
-        List<Rec> batch = takeBatch();
-        if (batch.isEmpty()) {
-          break;
-        }
-        synchronized (table) {
-          head = batch.get(0).index; // the ring resumes at the oldest record left
-        }
-        applyBatch(batch);
-      }
-    } catch (IOException e) {
-      // The backing directory refuses a record now (its claim not held yet, EACCES, a disk
-      // error): the records stay, writeback retries them, and the mount shows the names they
-      // make, rebuilt here in order.
-      LOG.warn("namespace journal: {} records could not be applied to the backing directory"
-          + " yet ({}); they stay in the cache and writeback retries them", pendingCount,
-          e.toString());
-      rebuildOverlay();
-    } finally {
-      applyLock.unlock();
-    }
-    synchronized (table) {
-      if (pending.isEmpty()) {
-        head = 0;
-      }
-    }
-  }
-
-  /** The overlay as the pending records make it, oldest first (recovery). */
-  private void rebuildOverlay() {
-    List<Rec> recs;
-    synchronized (table) {
-      recs = new ArrayList<>(pending);
-    }
-    for (Rec r : recs) {
-      switch (r.op) {
-        case CREATE -> overlay.put(r.path1, r.file, r.order);
-        case UNLINK -> overlay.whiteout(r.path1, r.order);
-        case RENAME -> {
-          overlay.whiteout(r.path1, r.order);
-          overlay.put(r.path2, r.file, r.order);
-        }
-      }
-    }
-    for (Rec r : recs) { // names of dead files show nothing
-      for (String p : r.path2 == null ? List.of(r.path1) : List.of(r.path1, r.path2)) {
-        Overlay.Node n = overlay.get(p);
-        if (n != null && n.file() != null && n.file().dead) {
-          overlay.whiteout(p, n.order());
-        }
-      }
     }
   }
 

@@ -111,7 +111,7 @@ final class Namespace {
    * directory knows them), as create(2) and rename(2) require.
    */
   private void checkParent(String path) throws IOException {
-    String parent = Journal.parentOf(path);
+    String parent = JournalApplier.parentOf(path);
     BackingStore.Stat dir = parent.isEmpty() ? null : backing.stat(parent);
     if (!parent.isEmpty() && (dir == null || !dir.directory())) {
       throw dir == null ? new NoSuchFileException(parent) : new NotDirectoryException(parent);

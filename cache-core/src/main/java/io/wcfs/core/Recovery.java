@@ -119,6 +119,7 @@ final class Recovery {
     // The namespace journal: committed records are applied now, in order, idempotently (a
     // record may or may not have reached the backing directory before the crash).
     journal.recovered(scan.records, scan.uncommittedRecords);
+    journal.applyRecovered();
     for (CachedFile f : files.all()) {
       if (f.absent && f.pendingRecords == 0 && !f.dead) {
         // Its CREATE never committed (same boot, the create had not returned): nothing to keep.

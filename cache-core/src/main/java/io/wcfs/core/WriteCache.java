@@ -98,7 +98,8 @@ public final class WriteCache implements AutoCloseable {
         namespaceLock);
     this.namespace = new Namespace(backing, table, files, epochs, writeback, data, journal,
         overlay, namespaceLock);
-    journal.wire(writeback, data);
+    journal.wire(new JournalApplier(journal, layout, backing, table, files, epochs, overlay,
+        counters, writeback, data));
     writeback.wire(journal);
   }
 

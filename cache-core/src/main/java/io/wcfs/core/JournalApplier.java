@@ -1,0 +1,365 @@
+package io.wcfs.core;
+
+import java.io.IOException;
+import java.nio.file.FileAlreadyExistsException;
+import java.nio.file.NoSuchFileException;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.locks.ReentrantLock;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Applies the namespace {@link Journal}'s committed records to the backing directory: run by
+ * the writeback thread, by {@code settle} before a change the journal does not make, by flush,
+ * and by recovery; serialized by {@code applyLock}.
+ *
+ * <p>Applying goes in batches. A batch holds committed records in order, no two of which
+ * touch the same name or the same file, so that re-applying a batch cut by a crash is
+ * idempotent without guessing: create without truncating (an existing name is this record's
+ * file, created before the crash), unlink with ENOENT done, rename with the source gone and
+ * the target there done. Per batch, in this order:
+ * <ol>
+ *   <li>each record's effect in the backing directory; a file renamed is first written back
+ *       and fsync'd under its old name, so it shows up at its new name with its data (an
+ *       atomic save stays atomic in the backing directory);
+ *   <li>fsync of the new files and of every directory touched;
+ *   <li>the files' new places (path, no longer absent) in their file slots, committed;
+ *   <li>the records freed, durably; then the overlay forgets the names.
+ * </ol>
+ * A file created and unlinked before its CREATE was applied (both records committed) never
+ * reaches the backing directory: its records are skipped ({@code creates_elided}).
+ */
+final class JournalApplier {
+  private static final Logger LOG = LoggerFactory.getLogger(JournalApplier.class);
+
+  private final Journal journal;
+  private final BackingStore backing;
+  private final SlotTable table;
+  private final FileRegistry files;
+  private final Epochs epochs;
+  private final Overlay overlay;
+  private final Counters counters;
+  private final Writeback writeback;
+  private final DataPath data;
+  private final CacheLayout layout;
+  /** Serializes applying (writeback thread, settle, flush, recovery). */
+  private final ReentrantLock applyLock = new ReentrantLock();
+
+  JournalApplier(Journal journal, CacheLayout layout, BackingStore backing, SlotTable table, FileRegistry files,
+      Epochs epochs, Overlay overlay, Counters counters, Writeback writeback, DataPath data) {
+    this.journal = journal;
+    this.layout = layout;
+    this.backing = backing;
+    this.table = table;
+    this.files = files;
+    this.epochs = epochs;
+    this.overlay = overlay;
+    this.counters = counters;
+    this.writeback = writeback;
+    this.data = data;
+  }
+
+  boolean writebackRunning() {
+    return writeback.running();
+  }
+
+  /**
+   * Applies committed records to the backing directory, batch by batch, until none is left;
+   * with {@code all}, first commits so that every record appended so far counts. Returns the
+   * number of records applied or skipped.
+   */
+  int apply(boolean all) throws IOException {
+    if (all && journal.pendingCount() > 0) {
+      epochs.commit();
+    }
+    applyLock.lock();
+    try {
+      int done = 0;
+      while (true) {
+        List<Journal.Rec> batch = journal.takeBatch();
+        if (batch.isEmpty()) {
+          return done;
+        }
+        applyBatch(batch);
+        done += batch.size();
+      }
+    } finally {
+      applyLock.unlock();
+    }
+  }
+
+  /** A file that never reached the backing directory and whose every name is gone, for sure. */
+  private boolean elided(CachedFile f) {
+    return f != null && f.absent && f.dead && f.deathEpoch < epochs.committedSeq();
+  }
+
+  private void applyBatch(List<Journal.Rec> batch) throws IOException {
+    backing.checkMayWriteBack();
+    Set<String> dirs = new LinkedHashSet<>();
+    List<CachedFile> created = new ArrayList<>();
+    List<BackingStore.BackingFile> createdFiles = new ArrayList<>();
+    List<Journal.Rec> moved = new ArrayList<>();
+    try {
+      // 1. Effects, in order.
+      for (Journal.Rec r : batch) {
+        CachedFile f = r.file;
+        LOG.debug("apply {} {} {} slot {} elided {}", r.op, r.path1, r.path2,
+            f == null ? -1 : f.fileSlot, elided(f));
+        switch (r.op) {
+          case CREATE -> {
+            if (elided(f)) {
+              counters.createsElided.increment();
+              continue;
+            }
+            BackingStore.BackingFile bf;
+            try {
+              bf = backing.create(r.path1, f.mode, f.uid, f.gid);
+            } catch (FileAlreadyExistsException e) {
+              bf = backing.open(r.path1); // created before a crash: this record's file
+            }
+            created.add(f);
+            createdFiles.add(bf);
+            dirs.add(parentOf(r.path1));
+          }
+          case UNLINK -> {
+            if (elided(f)) {
+              continue;
+            }
+            unlinkIfThere(r.path1);
+            dirs.add(parentOf(r.path1));
+          }
+          case RENAME -> {
+            if (elided(f)) {
+              unlinkIfThere(r.path2); // what the rename replaced goes all the same
+              dirs.add(parentOf(r.path2));
+              continue;
+            }
+            if (f != null && !f.dead) {
+              writeback.writeBackFile(f); // its data there, fsync'd, before its new name
+            }
+            forgetShownIno(r.path2);
+            try {
+              backing.rename(r.path1, r.path2);
+            } catch (IOException e) {
+              if (!isNoEntry(e) || backing.stat(r.path2) == null) {
+                throw e;
+              }
+              // Applied before a crash: the source is gone, the target holds it.
+            }
+            dirs.add(parentOf(r.path1));
+            dirs.add(parentOf(r.path2));
+            if (f != null) {
+              // Where getattr finds it from now on; its slot says so after the fsyncs (a
+              // crash before that re-applies the record, which finds it done).
+              f.path = r.path2;
+              moved.add(r);
+            }
+          }
+        }
+      }
+      // 2. Durable: new files (their mode and owner), then every directory touched.
+      for (BackingStore.BackingFile bf : createdFiles) {
+        bf.sync();
+      }
+      for (String d : dirs) {
+        if (backing.stat(d) != null) {
+          backing.syncDirectory(d);
+        }
+      }
+      // 3. Where the files are now, in their slots, committed before the records go.
+      boolean stored = false;
+      for (int i = 0; i < created.size(); i++) {
+        CachedFile f = created.get(i);
+        String path = null;
+        for (Journal.Rec r : batch) {
+          if (r.file == f && r.op == CacheLayout.Op.CREATE) {
+            path = r.path1;
+          }
+        }
+        BackingStore.Stat st = backing.stat(path);
+        if (st == null) {
+          throw new NoSuchFileException(path + " vanished right after wcfs created it");
+        }
+        BackingStore.BackingFile bf = createdFiles.get(i);
+        createdFiles.set(i, null);
+        stored |= placed(f, path, st, bf);
+      }
+      for (Journal.Rec r : moved) {
+        stored |= placed(r.file, r.path2, null, null);
+      }
+      if (stored) {
+        epochs.commit();
+      }
+      // The created files' data, now that they have a place (their blocks were waiting).
+      for (CachedFile f : created) {
+        if (!f.dead) {
+          writeback.writeBackFile(f);
+        }
+      }
+    } finally {
+      for (BackingStore.BackingFile bf : createdFiles) {
+        if (bf != null) {
+          bf.close();
+        }
+      }
+    }
+    // 4. The records go, durably; then the overlay forgets what they set.
+    for (Journal.Rec r : batch) {
+      layout.storeRecordFree(r.index);
+      layout.flushRecord(r.index);
+    }
+    epochs.commitMemory();
+    List<CachedFile> release = journal.retired(batch);
+    for (Journal.Rec r : batch) {
+      overlay.retire(r.path1, r.order);
+      if (r.path2 != null) {
+        overlay.retire(r.path2, r.order);
+      }
+    }
+    for (CachedFile f : release) {
+      writeback.releaseIfDone(f);
+    }
+  }
+
+  /**
+   * Records that {@code f} is at {@code path} in the backing directory now (and, with {@code
+   * st}, that it was just created there as {@code bf}). Returns whether its slot was stored.
+   */
+  private boolean placed(CachedFile f, String path, BackingStore.Stat st,
+      BackingStore.BackingFile bf) throws IOException {
+    if (st == null && f.dev == FileRegistry.ABSENT_DEV && !f.absent) {
+      st = backing.stat(path); // recovered at a path a record had changed: known by it now
+    }
+    f.lock.writeLock().lock();
+    try {
+      if (st != null) {
+        synchronized (f) {
+          if (f.file == null && bf != null) {
+            f.file = bf;
+            bf = null;
+          }
+        }
+        synchronized (table) {
+          files.placed(f, st.dev(), st.ino());
+        }
+        f.absent = false;
+      }
+      f.path = path;
+      f.writeThrough = f.writeThrough || !CacheLayout.pathFits(path);
+      if (f.fileSlot < 0 || f.dead) {
+        return false;
+      }
+      epochs.storing().lock();
+      try {
+        data.storeFileMeta(f, true);
+      } finally {
+        epochs.storing().unlock();
+      }
+      return true;
+    } finally {
+      f.lock.writeLock().unlock();
+      if (bf != null) {
+        bf.close();
+      }
+    }
+  }
+
+  /**
+   * The file at {@code path} loses that name: if the mount showed it with an inode number of
+   * its own, forget that (the map stays as large as the files created and still there, and
+   * the backing filesystem may hand the number to a new file).
+   */
+  private void forgetShownIno(String path) throws IOException {
+    if (files.anyShownIno()) {
+      BackingStore.Stat st = backing.stat(path);
+      if (st != null) {
+        files.forgetShownIno(st.dev(), st.ino());
+      }
+    }
+  }
+
+  private void unlinkIfThere(String path) throws IOException {
+    forgetShownIno(path);
+    try {
+      backing.unlink(path);
+    } catch (IOException e) {
+      if (!isNoEntry(e)) {
+        throw e;
+      }
+    }
+  }
+
+  static boolean isNoEntry(IOException e) {
+    return e instanceof NoSuchFileException
+        || (e instanceof io.wcfs.nativ.NativeIOException n && n.errno() == 2);
+  }
+
+  static String parentOf(String path) {
+    int slash = path.lastIndexOf('/');
+    return slash < 0 ? "" : path.substring(0, slash);
+  }
+
+  // ---- recovery -----------------------------------------------------------------------------
+
+  /**
+   * Recovery: applies every pending record; if the backing directory refuses one now, keeps
+   * them all and shows the names they make (the overlay, rebuilt in order).
+   */
+  void recovered() throws IOException {
+    int n = journal.pendingCount();
+    if (n == 0) {
+      return;
+    }
+    LOG.info("namespace journal: applying {} committed records to the backing directory", n);
+    applyLock.lock();
+    try {
+      while (true) {
+        List<Journal.Rec> batch = journal.takeBatch();
+        if (batch.isEmpty()) {
+          break;
+        }
+        journal.resumeAt(batch.get(0).index);
+        applyBatch(batch);
+      }
+    } catch (IOException e) {
+      // The backing directory refuses a record now (its claim not held yet, EACCES, a disk
+      // error): the records stay, writeback retries them, and the mount shows the names they
+      // make, rebuilt here in order.
+      LOG.warn("namespace journal: {} records could not be applied to the backing directory"
+          + " yet ({}); they stay in the cache and writeback retries them",
+          journal.pendingCount(),
+          e.toString());
+      rebuildOverlay();
+    } finally {
+      applyLock.unlock();
+    }
+    journal.resumeAt(0);
+  }
+
+
+  /** The overlay as the pending records make it, oldest first (recovery). */
+  private void rebuildOverlay() {
+    List<Journal.Rec> recs = journal.pendingSnapshot();
+    for (Journal.Rec r : recs) {
+      switch (r.op) {
+        case CREATE -> overlay.put(r.path1, r.file, r.order);
+        case UNLINK -> overlay.whiteout(r.path1, r.order);
+        case RENAME -> {
+          overlay.whiteout(r.path1, r.order);
+          overlay.put(r.path2, r.file, r.order);
+        }
+      }
+    }
+    for (Journal.Rec r : recs) { // names of dead files show nothing
+      for (String p : r.path2 == null ? List.of(r.path1) : List.of(r.path1, r.path2)) {
+        Overlay.Node n = overlay.get(p);
+        if (n != null && n.file() != null && n.file().dead) {
+          overlay.whiteout(p, n.order());
+        }
+      }
+    }
+  }
+}
