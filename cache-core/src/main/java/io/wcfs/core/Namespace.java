@@ -4,7 +4,6 @@ import java.io.IOException;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.NotDirectoryException;
-import java.util.List;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
@@ -15,8 +14,8 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * links, special files, names too long for a record, a file with other hard links that holds
  * cached data) is done synchronously on the backing directory after every pending record that
  * touches those names was applied ({@link #settle}), so nothing synchronous overtakes the
- * journal's order: unlink and rename there keep their "unlinking" mark and write-back-first
- * rules, and other changes are made durable by the next commit's directory fsyncs.
+ * journal's order: unlink and rename there are {@link DirectNamespace}'s, and other changes
+ * are made durable by the next commit's directory fsyncs.
  */
 final class Namespace {
   private final BackingStore backing;
@@ -32,6 +31,8 @@ final class Namespace {
    * them); rename and unlink exclude writers that record a path.
    */
   private final ReentrantReadWriteLock namespaceLock;
+  /** The synchronous unlink and rename, for what the journal does not take. */
+  private final DirectNamespace direct;
 
   Namespace(BackingStore backing, SlotTable table, FileRegistry files, Epochs epochs,
       Writeback writeback, DataPath data, Journal journal, Overlay overlay,
@@ -45,6 +46,8 @@ final class Namespace {
     this.journal = journal;
     this.overlay = overlay;
     this.namespaceLock = namespaceLock;
+    this.direct = new DirectNamespace(backing, table, files, epochs, writeback, data,
+        namespaceLock);
   }
 
   // ---- looking names up -------------------------------------------------------------------
@@ -417,166 +420,18 @@ final class Namespace {
     if (setAttributes(path, null, null, null, null, mtimeNanos)) {
       return;
     }
-    BackingStore.Stat st = backing.stat(path);
-    CachedFile f = st == null ? null : files.known(st);
-    if (f == null) {
-      return;
-    }
-    f.lock.writeLock().lock();
-    try {
-      f.mtimeNanos = mtimeNanos;
-      if (f.fileSlot >= 0) {
-        epochs.storing().lock();
-        try {
-          data.storeFileMeta(f);
-        } finally {
-          epochs.storing().unlock();
-        }
-      }
-    } finally {
-      f.lock.writeLock().unlock();
-    }
+    direct.setMtime(path, mtimeNanos);
   }
 
-  /**
-   * unlink: the name goes first, then the cached blocks, freed by a commit that first fsyncs
-   * the directory (so a power loss cannot bring the name back without its blocks; a crash
-   * between the two puts the blocks in lost+found, see recovery). A file with other links is
-   * written back first, so the data survives under them.
-   */
-  void unlinkNow(String path) throws IOException {
+  /** unlink straight in the backing directory, after the records on the name. */
+  private void unlinkNow(String path) throws IOException {
     settle(path);
-    namespaceLock.writeLock().lock();
-    try {
-      BackingStore.Stat st = backing.stat(path);
-      CachedFile f = st == null ? null : files.known(st);
-      if (f == null) {
-        backing.unlink(path);
-        epochs.namespaceChanged(path);
-        return;
-      }
-      if (st.nlink() > 1) {
-        writeback.writeBackFile(f);
-        backing.unlink(path);
-        epochs.namespaceChanged(path);
-        f.writeThrough = true; // its recorded name is gone; the other names are unknown here
-        return;
-      }
-      markUnlinking(f, true);
-      try {
-        backing.unlink(path);
-      } catch (IOException e) {
-        markUnlinking(f, false);
-        throw e;
-      }
-      epochs.namespaceChanged(path);
-      discard(f);
-    } finally {
-      namespaceLock.writeLock().unlock();
-    }
+    direct.unlink(path);
   }
 
-  /**
-   * rename: files under the old name that hold blocks are written back first, so a crash can
-   * never write their data to a path that no longer names them; a replaced target is dropped
-   * after the rename.
-   */
-  void renameNow(String from, String to) throws IOException {
+  /** rename straight in the backing directory, after the records on both names. */
+  private void renameNow(String from, String to) throws IOException {
     settle(from, to);
-    namespaceLock.writeLock().lock();
-    try {
-      BackingStore.Stat src = backing.stat(from);
-      BackingStore.Stat dst = backing.stat(to);
-      List<CachedFile> moving;
-      synchronized (table) {
-        moving = files.under(from);
-      }
-      for (CachedFile f : moving) {
-        writeback.writeBackFile(f);
-      }
-      CachedFile victim = null;
-      if (dst != null && dst.regularFile() && (src == null || src.ino() != dst.ino())) {
-        victim = files.known(dst);
-        if (victim != null && dst.nlink() > 1) {
-          writeback.writeBackFile(victim);
-          victim.writeThrough = true;
-          victim = null;
-        }
-      }
-      if (victim != null) {
-        markUnlinking(victim, true);
-      }
-      try {
-        backing.rename(from, to);
-      } catch (IOException e) {
-        if (victim != null) {
-          markUnlinking(victim, false);
-        }
-        throw e;
-      }
-      epochs.namespaceChanged(from);
-      epochs.namespaceChanged(to);
-      for (CachedFile f : moving) {
-        String p = f.path;
-        f.path = to + p.substring(from.length());
-        f.writeThrough = f.writeThrough || !CacheLayout.pathFits(f.path);
-      }
-      if (victim != null) {
-        discard(victim);
-      }
-    } finally {
-      namespaceLock.writeLock().unlock();
-    }
-  }
-
-  /**
-   * Commits the mark that the file's name is about to go (or comes back, when the backing call
-   * failed), so that recovery can tell an interrupted unlink from a file that vanished.
-   */
-  private void markUnlinking(CachedFile f, boolean unlinking) throws IOException {
-    f.lock.writeLock().lock();
-    try {
-      if (f.fileSlot < 0 || f.unlinking == unlinking) {
-        return;
-      }
-      epochs.storing().lock();
-      try {
-        f.unlinking = unlinking;
-        data.storeFileMeta(f, true);
-      } finally {
-        epochs.storing().unlock();
-      }
-      epochs.commit();
-    } finally {
-      f.lock.writeLock().unlock();
-    }
-  }
-
-
-  /** Drops a file whose last name is gone: blocks and file slot freed by a commit. */
-  private void discard(CachedFile f) throws IOException {
-    f.lock.writeLock().lock();
-    try {
-      f.writeThrough = true; // open handles write to the nameless inode directly
-      f.path = null;
-      if (f.fileSlot < 0) {
-        return;
-      }
-      epochs.storing().lock();
-      try {
-        data.dropBlocks(f, 0);
-        synchronized (table) {
-          epochs.fileSlotReleased(f.fileSlot);
-          f.fileSlot = -1;
-          f.versionSeq = CacheLayout.FREE;
-          files.forgetIfUnused(f);
-        }
-      } finally {
-        epochs.storing().unlock();
-      }
-      epochs.commit();
-    } finally {
-      f.lock.writeLock().unlock();
-    }
+    direct.rename(from, to);
   }
 }

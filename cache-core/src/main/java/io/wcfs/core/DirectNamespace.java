@@ -1,0 +1,198 @@
+package io.wcfs.core;
+
+import java.io.IOException;
+import java.util.List;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * unlink and rename made straight in the backing directory, for what the journal does not take
+ * (directories, a file with other hard links, names too long for a record), ordered against
+ * cached data: an unlinked or renamed-over file's blocks are freed only after the change is
+ * durable, an 'unlinking' mark committed first so that recovery can finish an interrupted one,
+ * and a renamed file's blocks are written back before its name changes. {@link Namespace}
+ * applies the pending journal records that touch the names first ({@code settle}).
+ */
+final class DirectNamespace {
+  private final BackingStore backing;
+  private final SlotTable table;
+  private final FileRegistry files;
+  private final Epochs epochs;
+  private final Writeback writeback;
+  private final DataPath data;
+  /** Held exclusively here: rename and unlink exclude writers that record a path. */
+  private final ReentrantReadWriteLock namespaceLock;
+
+  DirectNamespace(BackingStore backing, SlotTable table, FileRegistry files, Epochs epochs,
+      Writeback writeback, DataPath data, ReentrantReadWriteLock namespaceLock) {
+    this.backing = backing;
+    this.table = table;
+    this.files = files;
+    this.epochs = epochs;
+    this.writeback = writeback;
+    this.data = data;
+    this.namespaceLock = namespaceLock;
+  }
+
+  /**
+   * unlink: the name goes first, then the cached blocks, freed by a commit that first fsyncs
+   * the directory (so a power loss cannot bring the name back without its blocks; a crash
+   * between the two puts the blocks in lost+found, see recovery). A file with other links is
+   * written back first, so the data survives under them.
+   */
+  void unlink(String path) throws IOException {
+    namespaceLock.writeLock().lock();
+    try {
+      BackingStore.Stat st = backing.stat(path);
+      CachedFile f = st == null ? null : files.known(st);
+      if (f == null) {
+        backing.unlink(path);
+        epochs.namespaceChanged(path);
+        return;
+      }
+      if (st.nlink() > 1) {
+        writeback.writeBackFile(f);
+        backing.unlink(path);
+        epochs.namespaceChanged(path);
+        f.writeThrough = true; // its recorded name is gone; the other names are unknown here
+        return;
+      }
+      markUnlinking(f, true);
+      try {
+        backing.unlink(path);
+      } catch (IOException e) {
+        markUnlinking(f, false);
+        throw e;
+      }
+      epochs.namespaceChanged(path);
+      discard(f);
+    } finally {
+      namespaceLock.writeLock().unlock();
+    }
+  }
+
+  /**
+   * rename: files under the old name that hold blocks are written back first, so a crash can
+   * never write their data to a path that no longer names them; a replaced target is dropped
+   * after the rename.
+   */
+  void rename(String from, String to) throws IOException {
+    namespaceLock.writeLock().lock();
+    try {
+      BackingStore.Stat src = backing.stat(from);
+      BackingStore.Stat dst = backing.stat(to);
+      List<CachedFile> moving;
+      synchronized (table) {
+        moving = files.under(from);
+      }
+      for (CachedFile f : moving) {
+        writeback.writeBackFile(f);
+      }
+      CachedFile victim = null;
+      if (dst != null && dst.regularFile() && (src == null || src.ino() != dst.ino())) {
+        victim = files.known(dst);
+        if (victim != null && dst.nlink() > 1) {
+          writeback.writeBackFile(victim);
+          victim.writeThrough = true;
+          victim = null;
+        }
+      }
+      if (victim != null) {
+        markUnlinking(victim, true);
+      }
+      try {
+        backing.rename(from, to);
+      } catch (IOException e) {
+        if (victim != null) {
+          markUnlinking(victim, false);
+        }
+        throw e;
+      }
+      epochs.namespaceChanged(from);
+      epochs.namespaceChanged(to);
+      for (CachedFile f : moving) {
+        String p = f.path;
+        f.path = to + p.substring(from.length());
+        f.writeThrough = f.writeThrough || !CacheLayout.pathFits(f.path);
+      }
+      if (victim != null) {
+        discard(victim);
+      }
+    } finally {
+      namespaceLock.writeLock().unlock();
+    }
+  }
+
+  /**
+   * Commits the mark that the file's name is about to go (or comes back, when the backing call
+   * failed), so that recovery can tell an interrupted unlink from a file that vanished.
+   */
+  private void markUnlinking(CachedFile f, boolean unlinking) throws IOException {
+    f.lock.writeLock().lock();
+    try {
+      if (f.fileSlot < 0 || f.unlinking == unlinking) {
+        return;
+      }
+      epochs.storing().lock();
+      try {
+        f.unlinking = unlinking;
+        data.storeFileMeta(f, true);
+      } finally {
+        epochs.storing().unlock();
+      }
+      epochs.commit();
+    } finally {
+      f.lock.writeLock().unlock();
+    }
+  }
+
+
+  /** Drops a file whose last name is gone: blocks and file slot freed by a commit. */
+  private void discard(CachedFile f) throws IOException {
+    f.lock.writeLock().lock();
+    try {
+      f.writeThrough = true; // open handles write to the nameless inode directly
+      f.path = null;
+      if (f.fileSlot < 0) {
+        return;
+      }
+      epochs.storing().lock();
+      try {
+        data.dropBlocks(f, 0);
+        synchronized (table) {
+          epochs.fileSlotReleased(f.fileSlot);
+          f.fileSlot = -1;
+          f.versionSeq = CacheLayout.FREE;
+          files.forgetIfUnused(f);
+        }
+      } finally {
+        epochs.storing().unlock();
+      }
+      epochs.commit();
+    } finally {
+      f.lock.writeLock().unlock();
+    }
+  }
+
+  /** Sets the mtime of a file in the backing directory that the engine knows (utimens). */
+  void setMtime(String path, long mtimeNanos) throws IOException {
+    BackingStore.Stat st = backing.stat(path);
+    CachedFile f = st == null ? null : files.known(st);
+    if (f == null) {
+      return;
+    }
+    f.lock.writeLock().lock();
+    try {
+      f.mtimeNanos = mtimeNanos;
+      if (f.fileSlot >= 0) {
+        epochs.storing().lock();
+        try {
+          data.storeFileMeta(f);
+        } finally {
+          epochs.storing().unlock();
+        }
+      }
+    } finally {
+      f.lock.writeLock().unlock();
+    }
+  }
+}
