@@ -29,6 +29,14 @@ public final class CacheInspector {
     }
   }
 
+  /**
+   * Whether this is a cache of format version 1 (an older wcfs), which opening it converts:
+   * its data is written back and the cache formatted as the current version.
+   */
+  public static boolean isFormatVersion1(CacheMemory mem) throws IOException {
+    return LegacyV1Cache.isVersion1(mem);
+  }
+
   public static Report inspect(CacheMemory mem) throws IOException {
     StringBuilder out = new StringBuilder();
     CacheLayout.Contents contents = CacheLayout.inspect(mem);
@@ -42,6 +50,14 @@ public final class CacheInspector {
     if (contents == CacheLayout.Contents.FOREIGN) {
       return new Report("not a wcfs cache (bad magic); a mount refuses it and leaves it"
           + " untouched\n", false, 0);
+    }
+    if (LegacyV1Cache.isVersion1(mem)) {
+      try {
+        LegacyV1Cache v1 = LegacyV1Cache.read(mem, null, 0);
+        return new Report(v1.describe(), v1.problems.isEmpty(), v1.committedBlocks);
+      } catch (CacheFormatException e) {
+        return new Report("superblock: " + e.getMessage() + "\n", false, 0);
+      }
     }
     CacheLayout layout;
     try {

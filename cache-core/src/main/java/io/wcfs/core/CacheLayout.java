@@ -45,10 +45,11 @@ public final class CacheLayout {
    */
   static final long FORMATTING = 0x54494E4953464357L;
   /**
-   * 2: the namespace journal and file attributes. A version 1 cache is recognised and written
-   * back by the wcfs that wrote it; this one refuses it with that advice (see {@link #open}).
+   * 2: the namespace journal and file attributes. A version 1 cache is read by {@link
+   * LegacyV1Cache}, never by this class: opening one through {@link WriteCache} writes its data
+   * back and formats it as this version.
    */
-  static final int VERSION = 2;
+  public static final int VERSION = 2;
   static final int SUPERBLOCK_SIZE = 4096;
   static final int FILE_VERSION_SIZE = 256;
   static final int ENTRY_SIZE = 16;
@@ -355,10 +356,10 @@ public final class CacheLayout {
     int version = (int) (vb >>> 32);
     int blockSize = (int) vb;
     if (version == 1) {
-      throw new CacheFormatException("this cache was written by an older wcfs (format version 1,"
-          + " no namespace journal); mount it with that wcfs and unmount it (or run its `wcfs"
-          + " writeback`) to write its data back, then `wcfs format --force` it for this one."
-          + " Nothing in it was changed");
+      // Only LegacyV1Cache reads version 1 (WriteCache's open converts it first).
+      throw new CacheFormatException("this cache was written by wcfs format version 1 (no"
+          + " namespace journal); a mount (or `wcfs writeback`) writes its data back and formats"
+          + " it as version " + VERSION + ". Nothing in it was changed");
     }
     if (version != VERSION) {
       throw new CacheFormatException("cache format version " + version

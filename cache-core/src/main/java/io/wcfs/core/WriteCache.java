@@ -105,7 +105,9 @@ public final class WriteCache implements AutoCloseable {
 
   /**
    * Opens a formatted cache, recovers it and starts writeback. The memory belongs to the cache
-   * from here on and is closed by {@link #close}.
+   * from here on and is closed by {@link #close}. A cache of format version 1 (an older wcfs)
+   * is first written back to {@code backing} and formatted as the current version ({@link
+   * LegacyV1Cache}).
    */
   public static WriteCache open(CacheMemory mem, BackingStore backing, CacheConfig config)
       throws IOException {
@@ -129,8 +131,15 @@ public final class WriteCache implements AutoCloseable {
    */
   static WriteCache openManual(CacheMemory mem, BackingStore backing, CacheConfig config,
       long bootId) throws IOException {
+    int lostAndFound = 0;
+    if (LegacyV1Cache.isVersion1(mem)) {
+      // An older wcfs's cache: written back by its own rules, then formatted as this version
+      // (refused unchanged if it is another directory's or corrupted).
+      lostAndFound = LegacyV1Cache.convert(mem, backing, bootId);
+    }
     CacheLayout layout = CacheLayout.open(mem, backing.identity());
     WriteCache cache = new WriteCache(mem, layout, backing, config);
+    cache.counters.lostAndFound.add(lostAndFound);
     new Recovery(mem, layout, backing, cache.table, cache.files, cache.epochs, cache.writeback,
         cache.journal, cache.counters).run(bootId);
     layout.storeBoot(bootId); // from here on, a recovery in this boot may take stored writes

@@ -19,7 +19,16 @@ final class FailingBackingStore implements BackingStore {
     real = new DirectoryBackingStore(root);
   }
 
+  /**
+   * When 0 or more: that many more file writes, truncates and fsyncs succeed, then {@link
+   * #failing} is set (a disk that fails in the middle of a drain).
+   */
+  volatile int failAfter = -1;
+
   private void maybeFail(String what) throws IOException {
+    if (failAfter >= 0 && failAfter-- == 0) {
+      failing = true;
+    }
     if (failing) {
       failures++;
       throw new IOException("injected backing failure: " + what);

@@ -144,14 +144,47 @@ class RecoveryTest {
     }
 
     @Test
-    void versionOneCacheIsRefusedUnchangedWithAdvice() throws IOException {
+    @DisplayName("a version 1 cache is written back, then formatted as version 2")
+    void versionOneCacheIsWrittenBackThenConverted() throws IOException {
+      // Written by version 1's own layout code (LegacyV1CacheTest covers its rules).
+      Files.write(root.resolve("a"), fill(2 * BS, 7));
+      mem = new CrashingMemory((int) CacheLayoutV1.Geometry.of(256, BS).fileSize());
+      CacheLayoutV1 v1 = CacheLayoutV1.format(mem, BS,
+          new CacheLayoutV1.BackingIdentity(store.identity().ino(), store.identity().path()));
+      BackingStore.Stat st = store.stat("a");
+      v1.storeFileVersion(0, 0, 1, st.ino(), CacheLayoutV1.devHint(st.dev()), BS + 10,
+          st.mtimeNanos(), "a", false);
+      try (NativeBuffer buf = new NativeBuffer(BS)) {
+        buf.put(0, fill(BS, 1), 0, BS);
+        mem.copyIn(v1.dataOffset(5), buf.address(), BS);
+      }
+      v1.storeEntry(5, CacheLayoutV1.location(0, 1), 1);
+      mem.flush(0, mem.size());
+      mem.commit();
+      v1.storeSeqCount(2);
+      mem.commit();
+      WriteCache c = open();
+      byte[] want = Arrays.copyOf(fill(BS, 7), BS + 10);
+      System.arraycopy(fill(10, 1), 0, want, BS, 10);
+      assertArrayEquals(want, Files.readAllBytes(root.resolve("a")), "written back at once");
+      assertArrayEquals(want, CacheFixture.read(c, "a"));
+      assertEquals(0, c.stats().dirtyBlocks());
+      c.close();
+      assertEquals(CacheLayout.VERSION, (int) (mem.readLong(8) >>> 32));
+      open().close(); // and it opens as an ordinary version 2 cache
+    }
+
+    @Test
+    @DisplayName("a version 2 cache whose version word says 1 is refused, not misread")
+    void versionOneWordOverVersionTwoLayoutIsRefusedUnchanged() throws IOException {
       mem.pokeLong(8, 1L << 32 | BS);
       CacheLayout.raw(mem).storeChecksum();
       byte[] before = mem.image();
       CacheFormatException e = assertThrows(CacheFormatException.class, RecoveryTest.this::open);
-      assertTrue(e.getMessage().contains("older wcfs") && e.getMessage().contains("writeback"),
-          e.getMessage());
-      assertArrayEquals(before, mem.image(), "a version 1 cache is left unchanged");
+      assertTrue(e.getMessage().contains("format version 1")
+          && e.getMessage().contains("geometry") && e.getMessage().contains("nothing in it was"
+          + " changed"), e.getMessage());
+      assertArrayEquals(before, mem.image(), "a refused cache is left unchanged");
     }
 
     @Test

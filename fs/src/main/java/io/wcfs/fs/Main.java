@@ -785,6 +785,9 @@ public final class Main {
         + " whose locks do not span machines.")
     boolean singleMachine;
 
+    /** Blocks of a format version 1 cache, which the open writes back; -1: not one. */
+    private long version1Blocks = -1;
+
     @Override
     public Integer call() throws Exception {
       Path back = CacheSetup.realDirectory(backing, "backing directory",
@@ -801,6 +804,10 @@ public final class Main {
         }
         if (c != CacheLayout.Contents.WCFS_CACHE) {
           throw new UsageException(file + " is not a wcfs cache; nothing to write back");
+        }
+        if (CacheInspector.isFormatVersion1(mem)) {
+          // Opening it writes these back, by version 1's rules, and formats it as version 2.
+          version1Blocks = CacheInspector.inspect(mem).committedBlocks();
         }
       }
       BackingClaim.Options o = new BackingClaim.Options();
@@ -823,7 +830,10 @@ public final class Main {
         }
         wc.close(TimeUnit.HOURS.toMillis(24));
         clean = true;
-        System.out.println("wcfs: wrote " + blocks + " blocks back to " + back);
+        System.out.println("wcfs: wrote " + (version1Blocks >= 0 ? version1Blocks + blocks
+            : blocks) + " blocks back to " + back + (version1Blocks >= 0 ? " (the cache was"
+            + " format version 1; it is now formatted as version " + CacheLayout.VERSION + ")"
+            : ""));
         return 0;
       } finally {
         claim.release(clean);
