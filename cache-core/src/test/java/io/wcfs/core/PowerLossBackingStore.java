@@ -613,6 +613,12 @@ final class PowerLossBackingStore implements BackingStore {
     }
   }
 
+  @Override
+  public BackingFile create(String path, int mode, int uid, int gid) throws IOException {
+    createNew(path); // mode and owner are not modelled
+    return open(path);
+  }
+
   /** open(O_CREAT | O_EXCL): the parent must exist, the name must not. */
   synchronized void createNew(String path) throws IOException {
     tick();
