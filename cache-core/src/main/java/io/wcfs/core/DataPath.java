@@ -9,7 +9,8 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * partial blocks filled from the newest version first), read (cache, else backing file, never
  * past the logical size), write-through for files the cache cannot record, and truncate. All
  * stores go into the open epoch under {@link Epochs#storing}; the file's lock orders them
- * against each other and against writeback.
+ * against each other and against writeback. Punch hole and zero range ({@link Zeroing}) store
+ * through {@link #storeChunk} and drop through {@link #dropBlocks} here.
  */
 final class DataPath {
   private final CacheMemory mem;
@@ -21,6 +22,7 @@ final class DataPath {
   private final SlotTable table;
   private final FileRegistry files;
   private final Epochs epochs;
+  private final BackingSyncs backingSyncs;
   private final Writeback writeback;
   private final Counters counters;
   /** Writers hold it shared: rename and unlink must not change a name they record. */
@@ -29,8 +31,8 @@ final class DataPath {
   private final ThreadLocal<NativeBuffer> scratch;
 
   DataPath(CacheMemory mem, CacheLayout layout, CacheConfig config, SlotTable table,
-      FileRegistry files, Epochs epochs, Writeback writeback, Counters counters,
-      ReentrantReadWriteLock namespaceLock) {
+      FileRegistry files, Epochs epochs, BackingSyncs backingSyncs, Writeback writeback,
+      Counters counters, ReentrantReadWriteLock namespaceLock) {
     this.mem = mem;
     this.layout = layout;
     this.config = config;
@@ -39,10 +41,16 @@ final class DataPath {
     this.table = table;
     this.files = files;
     this.epochs = epochs;
+    this.backingSyncs = backingSyncs;
     this.writeback = writeback;
     this.counters = counters;
     this.namespaceLock = namespaceLock;
     this.scratch = ThreadLocal.withInitial(() -> new NativeBuffer(2L * blockSize));
+  }
+
+  /** Blocks per chunk of a write, at most. */
+  int maxChunkBlocks() {
+    return maxChunkBlocks;
   }
 
   /** Writes {@code length} bytes from native memory at {@code src} at {@code offset}. */
@@ -63,9 +71,6 @@ final class DataPath {
   }
 
   private void writeChunk(CachedFile f, long offset, long src, long length) throws IOException {
-    long first = offset / blockSize;
-    long last = (offset + length - 1) / blockSize;
-    int count = (int) (last - first + 1);
     while (true) {
       namespaceLock.readLock().lock();
       f.lock.writeLock().lock();
@@ -75,29 +80,50 @@ final class DataPath {
           writeThrough(f, offset, src, length);
           return;
         }
-        NativeBuffer fill = scratch.get();
-        // Partial head/tail blocks not cached: read the rest from the backing file now, before
-        // entering the epoch, so a slow disk never holds up a commit.
-        boolean headFromDisk = prefill(f, first, offset, length, fill.address());
-        boolean tailFromDisk = last != first && prefill(f, last, offset, length,
-            fill.address() + blockSize);
-        epochs.storing().lock();
-        try {
-          need = slotsNeeded(f, first, count);
-          int[] reserved = reserve(f, need);
-          if (reserved != null) {
-            storeBlocks(f, offset, src, length, first, count, reserved,
-                headFromDisk ? fill.address() : 0, tailFromDisk ? fill.address() + blockSize : 0);
-            return;
-          }
-        } finally {
-          epochs.storing().unlock();
+        need = storeChunk(f, offset, src, length, null);
+        if (need < 0) {
+          return;
         }
       } finally {
         f.lock.writeLock().unlock();
         namespaceLock.readLock().unlock();
       }
       writeback.waitForFreeSlots(need + 1);
+    }
+  }
+
+  /**
+   * Stores {@code [offset, offset + length)} from {@code src}, at most one chunk, into the open
+   * epoch; then runs {@code stored} (if not null), still in that epoch. Caller holds
+   * namespaceLock shared and f.lock exclusively. Returns -1 once stored, else the slots it
+   * was short of: the caller unlocks, waits for writeback to free them, and tries again.
+   */
+  int storeChunk(CachedFile f, long offset, long src, long length, Runnable stored)
+      throws IOException {
+    long first = offset / blockSize;
+    long last = (offset + length - 1) / blockSize;
+    int count = (int) (last - first + 1);
+    NativeBuffer fill = scratch.get();
+    // Partial head/tail blocks not cached: read the rest from the backing file now, before
+    // entering the epoch, so a slow disk never holds up a commit.
+    boolean headFromDisk = prefill(f, first, offset, length, fill.address());
+    boolean tailFromDisk = last != first && prefill(f, last, offset, length,
+        fill.address() + blockSize);
+    epochs.storing().lock();
+    try {
+      int need = slotsNeeded(f, first, count);
+      int[] reserved = reserve(f, need);
+      if (reserved == null) {
+        return need;
+      }
+      storeBlocks(f, offset, src, length, first, count, reserved,
+          headFromDisk ? fill.address() : 0, tailFromDisk ? fill.address() + blockSize : 0);
+      if (stored != null) {
+        stored.run();
+      }
+      return -1;
+    } finally {
+      epochs.storing().unlock();
     }
   }
 
@@ -113,7 +139,7 @@ final class DataPath {
       f.size = offset + length;
     }
     f.mtimeNanos = now();
-    epochs.queueBackingSync(f);
+    backingSyncs.queueBackingSync(f);
   }
 
   /** True when block {@code b} is written partly, is not cached, and was read from disk. */
@@ -251,7 +277,7 @@ final class DataPath {
     }
   }
 
-  private void maybeAutocommit() throws IOException {
+  void maybeAutocommit() throws IOException {
     boolean due;
     synchronized (table) {
       due = epochs.uncommittedCount() >= config.autocommitBlocks();
@@ -390,7 +416,7 @@ final class DataPath {
           }
           if (!cached && !shrinking) {
             // A size-only change the cache does not record: the next fsync makes it durable.
-            epochs.queueBackingSync(f);
+            backingSyncs.queueBackingSync(f);
           }
           return;
         } finally {
@@ -403,216 +429,19 @@ final class DataPath {
 
   /** Supersedes every cached block of f from {@code fromBlock} on. Needs f.lock, epochLock. */
   void dropBlocks(CachedFile f, long fromBlock) {
+    dropBlocks(f, fromBlock, Long.MAX_VALUE);
+  }
+
+  /** Supersedes the cached blocks of f in [fromBlock, toBlock). Needs f.lock, epochLock. */
+  void dropBlocks(CachedFile f, long fromBlock, long toBlock) {
     long[] keys = f.blocks.keysSorted();
     synchronized (table) {
       for (long b : keys) {
-        if (b >= fromBlock) {
+        if (b >= fromBlock && b < toBlock) {
           epochs.supersede(f.blocks.remove(b));
         }
       }
     }
-  }
-
-  // ---- fallocate: punch hole and zero range ------------------------------------------------
-
-  /**
-   * {@code FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE}: {@code [offset, offset + length)} reads
-   * as zeros, the size stays. See {@link #zero} for how, and why a crash cannot bring back the
-   * old bytes.
-   */
-  void punchHole(CachedFile f, long offset, long length) throws IOException {
-    zero(f, offset, length, true);
-  }
-
-  /**
-   * {@code FALLOC_FL_ZERO_RANGE}: as {@link #punchHole} but the backing file keeps the range
-   * allocated; without {@code keepSize} a range past the end extends the file.
-   */
-  void zeroRange(CachedFile f, long offset, long length, boolean keepSize)
-      throws IOException {
-    checkRange(offset, length);
-    long oldSize = f.size;
-    if (!keepSize && offset + length > oldSize) {
-      truncate(f, offset + length); // the part past the old end reads as zeros already
-      if (offset >= oldSize) {
-        return;
-      }
-      length = oldSize - offset;
-    }
-    zero(f, offset, length, false);
-  }
-
-  private static void checkRange(long offset, long length) {
-    if (offset < 0 || length <= 0 || offset + length < 0) {
-      throw new IllegalArgumentException("invalid range: offset " + offset + ", length "
-          + length);
-    }
-  }
-
-  /**
-   * Zeroes {@code [offset, offset + length)} up to the file's size, ordered with the file's
-   * other changes and durable by the rules of data:
-   * <ul>
-   *   <li>A range of at most one write chunk is stored as zero blocks in the cache, in one
-   *       epoch under the file's lock, exactly as a write of zeros (partial blocks filled from
-   *       their newest version): until it is written back the cache holds the zeros, so a crash
-   *       after the commit cannot show the backing file's old bytes. A punch also marks its
-   *       whole blocks, and writeback deallocates them in the backing file with the batch.
-   *   <li>A longer range is zeroed in the backing file itself at once and made durable (fsync)
-   *       while the file's lock and I/O lock keep writeback out; only then are the cached blocks
-   *       in it dropped, in one epoch, and that committed. A crash in between finds the cached
-   *       blocks still there: the range as before the call, which had not returned. Partial
-   *       head and tail blocks go the first way.
-   *   <li>A write-through file gets the call on its backing file, made durable by the next
-   *       commit like its writes.
-   * </ul>
-   */
-  private void zero(CachedFile f, long offset, long length, boolean punch) throws IOException {
-    checkRange(offset, length);
-    epochs.checkError();
-    long end = Math.min(offset + length, f.size); // both keep the size here
-    if (end <= offset) {
-      return;
-    }
-    if (f.writeThrough) {
-      zeroWriteThrough(f, offset, end, punch);
-      return;
-    }
-    long firstWhole = (offset + blockSize - 1) / blockSize;
-    long endWhole = end / blockSize;
-    long touched = (end + blockSize - 1) / blockSize - offset / blockSize;
-    if (touched <= maxChunkBlocks) {
-      zeroInCache(f, offset, end, punch);
-    } else {
-      if (firstWhole * blockSize > offset) {
-        zeroInCache(f, offset, firstWhole * blockSize, false);
-      }
-      if (endWhole * blockSize < end) {
-        zeroInCache(f, endWhole * blockSize, end, false);
-      }
-      if (endWhole > firstWhole) {
-        zeroInBacking(f, firstWhole, endWhole, punch);
-      }
-    }
-    maybeAutocommit();
-  }
-
-  /** Stores zeros over [from, to), cut at the size, as one chunk of a write (writeChunk). */
-  private void zeroInCache(CachedFile f, long from, long to, boolean punch) throws IOException {
-    try (NativeBuffer zeros = new NativeBuffer(to - from)) { // at most one chunk
-      NativeBuffer.zero(zeros.address(), zeros.size());
-      while (true) {
-        int need;
-        namespaceLock.readLock().lock();
-        f.lock.writeLock().lock();
-        try {
-          long end = Math.min(to, f.size);
-          if (end <= from) {
-            return;
-          }
-          if (f.writeThrough) {
-            zeroWriteThrough(f, from, end, punch);
-            return;
-          }
-          long first = from / blockSize;
-          long last = (end - 1) / blockSize;
-          int count = (int) (last - first + 1);
-          long length = end - from;
-          NativeBuffer fill = scratch.get();
-          boolean headFromDisk = prefill(f, first, from, length, fill.address());
-          boolean tailFromDisk = last != first && prefill(f, last, from, length,
-              fill.address() + blockSize);
-          epochs.storing().lock();
-          try {
-            need = slotsNeeded(f, first, count);
-            int[] reserved = reserve(f, need);
-            if (reserved != null) {
-              storeBlocks(f, from, zeros.address(), length, first, count, reserved,
-                  headFromDisk ? fill.address() : 0,
-                  tailFromDisk ? fill.address() + blockSize : 0);
-              if (punch) {
-                synchronized (f.punched) {
-                  if (f.punched.size() > 65536) { // a hint: bounded, at the price of zeros
-                    for (long b : f.punched.keysSorted()) {
-                      f.punched.remove(b);
-                    }
-                  }
-                  for (long b = (from + blockSize - 1) / blockSize; b < end / blockSize; b++) {
-                    f.punched.put(b, f.blocks.get(b));
-                  }
-                }
-              }
-              return;
-            }
-          } finally {
-            epochs.storing().unlock();
-          }
-        } finally {
-          f.lock.writeLock().unlock();
-          namespaceLock.readLock().unlock();
-        }
-        writeback.waitForFreeSlots(need + 1);
-      }
-    }
-  }
-
-  /**
-   * Zeroes whole blocks [first, end) in the backing file and fsyncs it, then drops the cached
-   * blocks in the range in one epoch and commits (see {@link #zero}).
-   */
-  private void zeroInBacking(CachedFile f, long first, long end, boolean punch)
-      throws IOException {
-    namespaceLock.readLock().lock();
-    f.lock.writeLock().lock();
-    try {
-      if (f.writeThrough) {
-        zeroWriteThrough(f, first * blockSize, end * blockSize, punch);
-        return;
-      }
-      if (!f.absent) { // else no backing file yet: its uncached blocks are zeros already
-        BackingStore.BackingFile file = files.backingFile(f);
-        f.io.lock(); // after writeback copies that took blocks of the range
-        try {
-          file.zeroRange(first * blockSize, (end - first) * blockSize, punch);
-          file.sync(); // durable before any cached block of the range is freed
-        } finally {
-          f.io.unlock();
-        }
-      }
-      f.mtimeNanos = now();
-      if (f.fileSlot >= 0) {
-        epochs.storing().lock();
-        try {
-          long[] keys = f.blocks.keysSorted();
-          synchronized (table) {
-            for (long b : keys) {
-              if (b >= first && b < end) {
-                epochs.supersede(f.blocks.remove(b));
-              }
-            }
-          }
-          storeFileMeta(f);
-        } finally {
-          epochs.storing().unlock();
-        }
-        epochs.commit();
-      }
-    } finally {
-      f.lock.writeLock().unlock();
-      namespaceLock.readLock().unlock();
-    }
-  }
-
-  private void zeroWriteThrough(CachedFile f, long from, long to, boolean punch)
-      throws IOException {
-    f.io.lock();
-    try {
-      files.backingFile(f).zeroRange(from, to - from, punch);
-    } finally {
-      f.io.unlock();
-    }
-    f.mtimeNanos = now();
-    epochs.queueBackingSync(f);
   }
 
   static long now() {

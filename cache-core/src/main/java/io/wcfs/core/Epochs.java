@@ -2,9 +2,7 @@ package io.wcfs.core;
 
 import java.io.IOException;
 import java.util.ArrayDeque;
-import java.util.ArrayList;
 import java.util.HashSet;
-import java.util.List;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.ReentrantLock;
@@ -15,12 +13,13 @@ import org.slf4j.LoggerFactory;
 /**
  * Epochs and commits: the open epoch that writes store into, group commit, what a commit
  * must flush (the epoch's blocks, entries and file versions), free (superseded slots and
- * released file slots, durably, after the commit point) and fsync first (backing files of
- * write-through files and size-only changes, backing directories whose names changed), the
- * autocommit clock, and the sticky cache-memory error. The only caller of the memory's
- * commit on the write side, and the one place slots and file slots are freed on the device.
- * Fields marked "guarded by index" are guarded by the engine's index monitor ({@link
- * SlotTable}); the locks are ordered as {@link WriteCache} says.
+ * released file slots, durably, after the commit point) and fsync first (backing directories
+ * whose names changed; the backing files of write-through files and size-only changes
+ * before that, by {@link BackingSyncs}), the autocommit clock, and the sticky cache-memory
+ * error. The only caller of the memory's commit on the write side, and the one place slots
+ * and file slots are freed on the device. Fields marked "guarded by index" are guarded by the
+ * engine's index monitor ({@link SlotTable}); the locks are ordered as {@link WriteCache}
+ * says.
  */
 final class Epochs {
   private static final Logger LOG = LoggerFactory.getLogger(Epochs.class);
@@ -32,20 +31,10 @@ final class Epochs {
   private final SlotTable table;
   private final FileRegistry files;
   private final Counters counters;
+  private final BackingSyncs backingSyncs;
 
   /** Serializes commits; group commit: a waiter whose epoch was committed meanwhile returns. */
   private final ReentrantLock commitLock = new ReentrantLock();
-  /**
-   * Serializes the backing fsyncs of {@code writeThroughDirty}: without it, a second fsync
-   * found the list empty and returned before the first one's backing fsync had finished.
-   */
-  private final ReentrantLock writeThroughLock = new ReentrantLock();
-  /** Guarded by writeThroughLock: the last failed backing fsync, reported as described there. */
-  private IOException writeThroughFailure;
-  /** Guarded by writeThroughLock: commits whose ticket is at most this report the failure. */
-  private long writeThroughFailureTicket;
-  private final java.util.concurrent.atomic.AtomicLong commitTickets =
-      new java.util.concurrent.atomic.AtomicLong();
   /** Writers hold it shared while storing into the open epoch; a commit holds it exclusively. */
   private final ReentrantReadWriteLock epochLock = new ReentrantReadWriteLock();
   // The open epoch's lists, guarded by index: what its commit flushes and frees.
@@ -64,11 +53,6 @@ final class Epochs {
    * commit's first device flush instead of one of its own (see {@link #releaseSlots}).
    */
   private IntList freesUnsettled = new IntList();
-  /**
-   * Files whose backing file the next commit fsyncs: write-through files, and size-only
-   * changes (truncate up, fallocate) of files with nothing in the cache.
-   */
-  private List<CachedFile> writeThroughDirty = new ArrayList<>();
   /**
    * Backing directories whose entries changed (create, rename, unlink, ...) since the last
    * commit. The next commit fsyncs them before its commit point, so that a committed file slot
@@ -91,7 +75,7 @@ final class Epochs {
   private boolean writebackWaits;
 
   Epochs(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig config,
-      SlotTable table, FileRegistry files, Counters counters) {
+      SlotTable table, FileRegistry files, Counters counters, BackingSyncs backingSyncs) {
     this.mem = mem;
     this.layout = layout;
     this.backing = backing;
@@ -99,6 +83,7 @@ final class Epochs {
     this.table = table;
     this.files = files;
     this.counters = counters;
+    this.backingSyncs = backingSyncs;
   }
 
   /** After recovery: the epoch to open and the commit point on the device. */
@@ -138,11 +123,6 @@ final class Epochs {
   /** Needs index. Whether commits should wake writeback (it waits for committed blocks). */
   void writebackWaits(boolean waits) {
     writebackWaits = waits;
-  }
-
-  /** Needs index. Something is owed to the next commit besides blocks: backing fsyncs. */
-  boolean owesBackingSyncs() {
-    return !writeThroughDirty.isEmpty();
   }
 
   /** Needs index. A file version stored in the open epoch, flushed by its commit. */
@@ -189,25 +169,15 @@ final class Epochs {
     pendingFree.add(slot);
   }
 
-  /** The next commit fsyncs f's backing file (write-through, or a size-only change). */
-  void queueBackingSync(CachedFile f) {
-    synchronized (table) {
-      f.owesBackingSync = true;
-      if (!writeThroughDirty.contains(f)) {
-        writeThroughDirty.add(f);
-      }
-    }
-  }
-
   /**
    * fsync: makes every write that returned before this call durable. Concurrent callers share
    * one commit (group commit): a caller whose epoch another caller committed meanwhile returns.
    */
   void commit() throws IOException {
     checkError();
-    long ticket = commitTickets.incrementAndGet();
+    long ticket = backingSyncs.ticket();
     long target = openEpoch;
-    syncBackingFiles(ticket);
+    backingSyncs.syncBackingFiles(ticket);
     commitLock.lock();
     try {
       boolean dirsDirty;
@@ -222,70 +192,6 @@ final class Epochs {
       commitEpoch();
     } finally {
       commitLock.unlock();
-    }
-  }
-
-  /**
-   * fsyncs the backing files of write-through files and size-only changes. A failure is
-   * reported to this commit and to every commit that began before it was seen (they may cover
-   * the same writes), and the files stay queued for the next one: an fsync error is never
-   * forgotten into a later success of a commit that overlapped it.
-   */
-  private void syncBackingFiles(long ticket) throws IOException {
-    writeThroughLock.lock();
-    try {
-      List<CachedFile> syncFiles;
-      synchronized (table) {
-        syncFiles = writeThroughDirty;
-        if (!syncFiles.isEmpty()) {
-          writeThroughDirty = new ArrayList<>();
-        }
-        for (CachedFile f : syncFiles) {
-          f.owesBackingSync = false; // a write from here on queues it again
-          f.backingSyncRunning = true; // its descriptor stays open until the sync is done
-        }
-      }
-      for (int i = 0; i < syncFiles.size(); i++) {
-        CachedFile f = syncFiles.get(i);
-        try {
-          BackingStore.BackingFile file;
-          synchronized (f) {
-            file = f.file;
-          }
-          if (file != null || f.path != null) { // else never opened, and its name is gone
-            (file != null ? file : files.backingFile(f)).sync(); // write-through: backing fsync
-          }
-          synchronized (table) {
-            f.backingSyncRunning = false;
-          }
-          if (f.lock.writeLock().tryLock()) { // no wait: a commit may hold another file's
-            try {
-              synchronized (table) {
-                files.forgetIfUnused(f);
-              }
-            } finally {
-              f.lock.writeLock().unlock();
-            }
-          }
-        } catch (IOException e) {
-          for (CachedFile g : syncFiles.subList(i, syncFiles.size())) {
-            synchronized (table) {
-              g.backingSyncRunning = false;
-            }
-            queueBackingSync(g);
-          }
-          writeThroughFailure = new IOException("fsync of backing file " + f.path + " failed: "
-              + e.getMessage(), e);
-          writeThroughFailureTicket = commitTickets.get();
-          LOG.warn("{}", writeThroughFailure.getMessage());
-          break;
-        }
-      }
-      if (writeThroughFailure != null && ticket <= writeThroughFailureTicket) {
-        throw writeThroughFailure;
-      }
-    } finally {
-      writeThroughLock.unlock();
     }
   }
 

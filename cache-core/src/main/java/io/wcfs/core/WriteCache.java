@@ -17,11 +17,13 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * (the one read-only pass recovery and {@code wcfs check} share), {@link SlotTable} (slot
  * states and their transitions; the index monitor), {@link FileRegistry} (files by backing
  * identity and by file slot), {@link Epochs} (open epoch, group commit, durable frees,
- * autocommit clock, sticky error), {@link DataPath} (write, read, truncate), {@link
- * Namespace} (every change of names and attributes) with {@link Journal} (the namespace
- * records and their application) and {@link Overlay} (names as the mount shows them),
- * {@link Writeback} with {@link WritebackPolicy} and
- * {@link BackingCopier}, {@link Recovery}, and {@link Counters}.
+ * autocommit clock, sticky error) with {@link BackingSyncs} (the backing fsyncs a commit owes
+ * first), {@link DataPath} (write, read, truncate) with {@link Zeroing} (punch hole, zero
+ * range), {@link Namespace} (every change of names and attributes) with {@link Journal} (the
+ * namespace records and their application) and {@link Overlay} (names as the mount shows
+ * them), {@link Writeback} (the thread, batches, frees, drain) with {@link WritebackPolicy},
+ * {@link BackingCopier} (one file's copy to its backing file, up to its fsync) and {@link
+ * LostAndFound}, {@link Recovery}, and {@link Counters}.
  *
  * <h2>Persistence rules</h2>
  *
@@ -36,8 +38,9 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  *
  * <h2>Locks</h2>
  *
- * Order: {@code namespaceLock} -> {@link CachedFile#lock} -> {@code writeThroughLock} -> {@code
- * commitLock} -> {@code epochLock} -> {@code table} (the index monitor, {@link SlotTable}).
+ * Order: {@code namespaceLock} -> {@link CachedFile#lock} -> {@code writeThroughLock} ({@link
+ * BackingSyncs}) -> {@code commitLock} -> {@code epochLock} (both {@link Epochs}) -> {@code
+ * table} (the index monitor, {@link SlotTable}).
  * {@link CachedFile#io} is taken after the file's lock, and only the file's monitor (its open
  * backing file) under it; under {@code writeThroughLock} other files' locks are only tried.
  * Writeback's copies hold only {@code io}: a slow backing disk stalls neither commits nor the
@@ -73,6 +76,7 @@ public final class WriteCache implements AutoCloseable {
   private final Counters counters = new Counters();
   private final Writeback writeback;
   private final DataPath data;
+  private final Zeroing zeroing;
   private final Namespace namespace;
   private final Overlay overlay = new Overlay();
   private final Journal journal;
@@ -90,11 +94,15 @@ public final class WriteCache implements AutoCloseable {
     this.nBlocks = (int) n;
     this.table = new SlotTable(nBlocks);
     this.files = new FileRegistry(table, backing, layout.geometry().fileSlots());
-    this.epochs = new Epochs(mem, layout, backing, config, table, files, counters);
+    BackingSyncs backingSyncs = new BackingSyncs(table, files);
+    this.epochs = new Epochs(mem, layout, backing, config, table, files, counters,
+        backingSyncs);
     this.journal = new Journal(layout, backing, table, files, epochs, overlay, counters);
     this.writeback = new Writeback(mem, layout, backing, config, table, files, epochs,
-        counters);
-    this.data = new DataPath(mem, layout, config, table, files, epochs, writeback, counters,
+        backingSyncs, counters);
+    this.data = new DataPath(mem, layout, config, table, files, epochs, backingSyncs, writeback,
+        counters, namespaceLock);
+    this.zeroing = new Zeroing(layout, files, epochs, backingSyncs, writeback, data,
         namespaceLock);
     this.namespace = new Namespace(backing, table, files, epochs, writeback, data, journal,
         overlay, namespaceLock);
@@ -303,10 +311,10 @@ public final class WriteCache implements AutoCloseable {
 
   /**
    * {@code FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE}: the range reads as zeros, the size
-   * stays; see {@link DataPath} for how, and why a crash cannot bring back the old bytes.
+   * stays; see {@link Zeroing} for how, and why a crash cannot bring back the old bytes.
    */
   public void punchHole(OpenFile h, long offset, long length) throws IOException {
-    data.punchHole(h.file, offset, length);
+    zeroing.punchHole(h.file, offset, length);
   }
 
   /**
@@ -315,7 +323,7 @@ public final class WriteCache implements AutoCloseable {
    */
   public void zeroRange(OpenFile h, long offset, long length, boolean keepSize)
       throws IOException {
-    data.zeroRange(h.file, offset, length, keepSize);
+    zeroing.zeroRange(h.file, offset, length, keepSize);
   }
 
   /** Sets a file's mtime (utimens); cached files keep it for writeback. */

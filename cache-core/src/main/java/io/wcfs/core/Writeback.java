@@ -1,9 +1,7 @@
 package io.wcfs.core;
 
-import io.wcfs.nativ.NativeBuffer;
 import java.io.IOException;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -14,10 +12,11 @@ import org.slf4j.LoggerFactory;
 /**
  * Writeback: the thread that copies committed blocks to the backing files (oldest first, in
  * batches grouped per file and sorted by block), makes them durable there (fsync, size,
- * mtime) and only then frees their slots; when it runs is {@link WritebackPolicy}'s decision.
- * Also drains the cache for flush and unmount, writes one file back whole before a rename or
- * unlink needs it, and gives writers waiting for free slots what they wait for. Fields marked
- * "guarded by index" are guarded by the engine's index monitor ({@link SlotTable}).
+ * mtime), both through {@link BackingCopier}, and only then frees their slots; when it runs
+ * is {@link WritebackPolicy}'s decision. Also drains the cache for flush and unmount, writes
+ * one file back whole before a rename or unlink needs it, and gives writers waiting for free
+ * slots what they wait for. Fields marked "guarded by index" are guarded by the engine's
+ * index monitor ({@link SlotTable}).
  */
 final class Writeback implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(Writeback.class);
@@ -28,15 +27,13 @@ final class Writeback implements AutoCloseable {
   private final CacheLayout layout;
   private final BackingStore backing;
   private final CacheConfig config;
-  private final int blockSize;
   private final SlotTable table;
   private final FileRegistry files;
   private final Epochs epochs;
+  private final BackingSyncs backingSyncs;
   private final Counters counters;
   private final BackingCopier copier;
   private final Thread thread;
-  /** One block per thread: isZeroSlot's look at a slot a punch stored. */
-  private final ThreadLocal<NativeBuffer> punchScratch;
   /** Guarded by index: flushes and unmounts waiting for the cache to drain. */
   private int drainRequests;
   /** Guarded by index: writeback's watermark hysteresis (see WritebackPolicy). */
@@ -59,20 +56,21 @@ final class Writeback implements AutoCloseable {
   private long journalBackoffUntil;
   private long journalBackoffMs = 100;
 
-
   Writeback(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig config,
-      SlotTable table, FileRegistry files, Epochs epochs, Counters counters) {
+      SlotTable table, FileRegistry files, Epochs epochs, BackingSyncs backingSyncs,
+      Counters counters) {
     this.mem = mem;
     this.layout = layout;
     this.backing = backing;
     this.config = config;
-    this.blockSize = layout.geometry().blockSize();
     this.table = table;
     this.files = files;
     this.epochs = epochs;
+    this.backingSyncs = backingSyncs;
     this.counters = counters;
-    this.copier = new BackingCopier(mem, layout, config.writebackJobs());
-    this.punchScratch = ThreadLocal.withInitial(() -> new NativeBuffer(blockSize));
+    this.copier = new BackingCopier(mem, layout, files,
+        new LostAndFound(backing, table, files, counters), config.writebackJobs(),
+        this::drainRequested);
     this.thread = new Thread(this::writebackLoop, "wcfs-writeback");
     this.thread.setDaemon(true);
   }
@@ -172,59 +170,18 @@ final class Writeback implements AutoCloseable {
   }
 
   /**
-   * Writes blocks to the backing file in contiguous runs, then fsyncs it with the file's size
-   * and mtime as of when the blocks were taken. Takes f.io.
+   * Writes blocks to the backing file and fsyncs it with the file's size and mtime as of when
+   * the blocks were taken ({@link BackingCopier#copyToBacking}). Takes f.io.
    */
   void copyToBacking(CachedFile f, long[] blockIdx, int[] slots, long size, long mtime)
       throws IOException {
-    f.io.lock();
-    try {
-      copyLocked(f, blockIdx, slots, size, mtime);
-    } finally {
-      f.io.unlock();
-    }
-    warnIfReplaced(f);
+    copier.copyToBacking(f, blockIdx, slots, size, mtime);
   }
 
-
-  private void copyLocked(CachedFile f, long[] blockIdx, int[] slots, long size, long mtime)
-      throws IOException {
-    BackingStore.BackingFile file = files.backingFile(f);
-    // A drain (flush, unmount) and any long contiguous run bypass the page cache (as bcache's
-    // sequential cutoff does): nobody rereads such data through the backing page cache, the
-    // kernel's cache of the mount already holds what was just written, and on a VM whose host
-    // reclaims free memory, fresh page-cache pages cost more than the disk. Short runs of
-    // background writeback keep it: files in use are reread from there once their blocks
-    // leave the cache (random reads: 27k IOPS direct, 43k buffered).
-    boolean bypassPageCache;
+  /** Whether a flush, unmount or close waits for the cache to drain (the copier asks). */
+  private boolean drainRequested() {
     synchronized (table) {
-      bypassPageCache = drainRequests > 0 || closing;
-    }
-    copier.copy(file, blockIdx, slots, size, bypassPageCache);
-    punchZeroedBlocks(f, file, blockIdx, slots, size);
-    if (file.size() != size) {
-      file.truncate(size);
-    }
-    file.setMtime(mtime);
-    file.sync(); // durable on the backing disk before freeWrittenBack frees any of these slots
-  }
-
-  /**
-   * Backing files are wcfs's to change while they have cached blocks. If one was deleted or
-   * replaced behind its back, its blocks went to the inode wcfs had open, which the path no
-   * longer shows: say so, naming the file, once per file.
-   */
-  private void warnIfReplaced(CachedFile f) throws IOException {
-    String path = f.path;
-    if (path == null || f.replacedWarned) {
-      return;
-    }
-    BackingStore.Stat st = backing.stat(path);
-    if (st == null || st.ino() != f.ino) {
-      f.replacedWarned = true;
-      LOG.warn("{} was {} in the backing directory behind wcfs's back while it had cached"
-          + " blocks; they were written to the original file (inode {}), which that path no"
-          + " longer shows", path, st == null ? "deleted" : "replaced", f.ino);
+      return drainRequests > 0 || closing;
     }
   }
 
@@ -518,76 +475,22 @@ final class Writeback implements AutoCloseable {
 
   /**
    * One file's share of a batch: copy under the file's read lock (a truncate cannot slip
-   * between our size check and the write), fsync without it, free under its write lock.
+   * between our size check and the write), fsync without it ({@link BackingCopier#copyGroup}),
+   * free under its write lock.
    */
   private void writeBackGroup(CachedFile f, int[] slots) throws IOException {
-    long[] blockIdx = new long[slots.length];
-    for (int i = 0; i < slots.length; i++) {
-      blockIdx[i] = CacheLayout.locationBlock(layout.entryLocation(slots[i]));
-    }
-    sortByBlock(blockIdx, slots);
-    long size;
-    long mtime;
-    f.lock.readLock().lock();
-    try {
-      // Blocks replaced or dropped since the batch was taken are not written.
-      int n = 0;
-      for (int i = 0; i < slots.length; i++) {
-        if (f.blocks.get(blockIdx[i]) == slots[i]) {
-          blockIdx[n] = blockIdx[i];
-          slots[n++] = slots[i];
-        }
-      }
-      blockIdx = Arrays.copyOf(blockIdx, n);
-      slots = Arrays.copyOf(slots, n);
-      if (n == 0 || f.path == null) {
-        return;
-      }
-      size = f.size;
-      mtime = f.mtimeNanos;
-      // io before lock is released: a truncate, write-through or writeBackFile that follows
-      // this snapshot waits for our copy instead of racing it with newer bytes.
-      f.io.lock();
-    } finally {
-      f.lock.readLock().unlock();
-    }
-    boolean vanished = false;
-    try {
-      copyToBacking(f, blockIdx, slots, size, mtime);
-    } catch (java.nio.file.NoSuchFileException e) {
-      vanished = true;
-    } finally {
-      f.io.unlock();
-    }
-    if (vanished) {
-      // Deleted behind wcfs's back before wcfs had it open (an open file is written through
-      // its descriptor whatever its names): keep the blocks, somewhere a person finds them.
-      moveToLostAndFound(f, "was deleted in the backing directory behind wcfs's back");
-      return; // the next batch writes them there
+    BackingCopier.Written written = copier.copyGroup(f, slots);
+    if (written == null) {
+      return;
     }
     f.lock.writeLock().lock();
     try {
-      freeWrittenBack(f, blockIdx, slots);
+      freeWrittenBack(f, written.blockIdx(), written.slots());
     } finally {
       f.lock.writeLock().unlock();
     }
   }
 
-  private static void sortByBlock(long[] blockIdx, int[] slots) {
-    Integer[] order = new Integer[slots.length];
-    for (int i = 0; i < order.length; i++) {
-      order[i] = i;
-    }
-    Arrays.sort(order, (a, b) -> Long.compare(blockIdx[a], blockIdx[b]));
-    long[] bi = blockIdx.clone();
-    int[] sl = slots.clone();
-    for (int i = 0; i < order.length; i++) {
-      blockIdx[i] = bi[order[i]];
-      slots[i] = sl[order[i]];
-    }
-  }
-
-  /** Needs index. */
   /**
    * Commits, then writes everything back and waits until the cache is empty (wcfs flush,
    * unmount). Throws if writeback keeps failing past {@code timeoutMs}, leaving data cached.
@@ -606,8 +509,8 @@ final class Writeback implements AutoCloseable {
           step(); // manual mode
         }
         synchronized (table) {
-          if (table.dirty() == 0 && epochs.uncommittedCount() == 0 && !epochs.owesBackingSyncs()
-              && journal.pendingCount() == 0) {
+          if (table.dirty() == 0 && epochs.uncommittedCount() == 0
+              && !backingSyncs.owesBackingSyncs() && journal.pendingCount() == 0) {
             return;
           }
           epochs.checkError();
@@ -630,98 +533,8 @@ final class Writeback implements AutoCloseable {
     }
   }
 
-  /**
-   * Writeback's part of a punch hole: of the blocks just written, those a punch stored as
-   * zeros (and whose slot still holds zeros) are deallocated in the backing file too, run by
-   * run, before the fsync that makes the batch durable. Needs f.io.
-   */
-  private void punchZeroedBlocks(CachedFile f, BackingStore.BackingFile file, long[] blockIdx,
-      int[] slots, long size) throws IOException {
-    synchronized (f.punched) {
-      if (f.punched.size() == 0) {
-        return;
-      }
-    }
-    long runStart = -1;
-    long runEnd = -1;
-    for (int i = 0; i <= slots.length; i++) {
-      long b = i < slots.length ? blockIdx[i] : -1;
-      boolean hole = false;
-      if (i < slots.length) {
-        synchronized (f.punched) {
-          hole = f.punched.get(b) == slots[i];
-          if (hole) {
-            f.punched.remove(b);
-          }
-        }
-        hole = hole && (b + 1) * blockSize <= size && isZeroSlot(slots[i]);
-      }
-      if (hole && runEnd == b) {
-        runEnd = b + 1;
-        continue;
-      }
-      if (runStart >= 0) {
-        file.zeroRange(runStart * blockSize, (runEnd - runStart) * blockSize, true);
-      }
-      runStart = hole ? b : -1;
-      runEnd = hole ? b + 1 : -1;
-    }
-  }
-
-  private boolean isZeroSlot(int slot) throws IOException {
-    NativeBuffer buf = punchScratch.get();
-    mem.copyOut(layout.dataOffset(slot), buf.address(), blockSize);
-    byte[] data = new byte[blockSize];
-    buf.get(0, data, 0, blockSize);
-    for (byte x : data) {
-      if (x != 0) {
-        return false;
-      }
-    }
-    return true;
-  }
-
-  /** Where a file's blocks go when their path is gone: BACKING/.wcfs-lost+found/. */
+  /** {@link LostAndFound#path}, by the name Recovery calls it. */
   static String lostAndFoundPath(String path, int fileSlot, long seq) {
-    String flat = path.replace('/', '#');
-    if (flat.length() > 160) {
-      flat = flat.substring(flat.length() - 160);
-    }
-    return WriteCache.LOST_AND_FOUND + "/" + flat + ".slot" + fileSlot + "-seq" + seq;
+    return LostAndFound.path(path, fileSlot, seq);
   }
-
-  /**
-   * Gives a file whose path vanished behind wcfs's back a new one in lost+found: its blocks
-   * are written back there (and its file slot keeps the original path, so a crash before that
-   * lands them in lost+found again).
-   */
-  private void moveToLostAndFound(CachedFile f, String why) throws IOException {
-    f.lock.writeLock().lock();
-    try {
-      String from = f.path;
-      if (from == null || from.startsWith(WriteCache.LOST_AND_FOUND + "/")) {
-        throw new IOException(from + " vanished from the backing directory; its blocks stay in"
-            + " the cache");
-      }
-      String to = lostAndFoundPath(from, f.fileSlot, f.versionSeq);
-      backing.createFile(to);
-      BackingStore.Stat st = backing.stat(to);
-      if (st == null) {
-        throw new IOException("could not create " + to + " in the backing directory");
-      }
-      LOG.error("{} {}; its {} cached blocks (size {}) go to {} instead", from, why,
-          f.blocks.size(), f.size, to);
-      counters.lostAndFound.increment();
-      synchronized (table) {
-        files.rekey(f, st.dev(), st.ino(), to);
-      }
-      if (f.file != null) {
-        f.file.close();
-        f.file = null;
-      }
-    } finally {
-      f.lock.writeLock().unlock();
-    }
-  }
-
 }
