@@ -72,7 +72,10 @@ final class BackingCopier implements AutoCloseable {
    * for Writeback to free under the file's write lock, or null: nothing to free (nothing left
    * to write, or the file just moved to lost+found).
    */
-  Written copyGroup(CachedFile f, int[] slots) throws IOException {
+  Written copyGroup(CachedFile f, int[] batchSlots) throws IOException {
+    // A copy: the batch's own array must keep every slot it took, each once, for its
+    // endWriteback (compacting it in place leaked a slot whose block was overwritten meanwhile).
+    int[] slots = batchSlots.clone();
     long[] blockIdx = new long[slots.length];
     for (int i = 0; i < slots.length; i++) {
       blockIdx[i] = CacheLayout.locationBlock(layout.entryLocation(slots[i]));

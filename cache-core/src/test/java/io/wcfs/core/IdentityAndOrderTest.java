@@ -204,6 +204,33 @@ class IdentityAndOrderTest {
     }
   }
 
+  @Test
+  @DisplayName("a block overwritten while its writeback batch is in flight: every slot comes"
+      + " back free after the drain")
+  void overwriteDuringWritebackLeaksNoSlot() throws IOException {
+    Files.createFile(root.resolve("f"));
+    WriteCache c = open();
+    try {
+      CacheFixture.write(c, "f", 0, random(3 * BS, 1));
+      c.commit();
+      boolean[] once = {true};
+      store.beforeWriteback = p -> {
+        if (once[0]) {
+          once[0] = false;
+          CacheFixture.write(c, "f", 0, random(BS, 2)); // replaces a block the batch holds
+          c.commit();
+        }
+      };
+      c.writebackStep();
+      store.beforeWriteback = p -> { };
+      c.flush(60_000);
+      CacheStats s = c.stats();
+      assertEquals(s.blocks(), s.freeBlocks(), "free blocks after a full drain");
+    } finally {
+      c.close();
+    }
+  }
+
   private static List<String> list(Path dir) throws IOException {
     try (var s = Files.list(dir)) {
       return s.map(p -> p.getFileName().toString()).sorted().toList();

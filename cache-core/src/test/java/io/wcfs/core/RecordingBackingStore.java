@@ -22,6 +22,13 @@ final class RecordingBackingStore implements BackingStore {
   volatile long inodeOffset;
   volatile Hook onFileSync = p -> { };
   volatile Hook onDirectorySync = p -> { };
+  /** Runs when writeback asks whether it may write (after it took its batch). */
+  volatile Hook beforeWriteback = p -> { };
+
+  @Override
+  public void checkMayWriteBack() throws IOException {
+    beforeWriteback.run("");
+  }
 
   RecordingBackingStore(Path root) throws IOException {
     real = new DirectoryBackingStore(root);
