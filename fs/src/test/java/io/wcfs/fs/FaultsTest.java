@@ -126,16 +126,10 @@ class FaultsTest {
       Files.createFile(backing.resolve("victim"));
       Files.createFile(backing.resolve("gone"));
       w.mount("--cache-size", "16M", "--high-watermark", "100", "--low-watermark", "100");
-      Files.writeString(w.mountpoint.resolve("victim"), "cached data");
-      try (RandomAccessFile f = new RandomAccessFile(w.mountpoint.resolve("victim").toFile(),
-          "rw")) {
-        f.getFD().sync();
-      }
-      Files.write(w.mountpoint.resolve("gone"), new byte[8192]); // whole blocks: never opened
-      try (RandomAccessFile f = new RandomAccessFile(w.mountpoint.resolve("gone").toFile(),
-          "rw")) {
-        f.getFD().sync();
-      }
+      // Written without O_TRUNC: a truncate would open the backing file, and an open file is
+      // written through its descriptor whatever happens to its name.
+      writeSyncedNoTrunc(w.mountpoint.resolve("victim"), "cached data".getBytes());
+      writeSyncedNoTrunc(w.mountpoint.resolve("gone"), new byte[8192]); // whole blocks
       Files.delete(backing.resolve("victim")); // behind wcfs's back
       Files.delete(backing.resolve("gone"));
       WcfsProcess.Result flush = WcfsProcess.run(60, "flush", w.mountpoint.toString());
@@ -151,6 +145,14 @@ class FaultsTest {
       assertEquals("cached data", Files.readString(backing.resolve(
           ".wcfs-lost+found/victim.slot0-seq1")), "the fsync'd data, kept where it can be found");
       assertEquals(2, w.statusNumber("lost_and_found_files"));
+    }
+  }
+
+  private static void writeSyncedNoTrunc(Path p, byte[] data) throws java.io.IOException {
+    try (java.nio.channels.FileChannel c = java.nio.channels.FileChannel.open(p,
+        java.nio.file.StandardOpenOption.WRITE)) {
+      c.write(java.nio.ByteBuffer.wrap(data));
+      c.force(true);
     }
   }
 

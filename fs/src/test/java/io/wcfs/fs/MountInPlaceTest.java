@@ -131,13 +131,16 @@ class MountInPlaceTest {
   @DisplayName("in place, a file deleted underneath the mount: its data goes to lost+found"
       + " in the backing directory, not through the mount")
   void lostAndFoundInPlace() throws Exception {
+    // A file of the directory (one created through the mount reaches it only when writeback
+    // applies its record), written through the mount without O_TRUNC (a truncate would open
+    // the backing file, and an open file is written through its descriptor whatever its name).
+    Files.createFile(data.resolve("victim"));
     try (WcfsProcess w = new WcfsProcess(cacheDir, data, data)) {
       w.mount("--high-watermark", "100", "--low-watermark", "100");
-      writeSynced(data.resolve("victim"), new byte[8192]);
-      // A new name reaches the backing directory when writeback applies its record: flush,
-      // then cache blocks of the file again.
-      assertEquals(0, WcfsProcess.run(60, "flush", data.toString()).exitCode());
-      writeSynced(data.resolve("victim"), new byte[8192]);
+      try (FileChannel c = FileChannel.open(data.resolve("victim"), StandardOpenOption.WRITE)) {
+        c.write(ByteBuffer.wrap(new byte[8192]));
+        c.force(true);
+      }
       Path under = underneath(w.daemonPid(), data);
       Files.delete(under.resolve("victim")); // behind wcfs's back, below its own mount
       WcfsProcess.Result flush = WcfsProcess.run(60, "flush", data.toString());

@@ -121,7 +121,7 @@ class VersionOneCacheTest {
     WcfsProcess.Result format = WcfsProcess.run(60, "format", cacheDir.toString(),
         backing.toString());
     assertNotEquals(0, format.exitCode(), format.all());
-    assertTrue(format.all().contains("holds 1 blocks not yet written back"), format.all());
+    assertTrue(format.all().contains("holds 1 blocks and 0 namespace records not yet written back"), format.all());
     assertArrayEquals(image, Files.readAllBytes(cacheFile), "format refused: cache unchanged");
 
     Path other = Files.createDirectories(tmp.resolve("other")).toRealPath();
