@@ -131,6 +131,39 @@ final class FuseLoop {
   private static final Leadership LEAD = new Leadership();
   /** Whether the kernel agreed that we clear set-ID bits and capabilities ourselves. */
   private static volatile boolean killPrivV2;
+  /** The kernel's FUSE opcodes by number (fuse_opcode in include/uapi/linux/fuse.h). */
+  private static final String[] OPCODE_NAMES = {"", "lookup", "forget", "getattr", "setattr",
+      "readlink", "symlink", "", "mknod", "mkdir", "unlink", "rmdir", "rename", "link", "open",
+      "read", "write", "statfs", "release", "", "fsync", "setxattr", "getxattr", "listxattr",
+      "removexattr", "flush", "init", "opendir", "readdir", "releasedir", "fsyncdir", "getlk",
+      "setlk", "setlkw", "access", "create", "interrupt", "bmap", "destroy", "ioctl", "poll",
+      "notify_reply", "batch_forget", "fallocate", "readdirplus", "rename2", "lseek",
+      "copy_file_range", "setupmapping", "removemapping", "syncfs", "tmpfile", "statx"};
+  /** Requests received, by opcode: what an operation costs in round trips (status). */
+  private static final java.util.concurrent.atomic.LongAdder[] REQUESTS =
+      new java.util.concurrent.atomic.LongAdder[OPCODE_NAMES.length];
+
+  static {
+    for (int i = 0; i < REQUESTS.length; i++) {
+      REQUESTS[i] = new java.util.concurrent.atomic.LongAdder();
+    }
+  }
+
+  /** Requests received so far by opcode name ("fuse_lookup" ...), and their total. */
+  static java.util.Map<String, Long> requestCounts() {
+    java.util.Map<String, Long> out = new java.util.LinkedHashMap<>();
+    long total = 0;
+    for (int i = 1; i < REQUESTS.length; i++) {
+      long n = REQUESTS[i].sum();
+      total += n;
+      if (n > 0 && !OPCODE_NAMES[i].isEmpty()) {
+        out.put("fuse_" + OPCODE_NAMES[i], n);
+      }
+    }
+    out.put("fuse_requests", total);
+    return out;
+  }
+
   /** GETXATTR requests the kernel sent (the security.capability probes before writes among them). */
   private static final java.util.concurrent.atomic.LongAdder GETXATTRS =
       new java.util.concurrent.atomic.LongAdder();
@@ -503,6 +536,9 @@ final class FuseLoop {
 
     void process() {
       int opcode = mem.getInt(4);
+      if (opcode > 0 && opcode < REQUESTS.length) {
+        REQUESTS[opcode].increment();
+      }
       killSuidGid = switch (opcode) {
         case FUSE_WRITE -> (mem.getInt(IN_HEADER + 20) & FUSE_WRITE_KILL_SUIDGID) != 0;
         case FUSE_SETATTR -> (mem.getInt(IN_HEADER) & FATTR_KILL_SUIDGID) != 0;
