@@ -46,13 +46,13 @@ final class DirectNamespace {
       CachedFile f = st == null ? null : files.known(st);
       if (f == null) {
         backing.unlink(path);
-        epochs.namespaceChanged(path);
+        epochs.namespaceLost(path);
         return;
       }
       if (st.nlink() > 1) {
         writeback.writeBackFile(f);
         backing.unlink(path);
-        epochs.namespaceChanged(path);
+        epochs.namespaceLost(path);
         f.writeThrough = true; // its recorded name is gone; the other names are unknown here
         return;
       }
@@ -63,7 +63,7 @@ final class DirectNamespace {
         markUnlinking(f, false);
         throw e;
       }
-      epochs.namespaceChanged(path);
+      epochs.namespaceLost(path);
       discard(f);
     } finally {
       namespaceLock.writeLock().unlock();
@@ -107,7 +107,7 @@ final class DirectNamespace {
         }
         throw e;
       }
-      epochs.namespaceChanged(from);
+      epochs.namespaceLost(from); // fsync'd after the target's, which gained the name
       epochs.namespaceChanged(to);
       for (CachedFile f : moving) {
         String p = f.path;

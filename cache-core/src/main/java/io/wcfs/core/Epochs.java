@@ -3,7 +3,7 @@ package io.wcfs.core;
 import java.io.IOException;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.HashSet;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
@@ -71,11 +71,15 @@ final class Epochs {
   private List<CachedFile> writeThroughDirty = new ArrayList<>();
   /**
    * Backing directories whose entries changed (create, rename, unlink, ...) since the last
-   * commit. The next commit fsyncs them before its commit point, so that a committed file slot
-   * never names a path the backing disk could still lose, and an unlinked or replaced file's
-   * blocks are freed only once its name is durably gone.
+   * commit, in two sets: those that gained a name ({@code dirtyDirectories}) and those that
+   * only lost one ({@code dirtyLostDirectories}). The next commit fsyncs them before its
+   * commit point, so that a committed file slot never names a path the backing disk could
+   * still lose, and an unlinked or replaced file's blocks are freed only once its name is
+   * durably gone; those that gained a name first, so that a rename cut between the two fsyncs
+   * (each directory's part durable with its own fsync, POSIX) leaves both names, never none.
    */
-  private Set<String> dirtyDirectories = new HashSet<>();
+  private Set<String> dirtyDirectories = new LinkedHashSet<>();
+  private Set<String> dirtyLostDirectories = new LinkedHashSet<>();
   /** Guarded by index: when the oldest uncommitted block was stored (autocommit's clock). */
   private long firstUncommittedNanos;
   /** Guarded by index. (epoch, nanoTime of its commit), oldest first: dirty blocks' age. */
@@ -212,7 +216,7 @@ final class Epochs {
     try {
       boolean dirsDirty;
       synchronized (table) {
-        dirsDirty = !dirtyDirectories.isEmpty();
+        dirsDirty = !dirtyDirectories.isEmpty() || !dirtyLostDirectories.isEmpty();
       }
       // Group commit: an epoch committed meanwhile covers our writes, but not a name changed
       // after that commit took its directories.
@@ -292,17 +296,29 @@ final class Epochs {
   private boolean nothingToCommit() {
     synchronized (table) {
       return uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
-          && pendingFileFree.isEmpty() && dirtyDirectories.isEmpty() && dirtyRecords.isEmpty();
+          && pendingFileFree.isEmpty() && dirtyDirectories.isEmpty()
+          && dirtyLostDirectories.isEmpty() && dirtyRecords.isEmpty();
     }
   }
 
   /**
-   * Records that the entries of {@code path}'s parent directory changed (fs calls it after
-   * create, mkdir, mknod, symlink, link, rmdir): the next commit makes them durable.
+   * Records that the entries of {@code path}'s parent directory changed, gaining that name or
+   * otherwise (fs calls it after create, mkdir, mknod, symlink, link, rmdir): the next commit
+   * makes them durable.
    */
   void namespaceChanged(String path) {
     synchronized (table) {
       dirtyDirectories.add(parentOf(path));
+    }
+  }
+
+  /**
+   * Records that {@code path}'s parent directory lost that name (unlink, the source of a
+   * rename): the next commit makes it durable, after the directories that gained names.
+   */
+  void namespaceLost(String path) {
+    synchronized (table) {
+      dirtyLostDirectories.add(parentOf(path));
     }
   }
 
@@ -318,23 +334,30 @@ final class Epochs {
    * it is the backing disk's error, not the cache's.
    */
   private void syncDirectories() throws IOException {
-    Set<String> dirs;
+    Set<String> gained;
+    Set<String> lost;
     synchronized (table) {
-      if (dirtyDirectories.isEmpty()) {
+      if (dirtyDirectories.isEmpty() && dirtyLostDirectories.isEmpty()) {
         return;
       }
-      dirs = dirtyDirectories;
-      dirtyDirectories = new HashSet<>();
+      gained = dirtyDirectories;
+      lost = dirtyLostDirectories;
+      dirtyDirectories = new LinkedHashSet<>();
+      dirtyLostDirectories = new LinkedHashSet<>();
     }
+    lost.removeAll(gained);
     try {
-      for (String d : dirs) {
-        if (backing.stat(d) != null) { // removed since: its parent's fsync covers that
-          backing.syncDirectory(d);
+      for (Set<String> dirs : List.of(gained, lost)) { // gained names first
+        for (String d : dirs) {
+          if (backing.stat(d) != null) { // removed since: its parent's fsync covers that
+            backing.syncDirectory(d);
+          }
         }
       }
     } catch (IOException e) {
       synchronized (table) {
-        dirtyDirectories.addAll(dirs);
+        dirtyDirectories.addAll(gained);
+        dirtyLostDirectories.addAll(lost);
       }
       throw new IOException("fsync of a backing directory failed: " + e.getMessage(), e);
     }

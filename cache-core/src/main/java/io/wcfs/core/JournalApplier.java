@@ -20,12 +20,15 @@ import org.slf4j.LoggerFactory;
  * touch the same name or the same file, so that re-applying a batch cut by a crash is
  * idempotent without guessing: create without truncating (an existing name is this record's
  * file, created before the crash), unlink with ENOENT done, rename with the source gone and
- * the target there done. Per batch, in this order:
+ * the target there done, rename with both names on one file (cut between its directories'
+ * fsyncs) finished by unlinking the source. Per batch, in this order:
  * <ol>
  *   <li>each record's effect in the backing directory; a file renamed is first written back
  *       and fsync'd under its old name, so it shows up at its new name with its data (an
  *       atomic save stays atomic in the backing directory);
- *   <li>fsync of the new files and of every directory touched;
+ *   <li>fsync of the new files and of every directory touched, those that gained a name
+ *       first (under POSIX-strict renames a crash between the fsyncs then leaves a renamed
+ *       file under both names, which re-applying finishes, never under neither);
  *   <li>the files' new places (path, no longer absent) in their file slots, committed;
  *   <li>the records freed, durably; then the overlay forgets the names.
  * </ol>
@@ -98,7 +101,12 @@ final class JournalApplier {
 
   private void applyBatch(List<Journal.Rec> batch) throws IOException {
     backing.checkMayWriteBack();
-    Set<String> dirs = new LinkedHashSet<>();
+    // Directories that gained a name, and those that lost one: the first are fsync'd first.
+    // Under POSIX-strict renames (each directory's part durable with its own fsync) a crash
+    // between the two then leaves a renamed file under both names, which re-applying the
+    // record finishes (the source is there: rename again), never under neither.
+    Set<String> gained = new LinkedHashSet<>();
+    Set<String> lost = new LinkedHashSet<>();
     List<CachedFile> created = new ArrayList<>();
     List<BackingStore.BackingFile> createdFiles = new ArrayList<>();
     List<Journal.Rec> moved = new ArrayList<>();
@@ -122,19 +130,19 @@ final class JournalApplier {
             }
             created.add(f);
             createdFiles.add(bf);
-            dirs.add(parentOf(r.path1));
+            gained.add(parentOf(r.path1));
           }
           case UNLINK -> {
             if (elided(f)) {
               continue;
             }
             unlinkIfThere(r.path1);
-            dirs.add(parentOf(r.path1));
+            lost.add(parentOf(r.path1));
           }
           case RENAME -> {
             if (elided(f)) {
               unlinkIfThere(r.path2); // what the rename replaced goes all the same
-              dirs.add(parentOf(r.path2));
+              lost.add(parentOf(r.path2));
               continue;
             }
             if (f != null && !f.dead) {
@@ -142,15 +150,22 @@ final class JournalApplier {
             }
             forgetShownIno(r.path2);
             try {
-              backing.rename(r.path1, r.path2);
+              if (sameFile(r.path1, r.path2)) {
+                // Applied before a crash that kept both names (each directory's part of a
+                // rename durable with its own fsync, the target's first): rename(2) of two
+                // links to one file does nothing, so the old name goes by itself.
+                backing.unlink(r.path1);
+              } else {
+                backing.rename(r.path1, r.path2);
+              }
             } catch (IOException e) {
               if (!isNoEntry(e) || backing.stat(r.path2) == null) {
                 throw e;
               }
               // Applied before a crash: the source is gone, the target holds it.
             }
-            dirs.add(parentOf(r.path1));
-            dirs.add(parentOf(r.path2));
+            lost.add(parentOf(r.path1));
+            gained.add(parentOf(r.path2));
             if (f != null) {
               // Where getattr finds it from now on; its slot says so after the fsyncs (a
               // crash before that re-applies the record, which finds it done).
@@ -160,13 +175,17 @@ final class JournalApplier {
           }
         }
       }
-      // 2. Durable: new files (their mode and owner), then every directory touched.
+      // 2. Durable: new files (their mode and owner), then every directory touched, those
+      // that gained a name before those that only lost one.
       for (BackingStore.BackingFile bf : createdFiles) {
         bf.sync();
       }
-      for (String d : dirs) {
-        if (backing.stat(d) != null) {
-          backing.syncDirectory(d);
+      lost.removeAll(gained);
+      for (Set<String> dirs : List.of(gained, lost)) {
+        for (String d : dirs) {
+          if (backing.stat(d) != null) {
+            backing.syncDirectory(d);
+          }
         }
       }
       // 3. Where the files are now, in their slots, committed before the records go.
@@ -279,6 +298,13 @@ final class JournalApplier {
         files.forgetShownIno(st.dev(), st.ino());
       }
     }
+  }
+
+  /** Whether both paths name one backing file (two links to it). */
+  private boolean sameFile(String a, String b) throws IOException {
+    BackingStore.Stat x = backing.stat(a);
+    BackingStore.Stat y = x == null ? null : backing.stat(b);
+    return y != null && x.regularFile() && x.dev() == y.dev() && x.ino() == y.ino();
   }
 
   private void unlinkIfThere(String path) throws IOException {

@@ -205,7 +205,6 @@ class BothMediaCrashTest {
     runAll("journaledRenames", new Options(RenameModel.JOURNALED, ALL_KNOWN));
   }
 
-  @Disabled("fails with the engine bug crashInCrossDirectoryRenameLosesFile shows")
   @Test
   @DisplayName("both media crash anywhere (POSIX-strict renames: each directory durable with"
       + " its own fsync)")
@@ -561,12 +560,6 @@ class BothMediaCrashTest {
     }
   }
 
-  @Disabled("engine bug (POSIX-strict backing only, not ext4/xfs): the directories a"
-      + " rename changed are fsync'd source first (JournalApplier.applyBatch: in record order;"
-      + " Epochs.syncDirectories: in HashSet order, here \"\" before \"e\"); a power loss"
-      + " between the two fsyncs leaves the old name's removal durable and not the new name:"
-      + " the file (or directory) is under neither name. Directories that gained a name first"
-      + " would leave both names at worst, which a re-applied rename finishes")
   @Test
   @DisplayName("a power loss while writeback applies a rename across directories (POSIX-strict"
       + " backing): recovery finishes it")
@@ -580,12 +573,6 @@ class BothMediaCrashTest {
     crossDirectoryRenameSweep(RenameModel.JOURNALED);
   }
 
-  @Disabled("engine bug (POSIX-strict backing only, not ext4/xfs): the directories a"
-      + " rename changed are fsync'd source first (JournalApplier.applyBatch: in record order;"
-      + " Epochs.syncDirectories: in HashSet order, here \"\" before \"e\"); a power loss"
-      + " between the two fsyncs leaves the old name's removal durable and not the new name:"
-      + " the file (or directory) is under neither name. Directories that gained a name first"
-      + " would leave both names at worst, which a re-applied rename finishes")
   @Test
   @DisplayName("a power loss in the commit after a synchronous rename of a directory across"
       + " directories (POSIX-strict backing): the directory is under one name or both")
@@ -822,6 +809,8 @@ class BothMediaCrashTest {
     /** Recoveries that found the namespace of the last acknowledged commit exactly. */
     int ackedNamespaces;
     int identityChecks;
+    /** Recoveries that found a file under two names in the backing directory (SPLIT). */
+    int bothNames;
     /** Renames undone before recovery (the RENAME_REAPPLIED_OPENS_GONE_SOURCE workaround). */
     int undoneRenames;
     /** Record frees finished before recovery (RECORD_FREES_TORN_BY_POWER_LOSS). */
@@ -844,7 +833,9 @@ class BothMediaCrashTest {
           + recordsApplied + " journal records applied (" + createsElided + " creates elided), "
           + fileSyncs + " backing file fsyncs, " + directorySyncs + " directory fsyncs; "
           + "recovered namespace: " + ackedNamespaces + " times the acknowledged one, "
-          + olderNamespaces + " times one older than the newest; " + identityChecks
+          + olderNamespaces + " times one older than the newest; " + bothNames
+          + " recoveries found a file under two names (a rename cut between its directories'"
+          + " fsyncs) and finished it; " + identityChecks
           + " backing inode identities checked; known bugs worked around: " + undoneRenames
           + " applied renames undone before recovery, " + finishedFrees + " torn record frees"
           + " finished, " + sparedNamespaceOps + " unlinks and renames over a file spared a daemon crash";
@@ -1139,6 +1130,9 @@ class BothMediaCrashTest {
           }
         } catch (IOException e) {
           throw new UncheckedIOException(e);
+        }
+        if (new java.util.HashSet<>(store.files().values()).size() < store.files().size()) {
+          stats.bothNames++;
         }
         if (attempt == 0 && rnd.nextInt(8) == 0) {
           if (rnd.nextBoolean()) {
