@@ -96,15 +96,6 @@ class BothMediaCrashTest {
      */
     DAEMON_CRASH_FORGETS_PENDING_BACKING_CHANGES,
     /**
-     * A daemon killed in an extending write: same-boot recovery keeps the write's complete
-     * blocks but the size from before it, so the block holding the end of file keeps the
-     * write's bytes past it; a later extension (ftruncate up, a write past the end) shows them
-     * where zeros belong. Worked around: after a daemon crash the test zeros every file's last
-     * block past its end through the cache (extends it with zeros, truncates it back). See
-     * {@link #daemonCrashInExtendingWriteLeavesBytesPastEof}.
-     */
-    SAME_BOOT_RECOVERY_KEEPS_BYTES_PAST_EOF,
-    /**
      * A crash after writeback applied a journaled RENAME to the backing directory (rename(2)
      * done) and before its batch committed the file's new place: recovery applies the record
      * again, and its first step, {@code writeBackFile}, opens the file at the old path, which
@@ -605,12 +596,8 @@ class BothMediaCrashTest {
     }
   }
 
-  @Disabled("engine bug: a daemon killed in a write that extends a file (same boot) after the"
-      + " write stored its blocks but before it stored the new size: same-boot recovery keeps"
-      + " the blocks (complete records of the open epoch) and the old size, and frees only the"
-      + " blocks wholly past it, so the block holding the end of file keeps the write's bytes"
-      + " past the end; a later extension (ftruncate up, or a write past the end leaving a"
-      + " hole) shows them where the file must read zeros, and writeback makes them durable")
+  @DisplayName("a daemon killed in an extending write: after same-boot recovery the bytes"
+      + " past the recovered end of file read as zeros when the file grows again")
   @Test
   void daemonCrashInExtendingWriteLeavesBytesPastEof() throws IOException {
     byte[] first = new byte[665];
@@ -1057,31 +1044,12 @@ class BothMediaCrashTest {
       mem = next;
       boolean powerLost = reopen(!daemonOnly);
       checkRecovered(powerLost, daemonOnly);
-      if (!powerLost && options.tolerates(KnownBug.SAME_BOOT_RECOVERY_KEEPS_BYTES_PAST_EOF)) {
-        zeroPastEof();
-      }
       if (rnd.nextBoolean()) {
         probePastEof();
       }
       int after = rnd.nextInt(6);
       if (after < 2) {
         flushAndCheckBacking(after == 0);
-      }
-    }
-
-    /**
-     * The workaround for {@link KnownBug#SAME_BOOT_RECOVERY_KEEPS_BYTES_PAST_EOF}: each file's
-     * last block past its end made zeros again (a shrinking truncate zeros what it cuts),
-     * leaving its content as it is.
-     */
-    private void zeroPastEof() throws IOException {
-      for (Map.Entry<String, MFile> e : ns.entrySet()) {
-        int size = e.getValue().last().length;
-        int tail = (BS - size % BS) % BS;
-        if (tail > 0) {
-          CacheFixture.write(cache, e.getKey(), size, new byte[tail]);
-          cache.truncate(e.getKey(), size);
-        }
       }
     }
 
