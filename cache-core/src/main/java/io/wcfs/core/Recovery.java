@@ -51,6 +51,11 @@ final class Recovery {
     // Same boot: only the daemon died (kill -9, OOM, a bug); the machine kept every store it
     // made into the mapping, flushed or not. After a reboot only what was committed counts.
     boolean sameBoot = bootId != 0 && layout.boot() == bootId;
+    // A daemon killed before us may have left backing changes that only its next commit was
+    // to make durable (a directory made outside the journal, a size-only truncate): nothing
+    // here knows them, so the whole backing filesystem is made durable before recovery and
+    // the commits after it rely on what the backing directory shows.
+    backing.syncAll();
     CacheScan scan = CacheScan.of(layout, sameBoot);
     if (!scan.problems.isEmpty()) {
       throw new CacheFormatException("cache corruption: " + scan.problems.get(0)

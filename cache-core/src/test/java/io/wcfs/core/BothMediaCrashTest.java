@@ -87,15 +87,6 @@ class BothMediaCrashTest {
    */
   enum KnownBug {
     /**
-     * After a daemon crash the restarted engine does not make durable the backing changes the
-     * dead daemon left for its next commit (directories the fs layer changed, size-only
-     * changes of files with nothing cached): a commit or flush after the restart returns, a
-     * power loss then loses them. Worked around: the test makes everything in the backing
-     * directory durable (syncfs) before restarting the engine. See {@link
-     * #daemonCrashLosesPendingBackingChanges}.
-     */
-    DAEMON_CRASH_FORGETS_PENDING_BACKING_CHANGES,
-    /**
      * A crash after writeback applied a journaled RENAME to the backing directory (rename(2)
      * done) and before its batch committed the file's new place: recovery applies the record
      * again, and its first step, {@code writeBackFile}, opens the file at the old path, which
@@ -473,12 +464,8 @@ class BothMediaCrashTest {
     c.close();
   }
 
-  @Disabled("engine bug: after a daemon crash (kill -9, same boot) the restarted engine never"
-      + " makes durable the backing changes the dead daemon left pending: what is not"
-      + " journaled and waits for the next commit's fsyncs, such as a directory the fs layer"
-      + " made (Epochs.namespaceChanged) or a size-only change of a file with nothing cached"
-      + " (Epochs.queueBackingSync), is known only to the dead daemon's memory; commit() and"
-      + " flush() after the restart return, a power loss then takes it")
+  @DisplayName("after a daemon crash, recovery makes durable the backing changes the dead"
+      + " daemon left for its next commit")
   @Test
   void daemonCrashLosesPendingBackingChanges() throws IOException {
     PowerLossBackingStore store = new PowerLossBackingStore("pending", RenameModel.JOURNALED);
@@ -499,9 +486,11 @@ class BothMediaCrashTest {
     c.flush(10_000);
     c.abandon();
     store.powerLoss();
-    assertNotNull(store.stat("m"), "m was made before a commit and a flush that returned");
-    assertEquals(3000, store.stat("a").size(), "a was extended before a commit and a flush"
-        + " that returned");
+    org.junit.jupiter.api.Assertions.assertAll(
+        () -> assertNotNull(store.stat("m"), "m was made before a commit and a flush that"
+            + " returned"),
+        () -> assertEquals(3000, store.stat("a").size(), "a was extended before a commit and a"
+            + " flush that returned"));
   }
 
   /**
@@ -1033,9 +1022,6 @@ class BothMediaCrashTest {
         next = mem.processCrash();
         cache.abandon();
         store.processCrash();
-        if (options.tolerates(KnownBug.DAEMON_CRASH_FORGETS_PENDING_BACKING_CHANGES)) {
-          store.syncAll(); // works around the engine bug daemonCrashLosesPendingNames shows
-        }
       } else {
         next = mem.crash(rnd);
         cache.abandon();
