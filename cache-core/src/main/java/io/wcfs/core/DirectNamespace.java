@@ -46,13 +46,13 @@ final class DirectNamespace {
       CachedFile f = st == null ? null : files.known(st);
       if (f == null) {
         backing.unlink(path);
-        epochs.namespaceLost(path);
+        epochs.namespaceChanged(path);
         return;
       }
       if (st.nlink() > 1) {
         writeback.writeBackFile(f);
         backing.unlink(path);
-        epochs.namespaceLost(path);
+        epochs.namespaceChanged(path);
         f.writeThrough = true; // its recorded name is gone; the other names are unknown here
         return;
       }
@@ -63,7 +63,7 @@ final class DirectNamespace {
         markUnlinking(f, false);
         throw e;
       }
-      epochs.namespaceLost(path);
+      epochs.namespaceChanged(path);
       discard(f);
     } finally {
       namespaceLock.writeLock().unlock();
@@ -107,8 +107,7 @@ final class DirectNamespace {
         }
         throw e;
       }
-      epochs.namespaceLost(from); // fsync'd after the target's, which gained the name
-      epochs.namespaceChanged(to);
+      epochs.namespaceRenamed(from, to); // the target's directory fsync'd first
       for (CachedFile f : moving) {
         String p = f.path;
         f.path = to + p.substring(from.length());

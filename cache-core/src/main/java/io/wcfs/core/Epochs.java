@@ -71,15 +71,13 @@ final class Epochs {
   private List<CachedFile> writeThroughDirty = new ArrayList<>();
   /**
    * Backing directories whose entries changed (create, rename, unlink, ...) since the last
-   * commit, in two sets: those that gained a name ({@code dirtyDirectories}) and those that
-   * only lost one ({@code dirtyLostDirectories}). The next commit fsyncs them before its
-   * commit point, so that a committed file slot never names a path the backing disk could
-   * still lose, and an unlinked or replaced file's blocks are freed only once its name is
-   * durably gone; those that gained a name first, so that a rename cut between the two fsyncs
-   * (each directory's part durable with its own fsync, POSIX) leaves both names, never none.
+   * commit. The next commit fsyncs them before its commit point, so that a committed file slot
+   * never names a path the backing disk could still lose, and an unlinked or replaced file's
+   * blocks are freed only once its name is durably gone; in {@link #fsyncOrder}.
    */
   private Set<String> dirtyDirectories = new LinkedHashSet<>();
-  private Set<String> dirtyLostDirectories = new LinkedHashSet<>();
+  /** Renames across directories since the last commit: (target's, source's directory). */
+  private List<String[]> dirtyRenames = new ArrayList<>();
   /** Guarded by index: when the oldest uncommitted block was stored (autocommit's clock). */
   private long firstUncommittedNanos;
   /** Guarded by index. (epoch, nanoTime of its commit), oldest first: dirty blocks' age. */
@@ -216,7 +214,7 @@ final class Epochs {
     try {
       boolean dirsDirty;
       synchronized (table) {
-        dirsDirty = !dirtyDirectories.isEmpty() || !dirtyLostDirectories.isEmpty();
+        dirsDirty = !dirtyDirectories.isEmpty();
       }
       // Group commit: an epoch committed meanwhile covers our writes, but not a name changed
       // after that commit took its directories.
@@ -296,8 +294,7 @@ final class Epochs {
   private boolean nothingToCommit() {
     synchronized (table) {
       return uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
-          && pendingFileFree.isEmpty() && dirtyDirectories.isEmpty()
-          && dirtyLostDirectories.isEmpty() && dirtyRecords.isEmpty();
+          && pendingFileFree.isEmpty() && dirtyDirectories.isEmpty() && dirtyRecords.isEmpty();
     }
   }
 
@@ -313,13 +310,60 @@ final class Epochs {
   }
 
   /**
-   * Records that {@code path}'s parent directory lost that name (unlink, the source of a
-   * rename): the next commit makes it durable, after the directories that gained names.
+   * Records a rename made in the backing directory: the next commit makes both directories'
+   * entries durable, the target's first.
    */
-  void namespaceLost(String path) {
+  void namespaceRenamed(String from, String to) {
     synchronized (table) {
-      dirtyLostDirectories.add(parentOf(path));
+      dirtyDirectories.add(parentOf(from));
+      dirtyDirectories.add(parentOf(to));
+      if (!parentOf(from).equals(parentOf(to))) {
+        dirtyRenames.add(new String[] {parentOf(to), parentOf(from)});
+      }
     }
+  }
+
+  /**
+   * The order to fsync {@code dirs} in: for each rename across two of them ({@code renames}:
+   * the directory that gained the name, the one that lost it), the first before the second.
+   * Where each directory's part of a rename is durable with its own fsync (POSIX; ext4 and xfs
+   * commit the whole rename with either), a crash between the two then leaves the file under
+   * both names, which re-applying a journaled rename finishes, never under neither. Otherwise
+   * the order of {@code dirs}; directories that renames cross both ways (a cycle) have no
+   * such order: they come last, in that order.
+   */
+  static List<String> fsyncOrder(Set<String> dirs, List<String[]> renames) {
+    if (renames.isEmpty()) {
+      return new ArrayList<>(dirs);
+    }
+    java.util.Map<String, Integer> waitsFor = new java.util.HashMap<>();
+    for (String[] r : renames) {
+      if (dirs.contains(r[0]) && dirs.contains(r[1]) && !r[0].equals(r[1])) {
+        waitsFor.merge(r[1], 1, Integer::sum);
+      }
+    }
+    List<String> order = new ArrayList<>(dirs.size());
+    Set<String> left = new LinkedHashSet<>(dirs);
+    while (!left.isEmpty()) {
+      String next = null;
+      for (String d : left) {
+        if (waitsFor.getOrDefault(d, 0) == 0) {
+          next = d;
+          break;
+        }
+      }
+      if (next == null) {
+        next = left.iterator().next(); // a cycle: no order keeps every rename
+      }
+      left.remove(next);
+      order.add(next);
+      for (String[] r : renames) {
+        if (r[0].equals(next) && left.contains(r[1]) && !r[0].equals(r[1])) {
+          waitsFor.merge(r[1], -1, Integer::sum);
+        }
+      }
+    }
+    return order;
   }
 
   private static String parentOf(String path) {
@@ -334,30 +378,27 @@ final class Epochs {
    * it is the backing disk's error, not the cache's.
    */
   private void syncDirectories() throws IOException {
-    Set<String> gained;
-    Set<String> lost;
+    Set<String> dirs;
+    List<String[]> renames;
     synchronized (table) {
-      if (dirtyDirectories.isEmpty() && dirtyLostDirectories.isEmpty()) {
+      if (dirtyDirectories.isEmpty()) {
         return;
       }
-      gained = dirtyDirectories;
-      lost = dirtyLostDirectories;
+      dirs = dirtyDirectories;
+      renames = dirtyRenames;
       dirtyDirectories = new LinkedHashSet<>();
-      dirtyLostDirectories = new LinkedHashSet<>();
+      dirtyRenames = new ArrayList<>();
     }
-    lost.removeAll(gained);
     try {
-      for (Set<String> dirs : List.of(gained, lost)) { // gained names first
-        for (String d : dirs) {
-          if (backing.stat(d) != null) { // removed since: its parent's fsync covers that
-            backing.syncDirectory(d);
-          }
+      for (String d : fsyncOrder(dirs, renames)) { // a rename's target before its source
+        if (backing.stat(d) != null) { // removed since: its parent's fsync covers that
+          backing.syncDirectory(d);
         }
       }
     } catch (IOException e) {
       synchronized (table) {
-        dirtyDirectories.addAll(gained);
-        dirtyLostDirectories.addAll(lost);
+        dirtyDirectories.addAll(dirs);
+        dirtyRenames.addAll(renames);
       }
       throw new IOException("fsync of a backing directory failed: " + e.getMessage(), e);
     }

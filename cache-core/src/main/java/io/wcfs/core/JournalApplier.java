@@ -17,7 +17,8 @@ import org.slf4j.LoggerFactory;
  * and by recovery; serialized by {@code applyLock}.
  *
  * <p>Applying goes in batches. A batch holds committed records in order, no two of which
- * touch the same name or the same file, so that re-applying a batch cut by a crash is
+ * touch the same name or the same file (nor rename across the same two directories both
+ * ways, which would leave no order to fsync them in), so that re-applying a batch cut by a crash is
  * idempotent without guessing: create without truncating (an existing name is this record's
  * file, created before the crash), unlink with ENOENT done, rename with the source gone and
  * the target there done, rename with both names on one file (cut between its directories'
@@ -26,9 +27,9 @@ import org.slf4j.LoggerFactory;
  *   <li>each record's effect in the backing directory; a file renamed is first written back
  *       and fsync'd under its old name, so it shows up at its new name with its data (an
  *       atomic save stays atomic in the backing directory);
- *   <li>fsync of the new files and of every directory touched, those that gained a name
- *       first (under POSIX-strict renames a crash between the fsyncs then leaves a renamed
- *       file under both names, which re-applying finishes, never under neither);
+ *   <li>fsync of the new files and of every directory touched, a rename's target directory
+ *       before its source (under POSIX-strict renames a crash between the fsyncs then leaves
+ *       the file under both names, which re-applying finishes, never under neither);
  *   <li>the files' new places (path, no longer absent) in their file slots, committed;
  *   <li>the records freed, durably; then the overlay forgets the names.
  * </ol>
@@ -101,12 +102,11 @@ final class JournalApplier {
 
   private void applyBatch(List<Journal.Rec> batch) throws IOException {
     backing.checkMayWriteBack();
-    // Directories that gained a name, and those that lost one: the first are fsync'd first.
-    // Under POSIX-strict renames (each directory's part durable with its own fsync) a crash
-    // between the two then leaves a renamed file under both names, which re-applying the
-    // record finishes (the source is there: rename again), never under neither.
-    Set<String> gained = new LinkedHashSet<>();
-    Set<String> lost = new LinkedHashSet<>();
+    Set<String> dirs = new LinkedHashSet<>();
+    // Renames across directories: (target's, source's directory), fsync'd in that order
+    // (Epochs.fsyncOrder): a crash between the two leaves both names, which re-applying the
+    // record finishes, never none.
+    List<String[]> renames = new ArrayList<>();
     List<CachedFile> created = new ArrayList<>();
     List<BackingStore.BackingFile> createdFiles = new ArrayList<>();
     List<Journal.Rec> moved = new ArrayList<>();
@@ -130,19 +130,19 @@ final class JournalApplier {
             }
             created.add(f);
             createdFiles.add(bf);
-            gained.add(parentOf(r.path1));
+            dirs.add(parentOf(r.path1));
           }
           case UNLINK -> {
             if (elided(f)) {
               continue;
             }
             unlinkIfThere(r.path1);
-            lost.add(parentOf(r.path1));
+            dirs.add(parentOf(r.path1));
           }
           case RENAME -> {
             if (elided(f)) {
               unlinkIfThere(r.path2); // what the rename replaced goes all the same
-              lost.add(parentOf(r.path2));
+              dirs.add(parentOf(r.path2));
               continue;
             }
             if (f != null && !f.dead) {
@@ -164,8 +164,9 @@ final class JournalApplier {
               }
               // Applied before a crash: the source is gone, the target holds it.
             }
-            lost.add(parentOf(r.path1));
-            gained.add(parentOf(r.path2));
+            dirs.add(parentOf(r.path1));
+            dirs.add(parentOf(r.path2));
+            renames.add(new String[] {parentOf(r.path2), parentOf(r.path1)});
             if (f != null) {
               // Where getattr finds it from now on; its slot says so after the fsyncs (a
               // crash before that re-applies the record, which finds it done).
@@ -175,17 +176,14 @@ final class JournalApplier {
           }
         }
       }
-      // 2. Durable: new files (their mode and owner), then every directory touched, those
-      // that gained a name before those that only lost one.
+      // 2. Durable: new files (their mode and owner), then every directory touched, a
+      // rename's target before its source.
       for (BackingStore.BackingFile bf : createdFiles) {
         bf.sync();
       }
-      lost.removeAll(gained);
-      for (Set<String> dirs : List.of(gained, lost)) {
-        for (String d : dirs) {
-          if (backing.stat(d) != null) {
-            backing.syncDirectory(d);
-          }
+      for (String d : Epochs.fsyncOrder(dirs, renames)) {
+        if (backing.stat(d) != null) {
+          backing.syncDirectory(d);
         }
       }
       // 3. Where the files are now, in their slots, committed before the records go.
