@@ -134,7 +134,18 @@ class BothMediaCrashTest {
      * over a file. See {@link #daemonCrashInUnlinkLosesReturnedWrites} and {@link
      * #daemonCrashInRenameOverFile}.
      */
-    DAEMON_CRASH_BETWEEN_RECORD_AND_DEAD_MARK
+    DAEMON_CRASH_BETWEEN_RECORD_AND_DEAD_MARK,
+    /**
+     * The old unlinking-mark tear, now in {@code JournalApplier.placed}: storing a file's new
+     * place rewrites its version of the open epoch in place ({@code DataPath.storeFileMeta(f,
+     * true)}; {@code CacheLayout.storeFileVersion} frees it first), so a daemon killed in
+     * between leaves the file no version of the open epoch, and same-boot recovery drops the
+     * writes of that epoch that had returned. Reached when writeback applies records while
+     * writes are uncommitted (the writeback thread does). Worked around as {@link
+     * #RECORD_APPLIED_TO_DEAD_FILE_NOT_PLACED}: the workload's journal steps commit first.
+     * See {@link #daemonCrashInPlacedKeepsReturnedWrites}.
+     */
+    OPEN_EPOCH_VERSION_TORN_BY_REWRITE
   }
 
   /** What a run simulates, and the known engine bugs it tolerates. */
@@ -231,8 +242,13 @@ class BothMediaCrashTest {
    */
   private static void runSeeds(RenameModel model, KnownBug bug, long... seeds)
       throws IOException {
+    runSeeds(model, allBut(bug), seeds);
+  }
+
+  private static void runSeeds(RenameModel model, Set<KnownBug> tolerated, long... seeds)
+      throws IOException {
     for (long seed : seeds) {
-      new Workload(seed, new Options(model, allBut(bug)), new Stats(),
+      new Workload(seed, new Options(model, tolerated), new Stats(),
           model == RenameModel.SPLIT ? "splitRenames" : "journaledRenames")
           .run(CRASHES_PER_WORKLOAD);
     }
@@ -905,6 +921,49 @@ class BothMediaCrashTest {
   }
 
 
+  @Disabled("engine bug (the old unlinking-mark tear, in a new place): JournalApplier.placed"
+      + " stores the file's new place with DataPath.storeFileMeta(f, true), which rewrites its"
+      + " version of the open epoch in place, and CacheLayout.storeFileVersion frees it (seq ="
+      + " FREE) before rewriting it; a daemon killed in between (same boot) leaves the file no"
+      + " version of the open epoch, so recovery falls back to the committed one and drops"
+      + " the writes that had returned (here the size goes back from 1300 to 100, operation 1)")
+  @Test
+  @DisplayName("a daemon killed while writeback applies a CREATE, after writes to the file that"
+      + " returned uncommitted: after same-boot recovery the file has every write")
+  void daemonCrashInPlacedKeepsReturnedWrites() throws IOException {
+    byte[] data = new byte[1300];
+    new Random(4).nextBytes(data);
+    for (int k = 0; ; k++) {
+      PowerLossBackingStore store = new PowerLossBackingStore("placed", RenameModel.JOURNALED);
+      CrashingMemory mem = CacheFixture.memoryFor(NBLOCKS, BS);
+      long boot = CacheFixture.nextBoot();
+      WriteCache c = fresh(mem, store, boot);
+      create(c, "a");
+      CacheFixture.write(c, "a", 0, new byte[100]);
+      c.commit(); // the CREATE committed; the file not in the backing directory yet
+      CacheFixture.write(c, "a", 0, data); // returned, not committed: a version of this epoch
+      mem.crashAfter(k);
+      try {
+        c.journalStep(); // writeback applies the CREATE and stores the file's new place
+      } catch (CrashingMemory.SimulatedCrash | IOException e) {
+        // the daemon died here
+      }
+      if (!mem.hasCrashed()) {
+        mem.crashAfter(-1);
+        c.close();
+        return; // the step ran to its end
+      }
+      CrashingMemory next = mem.processCrash();
+      c.abandon();
+      store.processCrash();
+      c = WriteCache.openManual(next, store, CacheFixture.manualConfig(BS), boot);
+      String what = "daemon killed at cache-memory operation " + k + " of the journal step";
+      assertSettled(c, store, what);
+      assertArrayEquals(data, CacheFixture.read(c, "a"), what);
+      c.close();
+    }
+  }
+
   // ---- the open bugs in the random workload: seeds that reach them ---------------------------
 
   @Disabled("engine bug: as renameAppliedBeforeCrashIsStuck, found by the random workload"
@@ -926,14 +985,19 @@ class BothMediaCrashTest {
         99539772L, 99539780L);
   }
 
-  @Disabled("engine bug: as createAppliedToDeadFileLosesData and its two siblings, found by"
-      + " the random workload when its journal steps do not commit first (JOURNALED seeds"
-      + " 99539727 crash point 79 and 99539733 (48): a renamed file's data in lost+found;"
-      + " 99539731 (99): a file back empty; 99539737 (90))")
+  @Disabled("engine bug: as createAppliedToDeadFileLosesData and its two siblings (and maybe"
+      + " daemonCrashInPlacedKeepsReturnedWrites), found by the random workload when its"
+      + " journal steps do not commit first (JOURNALED; which seeds fail depends on the JVM's"
+      + " identity hash codes more than for the other bugs: 99539727 crash point 79 and"
+      + " 99539733 (48): a renamed file's data in lost+found; 99539731 (99): a file back"
+      + " empty; 99539737 (90); in another run 99539734, 99539749, 99539762, 99539763,"
+      + " 99539766, 99539771)")
   @Test
   void recordAppliedToDeadFileRandomWorkload() throws IOException {
-    runSeeds(RenameModel.JOURNALED, KnownBug.RECORD_APPLIED_TO_DEAD_FILE_NOT_PLACED,
-        99539727L, 99539731L, 99539733L, 99539737L);
+    Set<KnownBug> tolerated = allBut(KnownBug.RECORD_APPLIED_TO_DEAD_FILE_NOT_PLACED);
+    tolerated.remove(KnownBug.OPEN_EPOCH_VERSION_TORN_BY_REWRITE); // the same workaround
+    runSeeds(RenameModel.JOURNALED, tolerated, 99539727L, 99539731L, 99539733L, 99539737L,
+        99539734L, 99539749L, 99539762L, 99539763L, 99539766L, 99539771L);
   }
 
   @Disabled("engine bug: as daemonCrashInUnlinkLosesReturnedWrites and"
@@ -1346,8 +1410,9 @@ class BothMediaCrashTest {
         cache.writebackStep();
       } else if (op < 95) {
         note("journal step");
-        if (options.tolerates(KnownBug.RECORD_APPLIED_TO_DEAD_FILE_NOT_PLACED)) {
-          cache.commit(); // no file dies uncommitted before its CREATE is applied
+        if (options.tolerates(KnownBug.RECORD_APPLIED_TO_DEAD_FILE_NOT_PLACED)
+            || options.tolerates(KnownBug.OPEN_EPOCH_VERSION_TORN_BY_REWRITE)) {
+          cache.commit(); // nothing uncommitted while records are applied
           acknowledge();
         }
         cache.journalStep();
