@@ -42,6 +42,15 @@ public interface BackingStore {
    */
   void syncDirectory(String path) throws IOException;
 
+  /**
+   * syncfs(2) of the filesystem holding the directory: every change pending on it made
+   * durable, names and data, whoever made them. Recovery calls it first: a daemon killed in
+   * the same boot may have left changes its next commit was to make durable (directories
+   * changed outside the journal, size-only changes of files with nothing cached), which the
+   * restarted engine does not know of. Nothing to do by default.
+   */
+  default void syncAll() throws IOException {}
+
   void unlink(String path) throws IOException;
 
   void rename(String from, String to) throws IOException;

@@ -107,8 +107,7 @@ final class DirectNamespace {
         }
         throw e;
       }
-      epochs.namespaceChanged(from);
-      epochs.namespaceChanged(to);
+      epochs.namespaceRenamed(from, to); // the target's directory fsync'd first
       for (CachedFile f : moving) {
         String p = f.path;
         f.path = to + p.substring(from.length());

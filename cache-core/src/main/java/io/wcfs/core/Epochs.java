@@ -2,7 +2,10 @@ package io.wcfs.core;
 
 import java.io.IOException;
 import java.util.ArrayDeque;
+import java.util.ArrayList;
 import java.util.HashSet;
+import java.util.LinkedHashSet;
+import java.util.List;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.ReentrantLock;
@@ -57,9 +60,11 @@ final class Epochs {
    * Backing directories whose entries changed (create, rename, unlink, ...) since the last
    * commit. The next commit fsyncs them before its commit point, so that a committed file slot
    * never names a path the backing disk could still lose, and an unlinked or replaced file's
-   * blocks are freed only once its name is durably gone.
+   * blocks are freed only once its name is durably gone; in {@link #fsyncOrder}.
    */
-  private Set<String> dirtyDirectories = new HashSet<>();
+  private Set<String> dirtyDirectories = new LinkedHashSet<>();
+  /** Renames across directories since the last commit: (target's, source's directory). */
+  private List<String[]> dirtyRenames = new ArrayList<>();
   /** Guarded by index: when the oldest uncommitted block was stored (autocommit's clock). */
   private long firstUncommittedNanos;
   /** Guarded by index. (epoch, nanoTime of its commit), oldest first: dirty blocks' age. */
@@ -203,13 +208,71 @@ final class Epochs {
   }
 
   /**
-   * Records that the entries of {@code path}'s parent directory changed (fs calls it after
-   * create, mkdir, mknod, symlink, link, rmdir): the next commit makes them durable.
+   * Records that the entries of {@code path}'s parent directory changed, gaining that name or
+   * otherwise (fs calls it after create, mkdir, mknod, symlink, link, rmdir): the next commit
+   * makes them durable.
    */
   void namespaceChanged(String path) {
     synchronized (table) {
       dirtyDirectories.add(parentOf(path));
     }
+  }
+
+  /**
+   * Records a rename made in the backing directory: the next commit makes both directories'
+   * entries durable, the target's first.
+   */
+  void namespaceRenamed(String from, String to) {
+    synchronized (table) {
+      dirtyDirectories.add(parentOf(from));
+      dirtyDirectories.add(parentOf(to));
+      if (!parentOf(from).equals(parentOf(to))) {
+        dirtyRenames.add(new String[] {parentOf(to), parentOf(from)});
+      }
+    }
+  }
+
+  /**
+   * The order to fsync {@code dirs} in: for each rename across two of them ({@code renames}:
+   * the directory that gained the name, the one that lost it), the first before the second.
+   * Where each directory's part of a rename is durable with its own fsync (POSIX; ext4 and xfs
+   * commit the whole rename with either), a crash between the two then leaves the file under
+   * both names, which re-applying a journaled rename finishes, never under neither. Otherwise
+   * the order of {@code dirs}; directories that renames cross both ways (a cycle) have no
+   * such order: they come last, in that order.
+   */
+  static List<String> fsyncOrder(Set<String> dirs, List<String[]> renames) {
+    if (renames.isEmpty()) {
+      return new ArrayList<>(dirs);
+    }
+    java.util.Map<String, Integer> waitsFor = new java.util.HashMap<>();
+    for (String[] r : renames) {
+      if (dirs.contains(r[0]) && dirs.contains(r[1]) && !r[0].equals(r[1])) {
+        waitsFor.merge(r[1], 1, Integer::sum);
+      }
+    }
+    List<String> order = new ArrayList<>(dirs.size());
+    Set<String> left = new LinkedHashSet<>(dirs);
+    while (!left.isEmpty()) {
+      String next = null;
+      for (String d : left) {
+        if (waitsFor.getOrDefault(d, 0) == 0) {
+          next = d;
+          break;
+        }
+      }
+      if (next == null) {
+        next = left.iterator().next(); // a cycle: no order keeps every rename
+      }
+      left.remove(next);
+      order.add(next);
+      for (String[] r : renames) {
+        if (r[0].equals(next) && left.contains(r[1]) && !r[0].equals(r[1])) {
+          waitsFor.merge(r[1], -1, Integer::sum);
+        }
+      }
+    }
+    return order;
   }
 
   private static String parentOf(String path) {
@@ -225,15 +288,18 @@ final class Epochs {
    */
   private void syncDirectories() throws IOException {
     Set<String> dirs;
+    List<String[]> renames;
     synchronized (table) {
       if (dirtyDirectories.isEmpty()) {
         return;
       }
       dirs = dirtyDirectories;
-      dirtyDirectories = new HashSet<>();
+      renames = dirtyRenames;
+      dirtyDirectories = new LinkedHashSet<>();
+      dirtyRenames = new ArrayList<>();
     }
     try {
-      for (String d : dirs) {
+      for (String d : fsyncOrder(dirs, renames)) { // a rename's target before its source
         if (backing.stat(d) != null) { // removed since: its parent's fsync covers that
           backing.syncDirectory(d);
         }
@@ -241,6 +307,7 @@ final class Epochs {
     } catch (IOException e) {
       synchronized (table) {
         dirtyDirectories.addAll(dirs);
+        dirtyRenames.addAll(renames);
       }
       throw new IOException("fsync of a backing directory failed: " + e.getMessage(), e);
     }

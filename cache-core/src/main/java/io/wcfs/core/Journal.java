@@ -191,11 +191,17 @@ final class Journal {
 
   // ---- retiring ----------------------------------------------------------------------------
 
-  /** Committed records from the oldest on, in order, with no name or file twice. */
+  /**
+   * Committed records from the oldest on, in order, with no name or file twice, and no
+   * renames across directories that leave no order to fsync them in ({@link
+   * Epochs#fsyncOrder}: each one's target directory before its source, which renames crossing
+   * the same directories both ways would contradict).
+   */
   List<Rec> takeBatch() {
     List<Rec> batch = new ArrayList<>();
     Set<String> names = new HashSet<>();
     Set<CachedFile> filesSeen = new HashSet<>();
+    List<String[]> renames = new ArrayList<>();
     synchronized (table) {
       long committed = epochs.committedSeq();
       for (Rec r : pending) {
@@ -204,6 +210,14 @@ final class Journal {
         }
         boolean conflict = names.contains(r.path1) || (r.path2 != null && names.contains(r.path2))
             || (r.file != null && filesSeen.contains(r.file));
+        if (!conflict && r.op == CacheLayout.Op.RENAME) {
+          String target = JournalApplier.parentOf(r.path2);
+          String source = JournalApplier.parentOf(r.path1);
+          if (!target.equals(source)) {
+            conflict = reaches(renames, source, target); // the new order would close a cycle
+            renames.add(new String[] {target, source});
+          }
+        }
         if (conflict) {
           break;
         }
@@ -218,6 +232,24 @@ final class Journal {
       }
     }
     return batch;
+  }
+
+  /** Whether {@code from} must come before {@code to} by the (before, after) pairs given. */
+  private static boolean reaches(List<String[]> before, String from, String to) {
+    ArrayDeque<String> todo = new ArrayDeque<>(List.of(from));
+    Set<String> seen = new HashSet<>(todo);
+    while (!todo.isEmpty()) {
+      String d = todo.poll();
+      if (d.equals(to)) {
+        return true;
+      }
+      for (String[] e : before) {
+        if (e[0].equals(d) && seen.add(e[1])) {
+          todo.add(e[1]);
+        }
+      }
+    }
+    return false;
   }
 
   /**

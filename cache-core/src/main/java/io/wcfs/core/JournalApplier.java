@@ -17,15 +17,19 @@ import org.slf4j.LoggerFactory;
  * and by recovery; serialized by {@code applyLock}.
  *
  * <p>Applying goes in batches. A batch holds committed records in order, no two of which
- * touch the same name or the same file, so that re-applying a batch cut by a crash is
+ * touch the same name or the same file (nor rename across the same two directories both
+ * ways, which would leave no order to fsync them in), so that re-applying a batch cut by a crash is
  * idempotent without guessing: create without truncating (an existing name is this record's
  * file, created before the crash), unlink with ENOENT done, rename with the source gone and
- * the target there done. Per batch, in this order:
+ * the target there done, rename with both names on one file (cut between its directories'
+ * fsyncs) finished by unlinking the source. Per batch, in this order:
  * <ol>
  *   <li>each record's effect in the backing directory; a file renamed is first written back
  *       and fsync'd under its old name, so it shows up at its new name with its data (an
  *       atomic save stays atomic in the backing directory);
- *   <li>fsync of the new files and of every directory touched;
+ *   <li>fsync of the new files and of every directory touched, a rename's target directory
+ *       before its source (under POSIX-strict renames a crash between the fsyncs then leaves
+ *       the file under both names, which re-applying finishes, never under neither);
  *   <li>the files' new places (path, no longer absent) in their file slots, committed;
  *   <li>the records freed, durably; then the overlay forgets the names.
  * </ol>
@@ -99,6 +103,10 @@ final class JournalApplier {
   private void applyBatch(List<Journal.Rec> batch) throws IOException {
     backing.checkMayWriteBack();
     Set<String> dirs = new LinkedHashSet<>();
+    // Renames across directories: (target's, source's directory), fsync'd in that order
+    // (Epochs.fsyncOrder): a crash between the two leaves both names, which re-applying the
+    // record finishes, never none.
+    List<String[]> renames = new ArrayList<>();
     List<CachedFile> created = new ArrayList<>();
     List<BackingStore.BackingFile> createdFiles = new ArrayList<>();
     List<Journal.Rec> moved = new ArrayList<>();
@@ -142,7 +150,14 @@ final class JournalApplier {
             }
             forgetShownIno(r.path2);
             try {
-              backing.rename(r.path1, r.path2);
+              if (sameFile(r.path1, r.path2)) {
+                // Applied before a crash that kept both names (each directory's part of a
+                // rename durable with its own fsync, the target's first): rename(2) of two
+                // links to one file does nothing, so the old name goes by itself.
+                backing.unlink(r.path1);
+              } else {
+                backing.rename(r.path1, r.path2);
+              }
             } catch (IOException e) {
               if (!isNoEntry(e) || backing.stat(r.path2) == null) {
                 throw e;
@@ -151,6 +166,7 @@ final class JournalApplier {
             }
             dirs.add(parentOf(r.path1));
             dirs.add(parentOf(r.path2));
+            renames.add(new String[] {parentOf(r.path2), parentOf(r.path1)});
             if (f != null) {
               // Where getattr finds it from now on; its slot says so after the fsyncs (a
               // crash before that re-applies the record, which finds it done).
@@ -160,11 +176,12 @@ final class JournalApplier {
           }
         }
       }
-      // 2. Durable: new files (their mode and owner), then every directory touched.
+      // 2. Durable: new files (their mode and owner), then every directory touched, a
+      // rename's target before its source.
       for (BackingStore.BackingFile bf : createdFiles) {
         bf.sync();
       }
-      for (String d : dirs) {
+      for (String d : Epochs.fsyncOrder(dirs, renames)) {
         if (backing.stat(d) != null) {
           backing.syncDirectory(d);
         }
@@ -279,6 +296,13 @@ final class JournalApplier {
         files.forgetShownIno(st.dev(), st.ino());
       }
     }
+  }
+
+  /** Whether both paths name one backing file (two links to it). */
+  private boolean sameFile(String a, String b) throws IOException {
+    BackingStore.Stat x = backing.stat(a);
+    BackingStore.Stat y = x == null ? null : backing.stat(b);
+    return y != null && x.regularFile() && x.dev() == y.dev() && x.ino() == y.ino();
   }
 
   private void unlinkIfThere(String path) throws IOException {

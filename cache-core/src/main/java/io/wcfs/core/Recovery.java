@@ -7,8 +7,9 @@ import org.slf4j.LoggerFactory;
 /**
  * Recovery at mount: rebuilds the engine's memory from what {@link CacheScan} read, matches
  * every recorded file to the backing directory by its path (the truth; inode numbers are
- * hints), frees what never committed, finishes interrupted truncates and unlinks, and applies
- * recorded sizes of files with no blocks left. Nothing is written before everything was read
+ * hints), frees what never committed, finishes interrupted truncates and unlinks, zeros what a
+ * file's last cached block holds past its end, and applies recorded sizes of files with no
+ * blocks left. Nothing is written before everything was read
  * and checked, so a cache refused as corrupt is left exactly as it was.
  */
 final class Recovery {
@@ -50,6 +51,11 @@ final class Recovery {
     // Same boot: only the daemon died (kill -9, OOM, a bug); the machine kept every store it
     // made into the mapping, flushed or not. After a reboot only what was committed counts.
     boolean sameBoot = bootId != 0 && layout.boot() == bootId;
+    // A daemon killed before us may have left backing changes that only its next commit was
+    // to make durable (a directory made outside the journal, a size-only truncate): nothing
+    // here knows them, so the whole backing filesystem is made durable before recovery and
+    // the commits after it rely on what the backing directory shows.
+    backing.syncAll();
     CacheScan scan = CacheScan.of(layout, sameBoot);
     if (!scan.problems.isEmpty()) {
       throw new CacheFormatException("cache corruption: " + scan.problems.get(0)
@@ -97,6 +103,9 @@ final class Recovery {
       liveCount++;
     }
     for (CachedFile f : files.all()) {
+      if (!f.dead) {
+        zeroPastEnd(f); // durable with the memory commit below
+      }
       if (f.backingLonger && !slotsInRecords.contains(f.fileSlot)) {
         finishTruncate(f);
       }
@@ -284,7 +293,42 @@ final class Recovery {
     return f;
   }
 
-  /** Where a file's blocks go when their path is gone: BACKING/.wcfs-lost+found/. */
+  /**
+   * The bytes past a file's size in the cached block holding its end must read as zeros: the
+   * write path copies that block whole when the file grows again. A daemon killed in a write
+   * that extends the file may leave the write's bytes there and the size from before it
+   * (same-boot recovery takes the complete blocks; the new size was never stored). They are
+   * zeroed here, in place: no reader sees them, so a torn store is harmless; flushed here and
+   * committed by recovery's memory commit.
+   */
+  private void zeroPastEnd(CachedFile f) throws IOException {
+    int blockSize = layout.geometry().blockSize();
+    int tail = (int) (f.size % blockSize);
+    int slot = tail == 0 ? -1 : f.blocks.get(f.size / blockSize);
+    if (slot < 0) {
+      return;
+    }
+    int len = blockSize - tail;
+    long at = layout.dataOffset(slot) + tail;
+    try (io.wcfs.nativ.NativeBuffer buf = new io.wcfs.nativ.NativeBuffer(len)) {
+      mem.copyOut(at, buf.address(), len);
+      byte[] bytes = new byte[len];
+      buf.get(0, bytes, 0, len);
+      boolean zero = true;
+      for (byte b : bytes) {
+        zero &= b == 0;
+      }
+      if (zero) {
+        return;
+      }
+      io.wcfs.nativ.NativeBuffer.zero(buf.address(), len);
+      mem.copyIn(at, buf.address(), len);
+      mem.flush(at, len);
+    }
+    LOG.info("{}: zeroed {} bytes past its end of file ({}) in its last cached block", f.path,
+        len, f.size);
+  }
+
   /** A truncate committed before the crash: finish it before anyone reads the old tail. */
   private void finishTruncate(CachedFile f) throws IOException {
     try (BackingStore.BackingFile file = backing.open(f.path)) {

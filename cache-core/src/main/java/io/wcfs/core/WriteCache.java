@@ -393,6 +393,14 @@ public final class WriteCache implements AutoCloseable {
     return writeback.step();
   }
 
+  /**
+   * Applies the committed namespace records now, without committing first, as the writeback
+   * thread does when they are due (tests without the thread); returns how many.
+   */
+  int journalStep() throws IOException {
+    return journal.apply(false);
+  }
+
   // =============================================================================================
   // Stats, close
   // =============================================================================================

@@ -44,6 +44,11 @@ final class CrashingMemory implements CacheMemory {
     countdown = n;
   }
 
+  /** Operations left before the armed crash (0: the next one crashes), or -1: none armed. */
+  synchronized long countdown() {
+    return countdown;
+  }
+
   synchronized boolean hasCrashed() {
     return crashed;
   }

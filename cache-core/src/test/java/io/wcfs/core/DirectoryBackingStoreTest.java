@@ -48,4 +48,19 @@ class DirectoryBackingStoreTest {
       store.close();
     }
   }
+
+  @Test
+  @DisplayName("syncAll runs syncfs(2) on the root's filesystem (its O_PATH descriptor would"
+      + " be refused)")
+  void syncAll() throws Exception {
+    Path root = Files.createDirectories(tmp.resolve("synced"));
+    DirectoryBackingStore store = new DirectoryBackingStore(root);
+    try {
+      store.createFile("d/f");
+      store.syncAll(); // throws on EBADF and any other error but EINVAL/ENOSYS
+      assertTrue(Files.isRegularFile(root.resolve("d/f")));
+    } finally {
+      store.close();
+    }
+  }
 }

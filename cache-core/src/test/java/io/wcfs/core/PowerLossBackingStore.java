@@ -328,11 +328,13 @@ final class PowerLossBackingStore implements BackingStore {
   }
 
   /**
-   * syncfs(2): every pending change durable, names and data. What a daemon could do at mount
-   * when it cannot know which changes a predecessor left pending.
+   * syncfs(2): every pending change durable, names and data. What recovery does first, since
+   * it cannot know which changes a daemon killed before it left pending. A mutating call for
+   * {@link #crashAfter}: the power may go out before it.
    */
-  synchronized void syncAll() {
-    checkPower();
+  @Override
+  public synchronized void syncAll() {
+    tick();
     for (Op op : new ArrayList<>(pendingOps)) {
       for (Change c : op.changes) {
         int i = c.dir().pending.indexOf(c);

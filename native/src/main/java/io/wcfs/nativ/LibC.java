@@ -67,6 +67,9 @@ public final class LibC {
     int fsync(int fd);
 
     @SaveError
+    int syncfs(int fd);
+
+    @SaveError
     int ftruncate(int fd, @off_t long length);
 
     @SaveError
@@ -277,6 +280,13 @@ public final class LibC {
   public static void fsync(int fd) throws NativeIOException {
     if (API.fsync(fd) != 0) {
       throw error("fsync");
+    }
+  }
+
+  /** syncfs(2): everything pending on the filesystem holding {@code fd} made durable. */
+  public static void syncfs(int fd) throws NativeIOException {
+    if (API.syncfs(fd) != 0) {
+      throw error("syncfs");
     }
   }
 
