@@ -21,7 +21,7 @@ import java.util.zip.CRC32C;
  *                                                       (FILE_VERSION_SIZE bytes)
  * Journal     --> Record^JournalRecords                 (the geometry derives their number)
  * Record      --> Seq, Order, Op << 32 | FileSlot + 1, Path1Length << 32 | Path2Length,
- *                 Path1, Path2 (packed, padded)          (RECORD_SIZE bytes)
+ *                 VictimSlot + 1, Path1, Path2 (packed, padded)   (RECORD_SIZE bytes)
  * Entries     --> Entry^NBlocks
  * Entry       --> Location (FileSlot+1 << 40 | BlockIndex), Seq      (16 bytes)
  * Data        --> Block^NBlocks                        (block-aligned)
@@ -56,7 +56,7 @@ public final class CacheLayout {
   static final int MAX_PATH_BYTES = FILE_VERSION_SIZE - 56;
   static final int RECORD_SIZE = 512;
   /** Both paths of a record together (a rename's two). */
-  static final int MAX_RECORD_PATH_BYTES = RECORD_SIZE - 32;
+  static final int MAX_RECORD_PATH_BYTES = RECORD_SIZE - 40;
   static final int MAX_BACKING_PATH_BYTES = SUPERBLOCK_SIZE - 96;
   static final long FREE = -1;
   static final int BLOCK_INDEX_BITS = 40;
@@ -102,7 +102,13 @@ public final class CacheLayout {
   private static final int R_ORDER = 8;
   private static final int R_OP = 16;
   private static final int R_LENS = 24;
-  private static final int R_PATHS = 32;
+  /**
+   * The file whose last name the record removes (an unlink's file, a rename's victim), -1 for
+   * none: recovery takes the record's word for that file's death, whether or not the DEAD mark
+   * stored after it survived.
+   */
+  private static final int R_VICTIM = 32;
+  private static final int R_PATHS = 40;
 
   /** Where each region lies, derived from the file size and block size. */
   public record Geometry(
@@ -185,7 +191,7 @@ public final class CacheLayout {
 
   /** A journal record as stored. */
   record Record(int index, long seq, long order, Op op, int fileSlot, String path1,
-      String path2) {}
+      String path2, int victimSlot) {}
 
   /** Whether the paths fit in one record. */
   static boolean recordFits(String path1, String path2) {
@@ -632,7 +638,8 @@ public final class CacheLayout {
     byte[] paths = readBytes(base + R_PATHS, len1 + Math.max(0, len2));
     return new Record(index, seq, mem.readLong(base + R_ORDER), Op.ALL[op],
         (int) opWord - 1, new String(paths, 0, len1, StandardCharsets.UTF_8),
-        len2 < 0 ? null : new String(paths, len1, len2, StandardCharsets.UTF_8));
+        len2 < 0 ? null : new String(paths, len1, len2, StandardCharsets.UTF_8),
+        (int) mem.readLong(base + R_VICTIM) - 1);
   }
 
   /**
@@ -640,13 +647,14 @@ public final class CacheLayout {
    * complete, which same-boot recovery relies on.
    */
   void storeRecord(int index, long seq, long order, Op op, int fileSlot, String path1,
-      String path2) throws IOException {
+      String path2, int victimSlot) throws IOException {
     byte[] p1 = path1.getBytes(StandardCharsets.UTF_8);
     byte[] p2 = path2 == null ? new byte[0] : path2.getBytes(StandardCharsets.UTF_8);
     io.wcfs.nativ.NativeBuffer b = recordStaging.get();
     b.putLong(R_ORDER, order);
     b.putLong(R_OP, (long) op.ordinal() << 32 | (fileSlot + 1));
     b.putLong(R_LENS, (long) p1.length << 32 | (path2 == null ? 0xFFFFFFFFL : p2.length));
+    b.putLong(R_VICTIM, victimSlot + 1);
     int n = p1.length + p2.length;
     if ((n & 7) != 0) {
       b.putLong(R_PATHS + (n & ~7), 0);

@@ -112,6 +112,11 @@ final class CacheScan {
         scan.problems.add("journal record " + i + " is committed but not a valid record");
         continue;
       }
+      if (r.victimSlot() >= fileSlots) {
+        scan.problems.add("journal record " + i + " names file slot " + r.victimSlot()
+            + " as the file it removes; there are only " + fileSlots);
+        continue;
+      }
       if (r.fileSlot() >= fileSlots || (r.fileSlot() >= 0 && scan.files[r.fileSlot()] == null
           && seq < seqCount)) {
         scan.problems.add("journal record " + i + " (" + r.op() + " " + r.path1() + ") names"

@@ -31,10 +31,12 @@ final class Journal {
     final CachedFile file;
     final String path1;
     final String path2;
+    /** The file whose last name it removes, if it has a slot (named in the record too). */
+    final CachedFile victim;
     final long nanos = System.nanoTime();
 
     Rec(int index, long epoch, long order, CacheLayout.Op op, CachedFile file, String path1,
-        String path2) {
+        String path2, CachedFile victim) {
       this.index = index;
       this.epoch = epoch;
       this.order = order;
@@ -42,6 +44,7 @@ final class Journal {
       this.file = file;
       this.path1 = path1;
       this.path2 = path2;
+      this.victim = victim;
     }
   }
 
@@ -58,8 +61,16 @@ final class Journal {
 
   /** Guarded by table: the records not yet freed, oldest first (ring order). */
   private final ArrayDeque<Rec> pending = new ArrayDeque<>();
-  /** Guarded by table: where the oldest pending record is, or the next one goes. */
+  /**
+   * Guarded by table: the ring's oldest pending record, and where the next one goes. The
+   * pending records lie in ring order between them; a power loss while a batch's frees were
+   * stored may have kept a later free without an earlier one, so there may be free holes
+   * between them after recovery, which are reused only once head passes them.
+   */
   private int head;
+  private int tail;
+  /** Guarded by table: ring slots from head to tail, holes included. */
+  private int span;
   /** Guarded by table: the last order handed out. */
   private long lastOrder;
   /** Guarded by table: a namespace operation waits for room. */
@@ -105,7 +116,7 @@ final class Journal {
 
   /** Needs index. Whether {@code n} more records fit. */
   boolean hasRoom(int n) {
-    return pending.size() + n <= capacity;
+    return span + n <= capacity;
   }
 
   /**
@@ -146,8 +157,8 @@ final class Journal {
    * epochLock shared, and made room ({@link #awaitRoom}); {@code file} has a file slot.
    * Returns its order.
    */
-  long append(CacheLayout.Op op, CachedFile file, String path1, String path2)
-      throws IOException {
+  long append(CacheLayout.Op op, CachedFile file, String path1, String path2,
+      CachedFile victim) throws IOException {
     int index;
     long order;
     long epoch = epochs.openEpoch();
@@ -155,16 +166,22 @@ final class Journal {
       if (!hasRoom(1)) {
         throw new IllegalStateException("namespace journal full: the caller did not wait");
       }
-      index = (head + pending.size()) % capacity;
+      index = tail;
       order = ++lastOrder;
     }
-    layout.storeRecord(index, epoch, order, op, file == null ? -1 : file.fileSlot, path1, path2);
+    layout.storeRecord(index, epoch, order, op, file == null ? -1 : file.fileSlot, path1, path2,
+        victim == null ? -1 : victim.fileSlot);
     synchronized (table) {
-      pending.addLast(new Rec(index, epoch, order, op, file, path1, path2));
+      pending.addLast(new Rec(index, epoch, order, op, file, path1, path2, victim));
+      tail = (tail + 1) % capacity;
+      span++;
       pendingCount = pending.size();
       epochs.recordStored(index);
       if (file != null) {
         file.pendingRecords++;
+      }
+      if (victim != null && victim != file) {
+        victim.pendingRecords++; // its slot is named by the record: kept until it goes
       }
     }
     counters.journalRecords.increment();
@@ -209,7 +226,8 @@ final class Journal {
           break;
         }
         boolean conflict = names.contains(r.path1) || (r.path2 != null && names.contains(r.path2))
-            || (r.file != null && filesSeen.contains(r.file));
+            || (r.file != null && filesSeen.contains(r.file))
+            || (r.victim != null && filesSeen.contains(r.victim));
         if (!conflict && r.op == CacheLayout.Op.RENAME) {
           String target = JournalApplier.parentOf(r.path2);
           String source = JournalApplier.parentOf(r.path1);
@@ -227,6 +245,9 @@ final class Journal {
         }
         if (r.file != null) {
           filesSeen.add(r.file);
+        }
+        if (r.victim != null) {
+          filesSeen.add(r.victim);
         }
         batch.add(r);
       }
@@ -264,9 +285,12 @@ final class Journal {
         if (first != r) {
           throw new IllegalStateException("journal ring out of order");
         }
-        head = (head + 1) % capacity;
+        advanceHead();
         if (r.file != null && --r.file.pendingRecords == 0) {
           release.add(r.file);
+        }
+        if (r.victim != null && r.victim != r.file && --r.victim.pendingRecords == 0) {
+          release.add(r.victim);
         }
       }
       pendingCount = pending.size();
@@ -276,17 +300,18 @@ final class Journal {
     return release;
   }
 
+  /** Needs index. head moves to the oldest pending record, or to tail when none is left. */
+  private void advanceHead() {
+    Rec next = pending.peekFirst();
+    int newHead = next == null ? tail : next.index;
+    span = next == null ? 0 : span - (newHead - head + capacity) % capacity;
+    head = newHead;
+  }
+
   /** The records not yet freed, oldest first. */
   List<Rec> pendingSnapshot() {
     synchronized (table) {
       return new ArrayList<>(pending);
-    }
-  }
-
-  /** Recovery: the ring resumes at the oldest record left ({@code index}); or at 0, empty. */
-  void resumeAt(int index) {
-    synchronized (table) {
-      head = pending.isEmpty() ? 0 : index;
     }
   }
 
@@ -305,30 +330,33 @@ final class Journal {
     synchronized (table) {
       for (CacheLayout.Record r : records) {
         CachedFile f = r.fileSlot() >= 0 ? files.bySlot(r.fileSlot()) : null;
+        CachedFile v = r.victimSlot() >= 0 ? files.bySlot(r.victimSlot()) : null;
         pending.addLast(new Rec(r.index(), r.seq(), r.order(), r.op(), f, r.path1(),
-            r.path2()));
+            r.path2(), v));
         if (f != null) {
           f.pendingRecords++;
         }
+        if (v != null && v != f) {
+          v.pendingRecords++;
+        }
         lastOrder = Math.max(lastOrder, r.order());
       }
-      // Records are freed oldest first and appended after the newest, so the committed ones
-      // left are contiguous in the ring from the oldest on: the ring resumes there.
-      head = records.isEmpty() ? 0 : records.get(0).index();
-      if (!contiguous(records)) {
-        throw new IllegalStateException("namespace journal records are not contiguous in the"
-            + " ring; `wcfs check` lists them");
+      // Appended in ring order, so the ring resumes after the newest and frees from the
+      // oldest; holes between them (frees a power loss kept out of order) wait for head.
+      if (records.isEmpty()) {
+        head = 0;
+        tail = 0;
+        span = 0;
+      } else {
+        head = records.get(0).index();
+        tail = (records.get(records.size() - 1).index() + 1) % capacity;
+        span = (tail - head + capacity) % capacity;
+        if (span == 0) {
+          span = capacity;
+        }
       }
       pendingCount = pending.size();
     }
   }
 
-  private boolean contiguous(List<CacheLayout.Record> records) {
-    for (int i = 1; i < records.size(); i++) {
-      if (records.get(i).index() != (records.get(i - 1).index() + 1) % capacity) {
-        return false;
-      }
-    }
-    return true;
-  }
 }

@@ -145,6 +145,18 @@ final class JournalApplier {
               dirs.add(parentOf(r.path2));
               continue;
             }
+            if (backing.stat(r.path1) == null && backing.stat(r.path2) != null) {
+              // Applied before a crash (its data went there first): nothing to redo, and the
+              // file is found at its new name from here on.
+              dirs.add(parentOf(r.path1));
+              dirs.add(parentOf(r.path2));
+              renames.add(new String[] {parentOf(r.path2), parentOf(r.path1)});
+              if (f != null) {
+                f.path = r.path2;
+                moved.add(r);
+              }
+              continue;
+            }
             if (f != null && !f.dead) {
               writeback.writeBackFile(f); // its data there, fsync'd, before its new name
             }
@@ -207,6 +219,13 @@ final class JournalApplier {
       for (Journal.Rec r : moved) {
         stored |= placed(r.file, r.path2, null, null);
       }
+      for (Journal.Rec r : batch) {
+        // Before its record goes, a killed file's slot says DEAD: from then on nothing but
+        // the slot speaks of it, and recovery must not write it anywhere.
+        if (r.victim != null && r.victim.dead) {
+          stored |= markDead(r.victim);
+        }
+      }
       if (stored) {
         epochs.commit();
       }
@@ -266,8 +285,16 @@ final class JournalApplier {
       }
       f.path = path;
       f.writeThrough = f.writeThrough || !CacheLayout.pathFits(path);
-      if (f.fileSlot < 0 || f.dead) {
+      if (f.fileSlot < 0) {
         return false;
+      }
+      // Stored for a dead file too: its death may not be committed yet, and a power loss that
+      // takes the death back must find the file where this batch put it.
+      if (f.versionSeq == epochs.openEpoch()) {
+        // Its newest version is uncommitted: commit it first, so the whole rewrite below goes
+        // to the other version (rewriting it in place frees it first; a daemon killed then
+        // would lose writes that returned).
+        epochs.commit();
       }
       epochs.storing().lock();
       try {
@@ -303,6 +330,28 @@ final class JournalApplier {
     BackingStore.Stat x = backing.stat(a);
     BackingStore.Stat y = x == null ? null : backing.stat(b);
     return y != null && x.regularFile() && x.dev() == y.dev() && x.ino() == y.ino();
+  }
+
+  /** Stores the DEAD mark in a killed file's slot (see {@link #placed} for the commit). */
+  private boolean markDead(CachedFile f) throws IOException {
+    f.lock.writeLock().lock();
+    try {
+      if (f.fileSlot < 0) {
+        return false;
+      }
+      if (f.versionSeq == epochs.openEpoch()) {
+        epochs.commit();
+      }
+      epochs.storing().lock();
+      try {
+        data.storeFileMeta(f, true);
+      } finally {
+        epochs.storing().unlock();
+      }
+      return true;
+    } finally {
+      f.lock.writeLock().unlock();
+    }
   }
 
   private void unlinkIfThere(String path) throws IOException {
@@ -345,7 +394,6 @@ final class JournalApplier {
         if (batch.isEmpty()) {
           break;
         }
-        journal.resumeAt(batch.get(0).index);
         applyBatch(batch);
       }
     } catch (IOException e) {
@@ -360,7 +408,6 @@ final class JournalApplier {
     } finally {
       applyLock.unlock();
     }
-    journal.resumeAt(0);
   }
 
 

@@ -177,7 +177,7 @@ final class Namespace {
         epochs.storing().lock();
         try {
           data.storeFileMeta(f, true);
-          order = journal.append(CacheLayout.Op.CREATE, f, path, null);
+          order = journal.append(CacheLayout.Op.CREATE, f, path, null, null);
         } finally {
           epochs.storing().unlock();
         }
@@ -308,7 +308,8 @@ final class Namespace {
         }
         CachedFile named = moving != null ? moving
             : dying != null && dying.fileSlot >= 0 ? dying : null;
-        long order = journal.append(op, named, path, to);
+        long order = journal.append(op, named, path, to,
+            dying != null && dying.fileSlot >= 0 ? dying : null);
         if (dying != null) {
           kill(dying);
         }
@@ -330,9 +331,8 @@ final class Namespace {
   }
 
   /**
-   * Its last name is gone in this epoch: its blocks are dropped (freed by the commit), the
-   * slot says DEAD (recovery never writes it anywhere) and stays until its records are
-   * applied. Open handles of a file in the backing directory write to its inode directly.
+   * Its last name is gone in this epoch: its blocks are dropped (freed by the commit), and
+   * its slot stays until the records naming it are applied. Open handles of a file in the backing directory write to its inode directly.
    * Needs f.lock and epochLock shared.
    */
   private void kill(CachedFile f) throws IOException {
@@ -341,12 +341,13 @@ final class Namespace {
     if (!f.absent) {
       f.writeThrough = true;
     }
-    if (f.fileSlot >= 0) {
-      if (f.handles == 0 || !f.absent) {
-        data.dropBlocks(f, 0);
-      }
-      data.storeFileMeta(f, true);
+    if (f.fileSlot >= 0 && (f.handles == 0 || !f.absent)) {
+      data.dropBlocks(f, 0);
     }
+    // No DEAD mark stored here: the record names the file it kills, which recovery takes as
+    // its death; rewriting the slot now could tear its newest version, uncommitted writes
+    // that returned included, if the daemon were killed. The applier stores the mark before
+    // the record goes.
   }
 
   /** A file's last handle closed: a dead, absent file's blocks go now. */
@@ -400,6 +401,9 @@ final class Namespace {
           f.mtimeNanos = mtimeNanos;
         }
         f.ctimeNanos = System.currentTimeMillis() * 1_000_000L;
+        if (f.versionSeq == epochs.openEpoch()) {
+          epochs.commit(); // the whole rewrite then goes to the other version, not in place
+        }
         epochs.storing().lock();
         try {
           data.storeFileMeta(f, true);

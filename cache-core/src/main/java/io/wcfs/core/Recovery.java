@@ -26,6 +26,8 @@ final class Recovery {
   private final Counters counters;
   /** File slots named by committed journal records (see {@link #recoverFile}). */
   private java.util.Set<Integer> slotsInRecords = java.util.Set.of();
+  /** File slots whose file a committed record killed (unlinked, or renamed over). */
+  private final java.util.Set<Integer> killedSlots = new java.util.HashSet<>();
 
   Recovery(CacheMemory mem, CacheLayout layout, BackingStore backing, SlotTable table,
       FileRegistry files, Epochs epochs, Writeback writeback, Journal journal,
@@ -79,6 +81,13 @@ final class Recovery {
     }
     epochs.recovered(seqCount);
     slotsInRecords = scan.slotsInRecords;
+    // A committed (or, same boot, complete) record that removed a file's last name is the
+    // word on its death: the DEAD mark is stored only when the record is applied.
+    for (CacheLayout.Record r : scan.records) {
+      if (r.victimSlot() >= 0) {
+        killedSlots.add(r.victimSlot());
+      }
+    }
     IntList freedFileSlots = new IntList();
     for (int fs = scan.files.length - 1; fs >= 0; fs--) { // the free stack hands out 0 first
       CacheScan.FileRecord r = scan.files[fs];
@@ -218,16 +227,17 @@ final class Recovery {
   private CachedFile recoverFile(int fs, CacheLayout.FileVersion v, int version)
       throws IOException {
     LOG.debug("slot {}: {}", fs, v);
-    if (v.dead() || v.absent() || (slotsInRecords.contains(fs) && backing.stat(v.path()) == null)) {
+    boolean dead = v.dead() || killedSlots.contains(fs);
+    if (dead || v.absent() || (slotsInRecords.contains(fs) && backing.stat(v.path()) == null)) {
       // Not (or not yet) at its recorded path: dead (its blocks go, its slot after its
       // records), created in the cache (its CREATE is pending), or renamed by a record that
       // reached the backing directory before the crash. The journal's records say where it
       // is; nothing here looks it up by path.
-      CachedFile f = new CachedFile(0, 0, v.absent() || v.dead() ? null : v.path(), v.size(),
+      CachedFile f = new CachedFile(0, 0, v.absent() || dead ? null : v.path(), v.size(),
           v.mtimeNanos());
       f.absent = v.absent();
-      f.dead = v.dead();
-      f.deathEpoch = v.dead() ? 0 : Long.MAX_VALUE;
+      f.dead = dead;
+      f.deathEpoch = dead ? 0 : Long.MAX_VALUE;
       f.mode = v.mode();
       f.uid = v.uid();
       f.gid = v.gid();
