@@ -33,6 +33,11 @@ final class Journal {
     final String path2;
     /** The file whose last name it removes, if it has a slot (named in the record too). */
     final CachedFile victim;
+    /**
+     * Applying it began before (a batch that failed, or a crash before recovery): part of its
+     * effect may be in the backing directory already. Guarded by the applier's lock.
+     */
+    boolean attempted;
     final long nanos = System.nanoTime();
 
     Rec(int index, long epoch, long order, CacheLayout.Op op, CachedFile file, String path1,
@@ -331,8 +336,9 @@ final class Journal {
       for (CacheLayout.Record r : records) {
         CachedFile f = r.fileSlot() >= 0 ? files.bySlot(r.fileSlot()) : null;
         CachedFile v = r.victimSlot() >= 0 ? files.bySlot(r.victimSlot()) : null;
-        pending.addLast(new Rec(r.index(), r.seq(), r.order(), r.op(), f, r.path1(),
-            r.path2(), v));
+        Rec rec = new Rec(r.index(), r.seq(), r.order(), r.op(), f, r.path1(), r.path2(), v);
+        rec.attempted = true; // a crash may have cut its batch
+        pending.addLast(rec);
         if (f != null) {
           f.pendingRecords++;
         }

@@ -114,12 +114,20 @@ final class JournalApplier {
       // 1. Effects, in order.
       for (Journal.Rec r : batch) {
         CachedFile f = r.file;
+        boolean retry = r.attempted;
+        r.attempted = true;
         LOG.debug("apply {} {} {} slot {} elided {}", r.op, r.path1, r.path2,
             f == null ? -1 : f.fileSlot, elided(f));
         switch (r.op) {
           case CREATE -> {
             if (elided(f)) {
               counters.createsElided.increment();
+              if (retry) {
+                // A batch cut before (by a crash or an error) may have created it already;
+                // nobody else can have made this name since (the batch owns it).
+                unlinkIfThere(r.path1);
+                dirs.add(parentOf(r.path1));
+              }
               continue;
             }
             BackingStore.BackingFile bf;

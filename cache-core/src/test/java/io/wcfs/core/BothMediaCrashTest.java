@@ -87,6 +87,9 @@ class BothMediaCrashTest {
    * in its set, so that it can look for others. Each has a {@code @Disabled} reproduction below.
    */
   enum KnownBug {
+    // All fixed on 2026-11-30 (their reproductions below pass, and the random runs use none
+    // of the workarounds); kept so that the workarounds can be tried against a build that
+    // breaks one of them again.
     /**
      * A crash after writeback applied a journaled RENAME to the backing directory (rename(2)
      * done) and before its batch committed the file's new place: recovery applies the record
@@ -195,36 +198,18 @@ class BothMediaCrashTest {
     cache.close(cache.create(path, 0600, 0, 0, true));
   }
 
-  /**
-   * The random workload with none of the known bugs' workarounds: their reproductions below
-   * pass since they were fixed, but this seed still fails (2026-11-30: after a power loss in
-   * a journal step, a file renamed away and then renamed over by an uncommitted rename comes
-   * back under its old name, empty). Kept failing on purpose, disabled, until it is fixed;
-   * then the workarounds go from the two random tests.
-   */
-  @Disabled("open engine bug: seed 99539736 with no workarounds (see the comment)")
-  @Test
-  void noWorkaroundsSeed99539736() throws IOException {
-    System.setProperty("wcfs.bothmedia.seed", "99539736");
-    try {
-      runAll("noWorkarounds", new Options(RenameModel.JOURNALED, EnumSet.noneOf(KnownBug.class)));
-    } finally {
-      System.clearProperty("wcfs.bothmedia.seed");
-    }
-  }
-
   @Test
   @DisplayName("both media crash anywhere (renames journaled, as on ext4/xfs): every"
       + " acknowledged fsync holds, nothing torn or invented, names as of a commit")
   void journaledRenames() throws IOException {
-    runAll("journaledRenames", new Options(RenameModel.JOURNALED, ALL_KNOWN));
+    runAll("journaledRenames", new Options(RenameModel.JOURNALED, EnumSet.noneOf(KnownBug.class)));
   }
 
   @Test
   @DisplayName("both media crash anywhere (POSIX-strict renames: each directory durable with"
       + " its own fsync)")
   void splitRenames() throws IOException {
-    runAll("splitRenames", new Options(RenameModel.SPLIT, ALL_KNOWN));
+    runAll("splitRenames", new Options(RenameModel.SPLIT, EnumSet.noneOf(KnownBug.class)));
   }
 
   private static void runAll(String method, Options defaults) throws IOException {
