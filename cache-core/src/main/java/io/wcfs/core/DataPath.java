@@ -259,6 +259,24 @@ final class DataPath {
     storeFileMeta(f, false);
   }
 
+  /**
+   * Rewrites every field of f's slot (its place, attributes, marks) for the open epoch. If
+   * its newest version is uncommitted, that is committed first, so that the rewrite goes to
+   * the other version: rewriting it in place frees it first, and a daemon killed then would
+   * lose writes that returned. Needs f.lock exclusively and no epochLock (it may commit).
+   */
+  void rewriteFileMeta(CachedFile f) throws IOException {
+    if (f.versionSeq == epochs.openEpoch()) {
+      epochs.commit();
+    }
+    epochs.storing().lock();
+    try {
+      storeFileMeta(f, true);
+    } finally {
+      epochs.storing().unlock();
+    }
+  }
+
   /** {@code whole}: rewrite every field, not just size and mtime (the unlinking mark). */
   void storeFileMeta(CachedFile f, boolean whole) throws IOException {
     long epoch = epochs.openEpoch();

@@ -298,18 +298,7 @@ final class JournalApplier {
       }
       // Stored for a dead file too: its death may not be committed yet, and a power loss that
       // takes the death back must find the file where this batch put it.
-      if (f.versionSeq == epochs.openEpoch()) {
-        // Its newest version is uncommitted: commit it first, so the whole rewrite below goes
-        // to the other version (rewriting it in place frees it first; a daemon killed then
-        // would lose writes that returned).
-        epochs.commit();
-      }
-      epochs.storing().lock();
-      try {
-        data.storeFileMeta(f, true);
-      } finally {
-        epochs.storing().unlock();
-      }
+      data.rewriteFileMeta(f);
       return true;
     } finally {
       f.lock.writeLock().unlock();
@@ -340,22 +329,14 @@ final class JournalApplier {
     return y != null && x.regularFile() && x.dev() == y.dev() && x.ino() == y.ino();
   }
 
-  /** Stores the DEAD mark in a killed file's slot (see {@link #placed} for the commit). */
+  /** Stores the DEAD mark in a killed file's slot. */
   private boolean markDead(CachedFile f) throws IOException {
     f.lock.writeLock().lock();
     try {
       if (f.fileSlot < 0) {
         return false;
       }
-      if (f.versionSeq == epochs.openEpoch()) {
-        epochs.commit();
-      }
-      epochs.storing().lock();
-      try {
-        data.storeFileMeta(f, true);
-      } finally {
-        epochs.storing().unlock();
-      }
+      data.rewriteFileMeta(f);
       return true;
     } finally {
       f.lock.writeLock().unlock();

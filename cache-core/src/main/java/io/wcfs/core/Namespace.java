@@ -401,15 +401,7 @@ final class Namespace {
           f.mtimeNanos = mtimeNanos;
         }
         f.ctimeNanos = System.currentTimeMillis() * 1_000_000L;
-        if (f.versionSeq == epochs.openEpoch()) {
-          epochs.commit(); // the whole rewrite then goes to the other version, not in place
-        }
-        epochs.storing().lock();
-        try {
-          data.storeFileMeta(f, true);
-        } finally {
-          epochs.storing().unlock();
-        }
+        data.rewriteFileMeta(f);
       } finally {
         f.lock.writeLock().unlock();
       }
