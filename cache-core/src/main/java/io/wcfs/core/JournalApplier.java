@@ -37,6 +37,7 @@ import org.slf4j.LoggerFactory;
  * reaches the backing directory: its records are skipped ({@code creates_elided}).
  */
 final class JournalApplier {
+
   private static final Logger LOG = LoggerFactory.getLogger(JournalApplier.class);
 
   private final Journal journal;
@@ -169,6 +170,12 @@ final class JournalApplier {
               writeback.writeBackFile(f); // its data there, fsync'd, before its new name
             }
             forgetShownIno(r.path2);
+            // Under the file's lock with its new path: a getattr through the overlay reads
+            // the path under that lock (WriteCache.withShown), never the old one after the
+            // rename.
+            if (f != null) {
+              f.lock.writeLock().lock();
+            }
             try {
               if (sameFile(r.path1, r.path2)) {
                 // Applied before a crash that kept both names (each directory's part of a
@@ -183,14 +190,18 @@ final class JournalApplier {
                 throw e;
               }
               // Applied before a crash: the source is gone, the target holds it.
+            } finally {
+              if (f != null) {
+                f.path = r.path2;
+                f.lock.writeLock().unlock();
+              }
             }
             dirs.add(parentOf(r.path1));
             dirs.add(parentOf(r.path2));
             renames.add(new String[] {parentOf(r.path2), parentOf(r.path1)});
             if (f != null) {
-              // Where getattr finds it from now on; its slot says so after the fsyncs (a
-              // crash before that re-applies the record, which finds it done).
-              f.path = r.path2;
+              // f.path is where getattr finds it from now on (set above); its slot says so
+              // after the fsyncs (a crash before that re-applies the record: found done).
               moved.add(r);
             }
           }

@@ -173,15 +173,16 @@ final class Namespace {
           files.takeSlot(f);
           f.handles = 1;
         }
-        long order;
         epochs.storing().lock();
         try {
           data.storeFileMeta(f, true);
-          order = journal.append(CacheLayout.Op.CREATE, f, path, null, null);
+          long order = journal.append(CacheLayout.Op.CREATE, f, path, null, null);
+          // Under epochLock with the record: no commit, so no application and retirement of
+          // it, can come before the name is in the overlay (it would stay there for good).
+          overlay.put(path, f, order);
         } finally {
           epochs.storing().unlock();
         }
-        overlay.put(path, f, order);
       } finally {
         f.lock.writeLock().unlock();
       }

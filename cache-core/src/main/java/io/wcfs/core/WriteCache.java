@@ -223,6 +223,32 @@ public final class WriteCache implements AutoCloseable {
     }
   }
 
+  /**
+   * Runs {@code fn} with what the mount shows at {@code path} when the overlay decides, under
+   * the file's read lock: writeback renames a file in the backing directory and changes its
+   * backing path under the write lock, so a stat of {@link Shown#backingPath} inside {@code
+   * fn} finds it. Returns null, without calling {@code fn}, when the backing directory
+   * decides; throws NoSuchFileException for a name removed in the overlay.
+   */
+  public <T> T withShown(String path, ShownFunction<T> fn) throws IOException {
+    CachedFile f = namespace.shown(path);
+    if (f == null) {
+      return null;
+    }
+    f.lock.readLock().lock();
+    try {
+      return fn.apply(Shown.of(f));
+    } finally {
+      f.lock.readLock().unlock();
+    }
+  }
+
+  /** See {@link #withShown}. */
+  @FunctionalInterface
+  public interface ShownFunction<T> {
+    T apply(Shown shown) throws IOException;
+  }
+
   /** The entries the overlay decides in {@code dir}: name -> shown (null: removed). */
   public java.util.Map<String, Shown> overlayChildren(String dir) {
     java.util.Map<String, Shown> out = new java.util.HashMap<>();

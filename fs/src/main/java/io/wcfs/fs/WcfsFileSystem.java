@@ -342,14 +342,19 @@ final class WcfsFileSystem extends FuseStubFS {
    * directory, with a cached file's size, mtime and first-shown inode number.
    */
   private int statShown(String path, FileStat stat) throws IOException {
-    WriteCache.Shown shown = cache.shown(rel(path));
-    if (shown == null) {
-      int rc = LibC.fstatat(rootFd, at(path), address(stat), LibC.AT_SYMLINK_NOFOLLOW);
-      if (rc == 0) {
-        overlayCachedAttributes(stat);
-      }
+    Integer rc = cache.withShown(rel(path), shown -> statOverlaid(shown, stat));
+    if (rc != null) {
       return rc;
     }
+    int r = LibC.fstatat(rootFd, at(path), address(stat), LibC.AT_SYMLINK_NOFOLLOW);
+    if (r == 0) {
+      overlayCachedAttributes(stat);
+    }
+    return r;
+  }
+
+  /** statShown for a name the overlay decides; runs under the file's lock (withShown). */
+  private int statOverlaid(WriteCache.Shown shown, FileStat stat) throws IOException {
     if (shown.backingPath() != null) {
       int rc = LibC.fstatat(rootFd, at("/" + shown.backingPath()), address(stat),
           LibC.AT_SYMLINK_NOFOLLOW);
@@ -382,12 +387,11 @@ final class WcfsFileSystem extends FuseStubFS {
 
   /** The mode the mount shows for {@code path}. */
   private int modeOf(String path) throws IOException {
-    WriteCache.Shown shown = cache.shown(rel(path));
-    if (shown != null && shown.backingPath() == null) {
-      return FileStat.S_IFREG | shown.mode();
-    }
-    return LibC.fstatat(rootFd, at(shown == null ? path : "/" + shown.backingPath()),
-        LibC.AT_SYMLINK_NOFOLLOW).mode();
+    Integer mode = cache.withShown(rel(path), shown -> shown.backingPath() == null
+        ? FileStat.S_IFREG | shown.mode()
+        : LibC.fstatat(rootFd, at("/" + shown.backingPath()), LibC.AT_SYMLINK_NOFOLLOW).mode());
+    return mode != null ? mode
+        : LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW).mode();
   }
 
   @Override
@@ -571,14 +575,10 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int access(String path, int mask) {
     return guard(Op.ACCESS, path, () -> {
-      WriteCache.Shown shown = cache.shown(rel(path));
-      if (shown == null) {
-        return LibC.faccessat(rootFd, at(path), mask);
-      }
-      if (shown.backingPath() != null) {
-        return LibC.faccessat(rootFd, at("/" + shown.backingPath()), mask);
-      }
-      return permits(shown, mask) ? 0 : -ErrorCodes.EACCES();
+      Integer rc = cache.withShown(rel(path), shown -> shown.backingPath() != null
+          ? LibC.faccessat(rootFd, at("/" + shown.backingPath()), mask)
+          : permits(shown, mask) ? 0 : -ErrorCodes.EACCES());
+      return rc != null ? rc : LibC.faccessat(rootFd, at(path), mask);
     });
   }
 
