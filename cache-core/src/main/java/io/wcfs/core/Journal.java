@@ -9,7 +9,7 @@ import java.util.Set;
 import java.util.concurrent.TimeUnit;
 
 /**
- * The namespace journal (DESIGN.md, "Namespace operations: journaled in the cache"): a ring of
+ * The namespace journal (docs/design.md, "Namespace journal"): a ring of
  * records in the cache, committed by the same seq_count store as data, and applied to the
  * backing directory later, in order, by writeback through {@link JournalApplier}. This class
  * owns the ring: appending, waiting for room, what is due, and the records' retirement.

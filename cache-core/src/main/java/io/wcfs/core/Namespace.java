@@ -8,7 +8,7 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
  * Every change of names and attributes goes through here. create, unlink and rename of
- * regular files are journaled (DESIGN.md, "Namespace operations: journaled in the cache"): a
+ * regular files are journaled (docs/design.md, "Namespace journal"): a
  * record in the open epoch, the {@link Overlay} updated, nothing done to the backing directory
  * until writeback applies the record ({@link Journal}). What is not journaled (directories,
  * links, special files, names too long for a record, a file with other hard links that holds
