@@ -612,7 +612,6 @@ public final class Main {
       java.time.format.DateTimeFormatter hms = java.time.format.DateTimeFormatter
           .ofPattern("HH:mm:ss");
       while (true) {
-        long start = System.nanoTime();
         java.time.LocalTime at = java.time.LocalTime.now();
         java.io.ByteArrayOutputStream buf = new java.io.ByteArrayOutputStream();
         PrintStream out = System.out;
@@ -631,10 +630,10 @@ public final class Main {
         if (rc != 0) {
           return rc;
         }
-        long left = 1_000_000_000L - (System.nanoTime() - start);
-        if (left > 0) {
-          Thread.sleep(left / 1_000_000, (int) (left % 1_000_000));
-        }
+        // To the next second of the wall clock the header shows: one refresh per second, each
+        // with its own time, even when a refresh took long or the clock was adjusted.
+        long now = System.currentTimeMillis();
+        Thread.sleep(Math.max(1, 1000 - now % 1000));
       }
     }
 
