@@ -17,6 +17,12 @@ public interface BackingStore {
   record Stat(long dev, long ino, long size, long mtimeNanos, int nlink, boolean regularFile,
       boolean directory) {}
 
+  /** The directory holding {@code path} ("" for a name in the root). */
+  static String parentOf(String path) {
+    int slash = path.lastIndexOf('/');
+    return slash < 0 ? "" : path.substring(0, slash);
+  }
+
   /** lstat; null when the path does not exist. */
   Stat stat(String path) throws IOException;
 

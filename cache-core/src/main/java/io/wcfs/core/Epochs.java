@@ -214,7 +214,7 @@ final class Epochs {
    */
   void namespaceChanged(String path) {
     synchronized (table) {
-      dirtyDirectories.add(parentOf(path));
+      dirtyDirectories.add(BackingStore.parentOf(path));
     }
   }
 
@@ -224,10 +224,10 @@ final class Epochs {
    */
   void namespaceRenamed(String from, String to) {
     synchronized (table) {
-      dirtyDirectories.add(parentOf(from));
-      dirtyDirectories.add(parentOf(to));
-      if (!parentOf(from).equals(parentOf(to))) {
-        dirtyRenames.add(new String[] {parentOf(to), parentOf(from)});
+      dirtyDirectories.add(BackingStore.parentOf(from));
+      dirtyDirectories.add(BackingStore.parentOf(to));
+      if (!BackingStore.parentOf(from).equals(BackingStore.parentOf(to))) {
+        dirtyRenames.add(new String[] {BackingStore.parentOf(to), BackingStore.parentOf(from)});
       }
     }
   }
@@ -275,10 +275,6 @@ final class Epochs {
     return order;
   }
 
-  private static String parentOf(String path) {
-    int slash = path.lastIndexOf('/');
-    return slash < 0 ? "" : path.substring(0, slash);
-  }
 
   /**
    * fsyncs the directories changed since the last commit. Called with epochLock held

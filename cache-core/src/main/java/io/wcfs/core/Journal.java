@@ -234,8 +234,8 @@ final class Journal {
             || (r.file != null && filesSeen.contains(r.file))
             || (r.victim != null && filesSeen.contains(r.victim));
         if (!conflict && r.op == CacheLayout.Op.RENAME) {
-          String target = JournalApplier.parentOf(r.path2);
-          String source = JournalApplier.parentOf(r.path1);
+          String target = BackingStore.parentOf(r.path2);
+          String source = BackingStore.parentOf(r.path1);
           if (!target.equals(source)) {
             conflict = reaches(renames, source, target); // the new order would close a cycle
             renames.add(new String[] {target, source});

@@ -127,7 +127,7 @@ final class JournalApplier {
                 // A batch cut before (by a crash or an error) may have created it already;
                 // nobody else can have made this name since (the batch owns it).
                 unlinkIfThere(r.path1);
-                dirs.add(parentOf(r.path1));
+                dirs.add(BackingStore.parentOf(r.path1));
               }
               continue;
             }
@@ -139,27 +139,27 @@ final class JournalApplier {
             }
             created.add(f);
             createdFiles.add(bf);
-            dirs.add(parentOf(r.path1));
+            dirs.add(BackingStore.parentOf(r.path1));
           }
           case UNLINK -> {
             if (elided(f)) {
               continue;
             }
             unlinkIfThere(r.path1);
-            dirs.add(parentOf(r.path1));
+            dirs.add(BackingStore.parentOf(r.path1));
           }
           case RENAME -> {
             if (elided(f)) {
               unlinkIfThere(r.path2); // what the rename replaced goes all the same
-              dirs.add(parentOf(r.path2));
+              dirs.add(BackingStore.parentOf(r.path2));
               continue;
             }
             if (backing.stat(r.path1) == null && backing.stat(r.path2) != null) {
               // Applied before a crash (its data went there first): nothing to redo, and the
               // file is found at its new name from here on.
-              dirs.add(parentOf(r.path1));
-              dirs.add(parentOf(r.path2));
-              renames.add(new String[] {parentOf(r.path2), parentOf(r.path1)});
+              dirs.add(BackingStore.parentOf(r.path1));
+              dirs.add(BackingStore.parentOf(r.path2));
+              renames.add(new String[] {BackingStore.parentOf(r.path2), BackingStore.parentOf(r.path1)});
               if (f != null) {
                 f.path = r.path2;
                 moved.add(r);
@@ -196,9 +196,9 @@ final class JournalApplier {
                 f.lock.writeLock().unlock();
               }
             }
-            dirs.add(parentOf(r.path1));
-            dirs.add(parentOf(r.path2));
-            renames.add(new String[] {parentOf(r.path2), parentOf(r.path1)});
+            dirs.add(BackingStore.parentOf(r.path1));
+            dirs.add(BackingStore.parentOf(r.path2));
+            renames.add(new String[] {BackingStore.parentOf(r.path2), BackingStore.parentOf(r.path1)});
             if (f != null) {
               // f.path is where getattr finds it from now on (set above); its slot says so
               // after the fsyncs (a crash before that re-applies the record: found done).
@@ -370,10 +370,6 @@ final class JournalApplier {
         || (e instanceof io.wcfs.nativ.NativeIOException n && n.errno() == 2);
   }
 
-  static String parentOf(String path) {
-    int slash = path.lastIndexOf('/');
-    return slash < 0 ? "" : path.substring(0, slash);
-  }
 
   // ---- recovery -----------------------------------------------------------------------------
 

@@ -114,7 +114,7 @@ final class Namespace {
    * directory knows them), as create(2) and rename(2) require.
    */
   private void checkParent(String path) throws IOException {
-    String parent = JournalApplier.parentOf(path);
+    String parent = BackingStore.parentOf(path);
     BackingStore.Stat dir = parent.isEmpty() ? null : backing.stat(parent);
     if (!parent.isEmpty() && (dir == null || !dir.directory())) {
       throw dir == null ? new NoSuchFileException(parent) : new NotDirectoryException(parent);
@@ -412,11 +412,11 @@ final class Namespace {
     }
   }
 
-  /** Sets a file's mtime (utimens); cached files keep it for writeback. */
+  /**
+   * utimens of a file in the backing directory: a cached one keeps the mtime for writeback. A
+   * file created in the cache takes it through {@link #setAttributes}.
+   */
   void setMtime(String path, long mtimeNanos) throws IOException {
-    if (setAttributes(path, null, null, null, null, mtimeNanos)) {
-      return;
-    }
     direct.setMtime(path, mtimeNanos);
   }
 

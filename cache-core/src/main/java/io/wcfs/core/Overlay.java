@@ -18,17 +18,30 @@ final class Overlay {
   record Node(CachedFile file, long order) {}
 
   private final TreeMap<String, Node> names = new TreeMap<>();
+  /**
+   * Written under the monitor, read without it: every getattr asks, and nearly always the
+   * overlay is empty (a stale true only costs the monitor; a stale false cannot happen for a
+   * name whose record was appended before the asking operation began).
+   */
+  private volatile boolean empty = true;
 
-  synchronized Node get(String path) {
-    return names.isEmpty() ? null : names.get(path);
+  Node get(String path) {
+    if (empty) {
+      return null;
+    }
+    synchronized (this) {
+      return names.get(path);
+    }
   }
 
   synchronized void put(String path, CachedFile file, long order) {
     names.put(path, new Node(file, order));
+    empty = false;
   }
 
   synchronized void whiteout(String path, long order) {
     names.put(path, new Node(null, order));
+    empty = false;
   }
 
   /** Forgets {@code path}'s entry if no record newer than {@code order} set it. */
@@ -36,6 +49,7 @@ final class Overlay {
     Node n = names.get(path);
     if (n != null && n.order() <= order) {
       names.remove(path);
+      empty = names.isEmpty();
     }
   }
 

@@ -352,7 +352,10 @@ public final class WriteCache implements AutoCloseable {
     zeroing.zeroRange(h.file, offset, length, keepSize);
   }
 
-  /** Sets a file's mtime (utimens); cached files keep it for writeback. */
+  /**
+   * utimens of a file in the backing directory, after the caller changed it there: a cached one
+   * keeps the mtime for writeback. One created in the cache: {@link #setAttributes}.
+   */
   public void setMtime(String path, long mtimeNanos) throws IOException {
     namespace.setMtime(path, mtimeNanos);
   }
