@@ -9,11 +9,8 @@ import java.io.IOException;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.DirectoryNotEmptyException;
 import java.nio.file.FileAlreadyExistsException;
-import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.NotDirectoryException;
-import java.nio.file.Path;
-import java.time.Instant;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
@@ -55,8 +52,6 @@ final class WcfsFileSystem extends FuseStubFS {
   private static final int O_EXCL = 0200;
   private static final int O_DSYNC = 010000;
   private static final int O_SYNC = 04010000;
-  private static final long UTIME_NOW = (1L << 30) - 1;
-  private static final long UTIME_OMIT = (1L << 30) - 2;
 
   private static final int FALLOC_FL_KEEP_SIZE = 0x01;
   private static final int FALLOC_FL_PUNCH_HOLE = 0x02;
@@ -64,21 +59,16 @@ final class WcfsFileSystem extends FuseStubFS {
 
   private static final int S_ISUID = 04000;
   private static final int S_ISGID = 02000;
-  private static final int S_IXGRP = 00010;
 
   private final WriteCache cache;
   /** The backing store: asked whether this mount may still change the backing directory. */
   private final DirectoryBackingStore backing;
   /** The backing root (O_PATH): every name below it is reached relative to this. */
   private final int rootFd;
-  private final int ownUid = LibC.geteuid();
-  /** st_dev of the backing root: what files not in the backing directory yet show. */
-  private final long rootDev;
-  /**
-   * This process's umask, which the backing filesystem applies to what we create. The kernel
-   * already applied the creator's umask to the mode it sends; ours must not take more away.
-   */
-  private final int ownUmask = ownUmask();
+  /** The attributes the mount shows (the namespace journal's overlay first). */
+  private final ShownAttributes attributes;
+  /** Owners and modes as a local filesystem keeps them. */
+  private final PermissionRules permissions;
   private final Map<Long, Handle> handles = new ConcurrentHashMap<>();
   private final AtomicLong nextHandle = new AtomicLong(1);
   /** The largest write request the kernel sent: shows what max_write it agreed to. */
@@ -94,7 +84,7 @@ final class WcfsFileSystem extends FuseStubFS {
     /**
      * Whether the file may have set-user-ID or set-group-ID bits that a write by another user
      * must clear. Known at open and set again by a chmod that adds such bits, so that writes
-     * to the common file without them cost no stat; see {@link #clearSetIdBits}.
+     * to the common file without them cost no stat; see {@link PermissionRules#clearSetIdBits}.
      */
     volatile boolean mayHaveSetId;
 
@@ -117,13 +107,8 @@ final class WcfsFileSystem extends FuseStubFS {
     this.cache = cache;
     this.backing = backing;
     this.rootFd = backing.rootFd();
-    long dev;
-    try {
-      dev = LibC.fstatat(rootFd, ".", LibC.AT_SYMLINK_NOFOLLOW).dev();
-    } catch (IOException e) {
-      dev = 0;
-    }
-    this.rootDev = dev;
+    this.attributes = new ShownAttributes(cache, rootFd);
+    this.permissions = new PermissionRules(cache, rootFd, attributes.rootDev());
     this.xattrs = new Xattrs(rootFd, xattrsOn, at -> cache.namespaceChanged(
         at.equals(".") ? "" : at));
     FuseLoop.onForget(xattrs::forget);
@@ -145,21 +130,6 @@ final class WcfsFileSystem extends FuseStubFS {
     commitObserver.accept(System.nanoTime() - start);
   }
 
-  /** The Umask line of /proc/self/status: reading it does not change it, as umask(2) would. */
-  private static int ownUmask() {
-    try {
-      for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
-        if (line.startsWith("Umask:")) {
-          return Integer.parseInt(line.substring(6).trim(), 8);
-        }
-      }
-    } catch (IOException | NumberFormatException e) {
-      LOG.warn("cannot read this process's umask ({}); new files get their modes set after"
-          + " creation", e.toString());
-    }
-    return 07777;
-  }
-
   /** The fuse_operations table jnr-fuse filled in, for {@link FuseLoop}. */
   Struct operations() {
     return fuseOperations;
@@ -171,12 +141,12 @@ final class WcfsFileSystem extends FuseStubFS {
   }
 
   /** "/a/b" -> "a/b", relative to the backing root ("" for the root), as the engine takes it. */
-  private static String rel(String path) {
+  static String rel(String path) {
     return path.length() <= 1 ? "" : path.substring(1);
   }
 
   /** "/a/b" -> "a/b", "/" -> ".": the path for an *at call relative to {@link #rootFd}. */
-  private static String at(String path) {
+  static String at(String path) {
     return path.length() <= 1 ? "." : path.substring(1);
   }
 
@@ -294,6 +264,13 @@ final class WcfsFileSystem extends FuseStubFS {
     return rc;
   }
 
+  /** Who made the request being processed. */
+  private PermissionRules.Caller caller() {
+    var ctx = getContext();
+    return new PermissionRules.Caller((int) ctx.uid.get(), (int) ctx.gid.get(),
+        (int) ctx.pid.get());
+  }
+
   private interface IoCall {
     int run() throws IOException;
   }
@@ -302,119 +279,16 @@ final class WcfsFileSystem extends FuseStubFS {
     return Struct.getMemory(s).address();
   }
 
-  /**
-   * Makes a node just created at {@code at} the caller's, with the mode the kernel asked for.
-   * New nodes belong to the caller, not to the daemon (which may run as root). The mode the
-   * kernel sends is already masked with the creator's umask; the backing filesystem then masked
-   * it with ours too, and chown cleared set-ID bits, so both are put back when they differ.
-   */
-  private void settleNew(String at, long mode, boolean directory) {
-    int uid = (int) getContext().uid.get();
-    int gid = (int) getContext().gid.get();
-    boolean chowned = false;
-    if (ownUid == 0 && (uid != 0 || gid != 0)) {
-      chowned = LibC.fchownat(rootFd, at, uid, gid) == 0;
-    }
-    int perm = (int) mode & 07777;
-    if ((perm & ownUmask) != 0 || (chowned && (perm & (S_ISUID | S_ISGID)) != 0)) {
-      int keep = 0;
-      if (directory) { // a set-group-ID parent passed its bit on; chmod must not take it away
-        try {
-          keep = LibC.fstatat(rootFd, at, LibC.AT_SYMLINK_NOFOLLOW).mode() & S_ISGID;
-        } catch (NativeIOException e) {
-          return; // gone already (a concurrent rmdir): nothing left to set
-        }
-      }
-      LibC.fchmodat(rootFd, at, perm | keep);
-    }
-  }
-
   // ---- attributes ---------------------------------------------------------------------------
 
   @Override
   public int getattr(String path, FileStat stat) {
-    return guard(Op.GETATTR, path, () -> statShown(path, stat));
-  }
-
-  /**
-   * lstat as the mount shows it: the namespace journal's overlay first (a name removed, or a
-   * file created or renamed whose record writeback has not applied yet), else the backing
-   * directory, with a cached file's size, mtime and first-shown inode number.
-   */
-  private int statShown(String path, FileStat stat) throws IOException {
-    Integer rc = cache.withShown(rel(path), shown -> statOverlaid(shown, stat));
-    if (rc != null) {
-      return rc;
-    }
-    int r = LibC.fstatat(rootFd, at(path), address(stat), LibC.AT_SYMLINK_NOFOLLOW);
-    if (r == 0) {
-      overlayCachedAttributes(stat);
-    }
-    return r;
-  }
-
-  /** statShown for a name the overlay decides; runs under the file's lock (withShown). */
-  private int statOverlaid(WriteCache.Shown shown, FileStat stat) throws IOException {
-    if (shown.backingPath() != null) {
-      int rc = LibC.fstatat(rootFd, at("/" + shown.backingPath()), address(stat),
-          LibC.AT_SYMLINK_NOFOLLOW);
-      if (rc == 0) {
-        overlayCachedAttributes(stat);
-        stat.st_ino.set(shown.ino());
-      }
-      return rc;
-    }
-    // Not in the backing directory yet: what the engine keeps is all there is.
-    stat.st_dev.set(rootDev);
-    stat.st_ino.set(shown.ino());
-    stat.st_mode.set(FileStat.S_IFREG | (shown.mode() & 07777));
-    stat.st_nlink.set(1);
-    stat.st_uid.set(shown.uid());
-    stat.st_gid.set(shown.gid());
-    stat.st_size.set(shown.size());
-    stat.st_blksize.set(4096);
-    stat.st_blocks.set((shown.size() + 511) / 512);
-    setTime(stat.st_atim, shown.atimeNanos());
-    setTime(stat.st_mtim, shown.mtimeNanos());
-    setTime(stat.st_ctim, shown.ctimeNanos());
-    return 0;
-  }
-
-  private static void setTime(Timespec t, long nanos) {
-    t.tv_sec.set(Math.floorDiv(nanos, 1_000_000_000L));
-    t.tv_nsec.set(Math.floorMod(nanos, 1_000_000_000L));
-  }
-
-  /** The mode the mount shows for {@code path}. */
-  private int modeOf(String path) throws IOException {
-    Integer mode = cache.withShown(rel(path), shown -> shown.backingPath() == null
-        ? FileStat.S_IFREG | shown.mode()
-        : LibC.fstatat(rootFd, at("/" + shown.backingPath()), LibC.AT_SYMLINK_NOFOLLOW).mode());
-    return mode != null ? mode
-        : LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW).mode();
+    return guard(Op.GETATTR, path, () -> attributes.stat(path, stat));
   }
 
   @Override
   public int fgetattr(String path, FileStat stat, FuseFileInfo fi) {
     return getattr(path, stat);
-  }
-
-  /** The logical size and mtime of a file with cached writes, not the stale backing values. */
-  private void overlayCachedAttributes(FileStat stat) {
-    if ((stat.st_mode.intValue() & FileStat.S_IFMT) != FileStat.S_IFREG) {
-      return;
-    }
-    long dev = stat.st_dev.longValue();
-    long ino = stat.st_ino.longValue();
-    long size = cache.cachedSize(dev, ino);
-    stat.st_ino.set(cache.shownIno(dev, ino));
-    if (size >= 0) {
-      stat.st_size.set(size);
-      stat.st_blocks.set((size + 511) / 512);
-      long mtime = cache.cachedMtime(dev, ino);
-      stat.st_mtim.tv_sec.set(Math.floorDiv(mtime, 1_000_000_000L));
-      stat.st_mtim.tv_nsec.set(Math.floorMod(mtime, 1_000_000_000L));
-    }
   }
 
   @Override
@@ -460,83 +334,11 @@ final class WcfsFileSystem extends FuseStubFS {
     });
   }
 
-  /**
-   * A write or truncate by a user other than root clears S_ISUID, and S_ISGID where group-exec
-   * is set or the writer is outside the file's group, as the kernel does for a local filesystem
-   * (should_remove_suid). Through FUSE the kernel does it only from its cached copy of the mode,
-   * which can be stale (set through another name), and never for the group rule; the backing
-   * filesystem never does, since the daemon writing there is root. Returns whether set-ID bits
-   * may remain on the file.
-   */
-  private boolean clearSetIdBits(String path, long ino) throws IOException {
-    var ctx = getContext();
-    // With kill-priv v2 the kernel says whether the caller lacks CAP_FSETID; without it, root
-    // is taken to have it.
-    boolean mustClear = FuseLoop.killPrivV2() ? FuseLoop.killSuidGidRequested()
-        : ctx.uid.get() != 0;
-    if (!mustClear) {
-      return true; // the caller may keep them (CAP_FSETID); the next writer may not
-    }
-    LibC.FileStatus st;
-    WriteCache.Shown shown;
-    try {
-      shown = cache.shown(rel(path));
-      st = shown != null && shown.backingPath() == null
-          ? new LibC.FileStatus(rootDev, shown.ino(), 1, FileStat.S_IFREG | shown.mode(),
-              shown.uid(), shown.gid(), shown.size(), 0, 0)
-          : LibC.fstatat(rootFd, at(shown == null ? path : "/" + shown.backingPath()),
-              LibC.AT_SYMLINK_NOFOLLOW);
-    } catch (NativeIOException | NoSuchFileException e) {
-      return false; // no name left (unlinked while open): nobody can execute it by name either
-    }
-    if (ino >= 0 && st.ino() != ino) {
-      return true; // the name now belongs to another file: ours was not checked
-    }
-    int mode = st.mode() & 07777;
-    int kill = mode & S_ISUID;
-    if ((mode & S_ISGID) != 0 && ((mode & S_IXGRP) != 0
-        || !inGroup((int) ctx.gid.get(), (int) ctx.pid.get(), st.gid()))) {
-      kill |= S_ISGID;
-    }
-    if (kill != 0) {
-      if (!cache.setAttributes(rel(path), mode & ~kill, null, null, null, null)) {
-        cache.settle(rel(path));
-        LibC.check(LibC.fchmodat(rootFd, at(path), mode & ~kill), "clearing set-ID bits of "
-            + path);
-      }
-      // A write's reply carries no attributes: the kernel would show the old mode until its
-      // copy times out.
-      FuseLoop.invalidateAttributesAfterReply();
-    }
-    return (mode & ~kill & (S_ISUID | S_ISGID)) != 0;
-  }
-
-  /** Whether the caller (fsgid {@code gid}, process {@code pid}) is a member of {@code fileGid}. */
-  private static boolean inGroup(int gid, int pid, int fileGid) {
-    if (gid == fileGid) {
-      return true;
-    }
-    try {
-      for (String line : Files.readAllLines(Path.of("/proc/" + pid + "/status"))) {
-        if (line.startsWith("Groups:")) {
-          for (String g : line.substring(7).trim().split("\\s+")) {
-            if (!g.isEmpty() && Integer.parseInt(g) == fileGid) {
-              return true;
-            }
-          }
-        }
-      }
-    } catch (IOException | NumberFormatException e) {
-      // the caller is gone or unreadable: treat it as outside the group, the safe side
-    }
-    return false;
-  }
-
   @Override
   public int utimens(String path, Timespec[] timespec) {
     return guard(Op.UTIMENS, path, () -> {
-      if (cache.setAttributes(rel(path), null, null, null, timeOf(timespec[0]),
-          timeOf(timespec[1]))) {
+      if (cache.setAttributes(rel(path), null, null, null, ShownAttributes.timeOf(timespec[0]),
+          ShownAttributes.timeOf(timespec[1]))) {
         return 0;
       }
       cache.settle(rel(path));
@@ -544,32 +346,12 @@ final class WcfsFileSystem extends FuseStubFS {
       if (rc != 0) {
         return rc;
       }
-      long nsec = timespec[1].tv_nsec.longValue();
-      if (nsec != UTIME_OMIT) {
-        long mtime;
-        if (nsec == UTIME_NOW) {
-          Instant now = Instant.now();
-          mtime = now.getEpochSecond() * 1_000_000_000L + now.getNano();
-        } else {
-          mtime = timespec[1].tv_sec.get() * 1_000_000_000L + nsec;
-        }
+      Long mtime = ShownAttributes.timeOf(timespec[1]);
+      if (mtime != null) {
         cache.setMtime(rel(path), mtime); // so writeback does not undo it
       }
       return 0;
     });
-  }
-
-  /** A utimens time in nanoseconds; null for UTIME_OMIT. */
-  private static Long timeOf(Timespec t) {
-    long nsec = t.tv_nsec.longValue();
-    if (nsec == UTIME_OMIT) {
-      return null;
-    }
-    if (nsec == UTIME_NOW) {
-      Instant now = Instant.now();
-      return now.getEpochSecond() * 1_000_000_000L + now.getNano();
-    }
-    return t.tv_sec.get() * 1_000_000_000L + nsec;
   }
 
   @Override
@@ -577,23 +359,9 @@ final class WcfsFileSystem extends FuseStubFS {
     return guard(Op.ACCESS, path, () -> {
       Integer rc = cache.withShown(rel(path), shown -> shown.backingPath() != null
           ? LibC.faccessat(rootFd, at("/" + shown.backingPath()), mask)
-          : permits(shown, mask) ? 0 : -ErrorCodes.EACCES());
+          : permissions.permits(shown, mask, caller()) ? 0 : -ErrorCodes.EACCES());
       return rc != null ? rc : LibC.faccessat(rootFd, at(path), mask);
     });
-  }
-
-  /** access(2)'s rule for a file the backing directory does not have yet. */
-  private boolean permits(WriteCache.Shown f, int mask) {
-    var ctx = getContext();
-    int uid = (int) ctx.uid.get();
-    int want = mask & 7;
-    if (uid == 0) {
-      return (want & 1) == 0 || (f.mode() & 0111) != 0; // root: execute needs some x bit
-    }
-    int bits = uid == f.uid() ? (f.mode() >> 6) & 7
-        : inGroup((int) ctx.gid.get(), (int) ctx.pid.get(), f.gid()) ? (f.mode() >> 3) & 7
-        : f.mode() & 7;
-    return (bits & want) == want;
   }
 
   @Override
@@ -635,7 +403,7 @@ final class WcfsFileSystem extends FuseStubFS {
       cache.settle(rel(path)); // not journaled: after the records on this name
       int rc = LibC.mkdirat(rootFd, at(path), (int) mode);
       if (rc == 0) {
-        settleNew(at(path), mode, true);
+        permissions.settleNew(at(path), mode, true, caller());
         cache.namespaceChanged(rel(path));
       }
       return rc;
@@ -686,7 +454,7 @@ final class WcfsFileSystem extends FuseStubFS {
       cache.settle(rel(newpath));
       int rc = LibC.symlinkat(oldpath, rootFd, at(newpath));
       if (rc == 0) {
-        settleNew(at(newpath), 0777, false); // a symlink's mode is always 0777
+        permissions.settleNew(at(newpath), 0777, false, caller()); // a symlink's mode is always 0777
         cache.namespaceChanged(rel(newpath));
       }
       return rc;
@@ -706,7 +474,7 @@ final class WcfsFileSystem extends FuseStubFS {
       cache.settle(rel(path));
       int rc = LibC.mknodat(rootFd, at(path), (int) mode, rdev);
       if (rc == 0) {
-        settleNew(at(path), mode, false);
+        permissions.settleNew(at(path), mode, false, caller());
         cache.namespaceChanged(rel(path));
       }
       return rc;
@@ -719,11 +487,11 @@ final class WcfsFileSystem extends FuseStubFS {
   public int create(String path, @mode_t long mode, FuseFileInfo fi) {
     return guard(Op.CREATE, path, () -> {
       int flags = fi.flags.get();
-      var ctx = getContext();
       // The caller's file, with the mode the kernel sent (the creator's umask applied), made
       // in the namespace journal: the backing directory gets it when writeback applies it.
-      int uid = ownUid == 0 ? (int) ctx.uid.get() : ownUid;
-      int gid = (int) ctx.gid.get();
+      PermissionRules.Caller caller = caller();
+      int uid = permissions.ownerOf(caller);
+      int gid = caller.gid();
       WriteCache.OpenFile file = cache.create(rel(path), (int) mode & 07777, uid, gid,
           (flags & O_EXCL) != 0);
       return openHandle(path, fi, file);
@@ -747,7 +515,7 @@ final class WcfsFileSystem extends FuseStubFS {
     boolean setId = false;
     if (writable) { // one stat per open spares one per write
       try {
-        setId = (modeOf(path) & (S_ISUID | S_ISGID)) != 0;
+        setId = (attributes.mode(path) & (S_ISUID | S_ISGID)) != 0;
       } catch (IOException e) {
         cache.close(file);
         throw e;
@@ -772,7 +540,7 @@ final class WcfsFileSystem extends FuseStubFS {
     h.mayHaveSetId = false;
     boolean mayRemain = true;
     try {
-      mayRemain = clearSetIdBits(path, h.file.ino());
+      mayRemain = permissions.clearSetIdBits(path, h.file.ino(), caller());
     } finally {
       if (mayRemain) {
         h.mayHaveSetId = true;
@@ -848,7 +616,7 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int truncate(String path, @off_t long size) {
     return guard(Op.TRUNCATE, path, () -> {
-      clearSetIdBits(path, -1); // not a hot path: truncate by name checks every time
+      permissions.clearSetIdBits(path, -1, caller()); // not a hot path: truncate by name checks every time
       xattrs.dropCapability(at(path), FuseLoop.currentNodeId());
       cache.truncate(rel(path), size);
       return 0;

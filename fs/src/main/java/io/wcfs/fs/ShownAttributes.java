@@ -1,0 +1,136 @@
+package io.wcfs.fs;
+
+import io.wcfs.core.WriteCache;
+import io.wcfs.nativ.LibC;
+import java.io.IOException;
+import java.time.Instant;
+import jnr.ffi.Struct;
+import ru.serce.jnrfuse.struct.FileStat;
+import ru.serce.jnrfuse.struct.Timespec;
+
+/**
+ * The attributes the mount shows: the namespace journal's overlay first (a name created,
+ * moved or removed that writeback has not applied yet), else the backing directory, with a
+ * cached file's size, mtime and first-shown inode number over the backing values.
+ */
+final class ShownAttributes {
+  private static final long UTIME_NOW = (1L << 30) - 1;
+  private static final long UTIME_OMIT = (1L << 30) - 2;
+
+  private final WriteCache cache;
+  /** The backing root (O_PATH): every name below it is reached relative to this. */
+  private final int rootFd;
+  /** st_dev of the backing root: what files not in the backing directory yet show. */
+  private final long rootDev;
+
+  ShownAttributes(WriteCache cache, int rootFd) {
+    this.cache = cache;
+    this.rootFd = rootFd;
+    long dev;
+    try {
+      dev = LibC.fstatat(rootFd, ".", LibC.AT_SYMLINK_NOFOLLOW).dev();
+    } catch (IOException e) {
+      dev = 0;
+    }
+    this.rootDev = dev;
+  }
+
+  long rootDev() {
+    return rootDev;
+  }
+
+  private static long address(Struct s) {
+    return Struct.getMemory(s).address();
+  }
+
+  /**
+   * lstat as the mount shows it: the namespace journal's overlay first (a name removed, or a
+   * file created or renamed whose record writeback has not applied yet), else the backing
+   * directory, with a cached file's size, mtime and first-shown inode number.
+   */
+  int stat(String path, FileStat stat) throws IOException {
+    Integer rc = cache.withShown(WcfsFileSystem.rel(path), shown -> statOverlaid(shown, stat));
+    if (rc != null) {
+      return rc;
+    }
+    int r = LibC.fstatat(rootFd, WcfsFileSystem.at(path), address(stat), LibC.AT_SYMLINK_NOFOLLOW);
+    if (r == 0) {
+      overlayCachedAttributes(stat);
+    }
+    return r;
+  }
+
+  /** statShown for a name the overlay decides; runs under the file's lock (withShown). */
+  private int statOverlaid(WriteCache.Shown shown, FileStat stat) throws IOException {
+    if (shown.backingPath() != null) {
+      int rc = LibC.fstatat(rootFd, WcfsFileSystem.at("/" + shown.backingPath()), address(stat),
+          LibC.AT_SYMLINK_NOFOLLOW);
+      if (rc == 0) {
+        overlayCachedAttributes(stat);
+        stat.st_ino.set(shown.ino());
+      }
+      return rc;
+    }
+    // Not in the backing directory yet: what the engine keeps is all there is.
+    stat.st_dev.set(rootDev);
+    stat.st_ino.set(shown.ino());
+    stat.st_mode.set(FileStat.S_IFREG | (shown.mode() & 07777));
+    stat.st_nlink.set(1);
+    stat.st_uid.set(shown.uid());
+    stat.st_gid.set(shown.gid());
+    stat.st_size.set(shown.size());
+    stat.st_blksize.set(4096);
+    stat.st_blocks.set((shown.size() + 511) / 512);
+    setTime(stat.st_atim, shown.atimeNanos());
+    setTime(stat.st_mtim, shown.mtimeNanos());
+    setTime(stat.st_ctim, shown.ctimeNanos());
+    return 0;
+  }
+
+  private static void setTime(Timespec t, long nanos) {
+    t.tv_sec.set(Math.floorDiv(nanos, 1_000_000_000L));
+    t.tv_nsec.set(Math.floorMod(nanos, 1_000_000_000L));
+  }
+
+  /** The mode the mount shows for {@code path}. */
+  int mode(String path) throws IOException {
+    Integer mode = cache.withShown(WcfsFileSystem.rel(path), shown -> shown.backingPath() == null
+        ? FileStat.S_IFREG | shown.mode()
+        : LibC.fstatat(rootFd, WcfsFileSystem.at("/" + shown.backingPath()), LibC.AT_SYMLINK_NOFOLLOW).mode());
+    return mode != null ? mode
+        : LibC.fstatat(rootFd, WcfsFileSystem.at(path), LibC.AT_SYMLINK_NOFOLLOW).mode();
+  }
+
+
+  /** The logical size and mtime of a file with cached writes, not the stale backing values. */
+  private void overlayCachedAttributes(FileStat stat) {
+    if ((stat.st_mode.intValue() & FileStat.S_IFMT) != FileStat.S_IFREG) {
+      return;
+    }
+    long dev = stat.st_dev.longValue();
+    long ino = stat.st_ino.longValue();
+    long size = cache.cachedSize(dev, ino);
+    stat.st_ino.set(cache.shownIno(dev, ino));
+    if (size >= 0) {
+      stat.st_size.set(size);
+      stat.st_blocks.set((size + 511) / 512);
+      long mtime = cache.cachedMtime(dev, ino);
+      stat.st_mtim.tv_sec.set(Math.floorDiv(mtime, 1_000_000_000L));
+      stat.st_mtim.tv_nsec.set(Math.floorMod(mtime, 1_000_000_000L));
+    }
+  }
+
+
+  /** A utimens time in nanoseconds; null for UTIME_OMIT. */
+  static Long timeOf(Timespec t) {
+    long nsec = t.tv_nsec.longValue();
+    if (nsec == UTIME_OMIT) {
+      return null;
+    }
+    if (nsec == UTIME_NOW) {
+      Instant now = Instant.now();
+      return now.getEpochSecond() * 1_000_000_000L + now.getNano();
+    }
+    return t.tv_sec.get() * 1_000_000_000L + nsec;
+  }
+}
