@@ -305,8 +305,8 @@ class BothMediaCrashTest {
           && r.path1().equals(moving.v().path()) // else its new place is committed: no bug
           && store.stat(r.path1()) == null && store.stat(r.path2()) != null) {
         store.rename(r.path2(), r.path1());
-        store.syncDirectory(JournalApplier.parentOf(r.path1()));
-        store.syncDirectory(JournalApplier.parentOf(r.path2()));
+        store.syncDirectory(BackingStore.parentOf(r.path1()));
+        store.syncDirectory(BackingStore.parentOf(r.path2()));
         undone++;
       }
     }
