@@ -348,7 +348,8 @@ final class Epochs {
         drops = pendingDrops;
         pendingDrops = false;
       }
-      // 1. pmem_flush every block, entry and file version of the epoch, then pmem_commit.
+      // 1. pmem_flush every block, entry, file version and journal record of the epoch, then
+      // pmem_commit: all of it durable before the commit point makes any of it count.
       for (int i = 0; i < blocks.size(); i++) {
         layout.flushBlock(blocks.get(i));
         layout.flushEntry(blocks.get(i));
