@@ -66,13 +66,15 @@ public final class CacheInspector {
       return new Report("superblock: " + e.getMessage() + "\n", false, 0);
     }
     CacheLayout.Geometry g = layout.geometry();
-    long seqCount = layout.seqCount();
-    out.append(String.format("wcfs cache, format version %d%n", CacheLayout.VERSION));
+    long seqCount = layout.committedSeqCount();
+    out.append(String.format("wcfs cache, format version %d%n", layout.version()));
     out.append(String.format("backing directory  %s (inode %d)%n", layout.backingIdentity().path(),
         layout.backingIdentity().ino()));
     out.append(String.format("blocks             %d x %d bytes%n", g.nBlocks(), g.blockSize()));
     out.append(String.format("file slots         %d%n", g.fileSlots()));
-    out.append(String.format("seq_count          %d%n", seqCount));
+    out.append(String.format("seq_count          %d%s%n", seqCount,
+        seqCount == layout.seqCount() ? ""
+            : " (superblock " + layout.seqCount() + ", the rest proved by commit records)"));
     CacheScan scan = CacheScan.of(layout);
     Map<Integer, Long> blocksPerFile = new HashMap<>();
     for (int s : scan.live) {

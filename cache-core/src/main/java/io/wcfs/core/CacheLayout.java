@@ -10,7 +10,7 @@ import java.util.zip.CRC32C;
  * supported CPUs are little-endian).
  *
  * <pre>
- * CacheFile   --> Superblock, FileTable, Journal, Entries, Data
+ * CacheFile   --> Superblock, CommitRecord, CommitRecord, FileTable, Journal, Entries, Data
  * Superblock  --> Magic, Version|BlockSize, NBlocks, SeqCount, FileSlots|FileVersionSize,
  *                 FileTableOffset, EntriesOffset, DataOffset, BackingIno, BackingPathLength,
  *                 BackingPath (padded to words), ..., Checksum      (SUPERBLOCK_SIZE bytes)
@@ -22,6 +22,9 @@ import java.util.zip.CRC32C;
  * Journal     --> Record^JournalRecords                 (the geometry derives their number)
  * Record      --> Seq, Order, Op << 32 | FileSlot + 1, Path1Length << 32 | Path2Length,
  *                 VictimSlot + 1, Path1, Path2 (packed, padded)   (RECORD_SIZE bytes)
+ * CommitRecord --> Magic ("WCFSCMIT"), Epoch, Count, Checksum, Item^Count
+ *                                                       (COMMIT_RECORD_SIZE bytes; version 3)
+ * Item        --> Kind << 56 | Index, ItemChecksum      (CRC32C of what the epoch stored there)
  * Entries     --> Entry^NBlocks
  * Entry       --> Location (FileSlot+1 << 40 | BlockIndex), Seq      (16 bytes)
  * Data        --> Block^NBlocks                        (block-aligned)
@@ -36,6 +39,19 @@ import java.util.zip.CRC32C;
  * created in the cache, its CREATE record not applied yet); the records not yet applied say
  * what changed since. SeqCount is the single word whose atomic store commits an epoch. The
  * checksum covers every superblock word except SeqCount, which changes on every commit.
+ *
+ * <p>Commit records (version 3) let an epoch commit with one device flush on a page-cache
+ * mapping, where the two-step order (everything durable, then SeqCount) costs two. Commit E
+ * stores SeqCount = E (epoch E - 1 was committed when it began) and record E, which lists every
+ * entry, file version and journal record E stored with a CRC32C of its stored bytes, in the
+ * slot E mod 2, and commits all of it at once. The committed seq_count is then SeqCount,
+ * raised past each epoch E = SeqCount, SeqCount + 1 whose record is whole (its own checksum)
+ * and whose items all hold what it lists: a crash inside the commit tore something, and the
+ * epoch does not count, exactly as if its SeqCount store had not landed. What a valid record
+ * proves must stay as it is until SeqCount passes its epoch durably, so nothing frees an item
+ * of such an epoch before that (Epochs settles SeqCount first). The same idea as jbd2's
+ * checksummed asynchronous commit block. Version 2 caches have no records and commit in two
+ * steps.
  */
 public final class CacheLayout {
   static final long MAGIC = 0x4843414353464357L; // "WCFSCACH" read as a little-endian word
@@ -49,12 +65,28 @@ public final class CacheLayout {
    * LegacyV1Cache}, never by this class: opening one through {@link WriteCache} writes its data
    * back and formats it as this version.
    */
-  public static final int VERSION = 2;
+  public static final int VERSION = 3;
+  /** The oldest version this class reads: version 2, without commit records. */
+  static final int VERSION_NO_COMMIT_RECORDS = 2;
   static final int SUPERBLOCK_SIZE = 4096;
   static final int FILE_VERSION_SIZE = 256;
   static final int ENTRY_SIZE = 16;
   static final int MAX_PATH_BYTES = FILE_VERSION_SIZE - 56;
   static final int RECORD_SIZE = 512;
+  static final int COMMIT_RECORD_SIZE = 4096;
+  /** "WCFSCMIT" read as a little-endian word. */
+  static final long COMMIT_MAGIC = 0x54494D4353464357L;
+  private static final int CR_MAGIC = 0;
+  private static final int CR_EPOCH = 8;
+  private static final int CR_COUNT = 16;
+  private static final int CR_CHECKSUM = 24;
+  private static final int CR_ITEMS = 32;
+  /** Items one commit record lists; a larger epoch commits in two steps. */
+  static final int COMMIT_RECORD_ITEMS = (COMMIT_RECORD_SIZE - CR_ITEMS) / 16;
+  /** What a commit record's item is. */
+  static final int ITEM_BLOCK = 1;
+  static final int ITEM_FILE_VERSION = 2;
+  static final int ITEM_RECORD = 3;
   /** Both paths of a record together (a rename's two). */
   static final int MAX_RECORD_PATH_BYTES = RECORD_SIZE - 40;
   static final int MAX_BACKING_PATH_BYTES = SUPERBLOCK_SIZE - 96;
@@ -113,7 +145,7 @@ public final class CacheLayout {
   /** Where each region lies, derived from the file size and block size. */
   public record Geometry(
       int blockSize, long nBlocks, int fileSlots, long fileTableOffset, long journalOffset,
-      int journalRecords, long entriesOffset, long dataOffset) {
+      int journalRecords, long entriesOffset, long dataOffset, long commitRecordsOffset) {
 
     public long fileSize() {
       return dataOffset + nBlocks * blockSize;
@@ -121,17 +153,21 @@ public final class CacheLayout {
 
     /** The largest geometry that fits in {@code fileSize} bytes, or nBlocks 0 if none does. */
     public static Geometry fit(long fileSize, int blockSize) {
+      return fit(VERSION, fileSize, blockSize);
+    }
+
+    static Geometry fit(int version, long fileSize, int blockSize) {
       long n = fileSize / (blockSize + ENTRY_SIZE + 2L * FILE_VERSION_SIZE / 8
           + RECORD_SIZE / 32);
       while (n > 0) {
-        Geometry g = of(n, blockSize);
+        Geometry g = of(version, n, blockSize);
         if (g.fileSize() <= fileSize) {
           return g;
         }
         long over = g.fileSize() - fileSize;
         n -= Math.max(1, over / blockSize);
       }
-      return of(0, blockSize);
+      return of(version, 0, blockSize);
     }
 
     /**
@@ -141,14 +177,25 @@ public final class CacheLayout {
      * applies a batch, and pending names beyond that are cheap to apply anyway.
      */
     static Geometry of(long nBlocks, int blockSize) {
+      return of(VERSION, nBlocks, blockSize);
+    }
+
+    /** Version 2 has no commit records: its file table follows the superblock. */
+    static Geometry of(int version, long nBlocks, int blockSize) {
       int fileSlots = (int) Math.min(1 << 20, Math.max(64, nBlocks / 8));
       int records = Math.min(8192, Math.max(64, fileSlots / 4));
-      long fileTable = SUPERBLOCK_SIZE;
+      long commitRecords = version >= 3 ? SUPERBLOCK_SIZE : 0;
+      long fileTable = SUPERBLOCK_SIZE + (version >= 3 ? 2 * COMMIT_RECORD_SIZE : 0);
       long journal = align(fileTable + (long) fileSlots * 2 * FILE_VERSION_SIZE, 4096);
       long entries = align(journal + (long) records * RECORD_SIZE, 4096);
       long data = align(entries + nBlocks * ENTRY_SIZE, Math.max(4096, blockSize));
       return new Geometry(blockSize, nBlocks, fileSlots, fileTable, journal, records, entries,
-          data);
+          data, commitRecords);
+    }
+
+    /** Whether epochs may commit with one commit and a commit record. */
+    public boolean hasCommitRecords() {
+      return commitRecordsOffset != 0;
     }
 
     /** Smallest file that holds one block. */
@@ -261,8 +308,14 @@ public final class CacheLayout {
    */
   public static CacheLayout format(CacheMemory mem, int blockSize, BackingIdentity backing)
       throws IOException {
+    return format(mem, blockSize, backing, VERSION);
+  }
+
+  /** Formats as {@code version} (tests of version 2 caches). */
+  static CacheLayout format(CacheMemory mem, int blockSize, BackingIdentity backing, int version)
+      throws IOException {
     checkBlockSize(blockSize);
-    Geometry g = Geometry.fit(mem.size(), blockSize);
+    Geometry g = Geometry.fit(version, mem.size(), blockSize);
     if (g.nBlocks() == 0) {
       throw new CacheFormatException(
           "the cache file is " + mem.size() + " bytes, too small for one " + blockSize
@@ -293,7 +346,10 @@ public final class CacheLayout {
     for (int off = 8; off < SUPERBLOCK_SIZE; off += 8) {
       mem.assign(off, 0);
     }
-    mem.assign(SB_VERSION_BLOCKSIZE, (long) VERSION << 32 | blockSize);
+    for (int r = 0; g.hasCommitRecords() && r < 2; r++) {
+      mem.assign(g.commitRecordsOffset() + (long) r * COMMIT_RECORD_SIZE + CR_MAGIC, 0);
+    }
+    mem.assign(SB_VERSION_BLOCKSIZE, (long) version << 32 | blockSize);
     mem.assign(SB_NBLOCKS, g.nBlocks());
     mem.assign(SB_SEQ_COUNT, 1);
     mem.assign(SB_FILESLOTS, (long) g.fileSlots() << 32 | FILE_VERSION_SIZE);
@@ -367,9 +423,10 @@ public final class CacheLayout {
           + " namespace journal); a mount (or `wcfs writeback`) writes its data back and formats"
           + " it as version " + VERSION + ". Nothing in it was changed");
     }
-    if (version != VERSION) {
+    if (version != VERSION && version != VERSION_NO_COMMIT_RECORDS) {
       throw new CacheFormatException("cache format version " + version
-          + " is not supported (this wcfs reads version " + VERSION + ")");
+          + " is not supported (this wcfs reads versions " + VERSION_NO_COMMIT_RECORDS + " and "
+          + VERSION + "); it was written by a newer wcfs: mount it with that one");
     }
     CacheLayout probe = new CacheLayout(mem, null);
     long stored = mem.readLong(SB_CHECKSUM);
@@ -386,12 +443,13 @@ public final class CacheLayout {
     }
     long nBlocks = mem.readLong(SB_NBLOCKS);
     Geometry expectedGeometry = nBlocks > 0 && nBlocks < (1L << 40)
-        ? Geometry.of(nBlocks, blockSize) : null;
+        ? Geometry.of(version, nBlocks, blockSize) : null;
     long slots = mem.readLong(SB_FILESLOTS);
     Geometry found = expectedGeometry == null ? null : new Geometry(blockSize, nBlocks,
         (int) (slots >>> 32), mem.readLong(SB_FILETABLE_OFFSET),
         expectedGeometry.journalOffset(), expectedGeometry.journalRecords(),
-        mem.readLong(SB_ENTRIES_OFFSET), mem.readLong(SB_DATA_OFFSET));
+        mem.readLong(SB_ENTRIES_OFFSET), mem.readLong(SB_DATA_OFFSET),
+        expectedGeometry.commitRecordsOffset());
     if (expectedGeometry == null || !expectedGeometry.equals(found)
         || (int) slots != FILE_VERSION_SIZE) {
       throw new CacheFormatException("superblock geometry is inconsistent: found " + found
@@ -459,6 +517,166 @@ public final class CacheLayout {
   public long seqCount() throws IOException {
     return mem.readLong(SB_SEQ_COUNT);
   }
+
+  /** The format version of this cache (2: without commit records). */
+  int version() {
+    return geometry.hasCommitRecords() ? VERSION : VERSION_NO_COMMIT_RECORDS;
+  }
+
+  /**
+   * The committed seq_count: the superblock's, raised past every epoch whose commit record
+   * proves it (see the class comment). Epochs below it are committed.
+   */
+  long committedSeqCount() throws IOException {
+    long seqCount = seqCount();
+    if (!geometry.hasCommitRecords()) {
+      return seqCount;
+    }
+    // At most two records can be ahead of the superblock: one per slot.
+    for (int i = 0; i < 2 && commitRecordProves(seqCount); i++) {
+      seqCount++;
+    }
+    return seqCount;
+  }
+
+  /** Whether the record in epoch's slot is epoch's, whole, and every item holds what it lists. */
+  private boolean commitRecordProves(long epoch) throws IOException {
+    long base = commitRecordOffset(epoch);
+    if (mem.readLong(base + CR_MAGIC) != COMMIT_MAGIC || mem.readLong(base + CR_EPOCH) != epoch) {
+      return false;
+    }
+    long count = mem.readLong(base + CR_COUNT);
+    if (count < 0 || count > COMMIT_RECORD_ITEMS
+        || mem.readLong(base + CR_CHECKSUM) != commitRecordChecksum(base, (int) count)) {
+      return false;
+    }
+    for (int i = 0; i < count; i++) {
+      long item = mem.readLong(base + CR_ITEMS + 16L * i);
+      long sum = mem.readLong(base + CR_ITEMS + 16L * i + 8);
+      int kind = (int) (item >>> 56);
+      long index = item & ((1L << 56) - 1);
+      if (!itemInRange(kind, index) || itemChecksum(kind, index) != sum) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  private boolean itemInRange(int kind, long index) {
+    return switch (kind) {
+      case ITEM_BLOCK -> index < geometry.nBlocks();
+      case ITEM_FILE_VERSION -> index < 2L * geometry.fileSlots();
+      case ITEM_RECORD -> index < geometry.journalRecords();
+      default -> false;
+    };
+  }
+
+  private long commitRecordOffset(long epoch) {
+    return geometry.commitRecordsOffset() + (epoch & 1) * COMMIT_RECORD_SIZE;
+  }
+
+  private long commitRecordChecksum(long base, int count) throws IOException {
+    CRC32C crc = new CRC32C();
+    updateWords(crc, base + CR_MAGIC, CR_CHECKSUM);
+    updateWords(crc, base + CR_ITEMS, 16 * count);
+    return crc.getValue();
+  }
+
+  /**
+   * Stores epoch's commit record listing {@code items} (kind << 56 | index, as {@link
+   * #commitItem} makes them) with the checksums of what they hold now, and flushes it; the
+   * caller commits. The items must not change until SeqCount passes the epoch durably.
+   */
+  void storeCommitRecord(long epoch, long[] items, int count) throws IOException {
+    if (count > COMMIT_RECORD_ITEMS) {
+      throw new IllegalArgumentException(count + " items do not fit in a commit record");
+    }
+    long base = commitRecordOffset(epoch);
+    io.wcfs.nativ.NativeBuffer b = commitStaging.get();
+    b.putLong(CR_MAGIC, COMMIT_MAGIC);
+    b.putLong(CR_EPOCH, epoch);
+    b.putLong(CR_COUNT, count);
+    b.putLong(CR_CHECKSUM, 0);
+    for (int i = 0; i < count; i++) {
+      long item = items[i];
+      b.putLong(CR_ITEMS + 16L * i, item);
+      b.putLong(CR_ITEMS + 16L * i + 8, itemChecksum((int) (item >>> 56), item & ((1L << 56) - 1)));
+    }
+    int length = CR_ITEMS + 16 * count;
+    mem.copyIn(base, b.address(), length);
+    mem.assign(base + CR_CHECKSUM, commitRecordChecksum(base, count));
+    mem.flush(base, length);
+  }
+
+  /** Forgets both commit records (recovery, once it stored the seq_count they proved). */
+  void clearCommitRecords() throws IOException {
+    if (!geometry.hasCommitRecords()) {
+      return;
+    }
+    for (int r = 0; r < 2; r++) {
+      mem.assign(commitRecordOffset(r) + CR_MAGIC, 0);
+      mem.flush(commitRecordOffset(r) + CR_MAGIC, 8);
+    }
+  }
+
+  static long commitItem(int kind, long index) {
+    return (long) kind << 56 | index;
+  }
+
+  /**
+   * CRC32C of what an item holds: a block's entry and data; a file version's or journal
+   * record's words up to the end of its paths (the bytes after them are left from earlier
+   * uses and mean nothing).
+   */
+  private long itemChecksum(int kind, long index) throws IOException {
+    CRC32C crc = new CRC32C();
+    switch (kind) {
+      case ITEM_BLOCK -> {
+        updateWords(crc, entryOffset(index), ENTRY_SIZE);
+        updateBytes(crc, dataOffset(index), geometry.blockSize());
+      }
+      case ITEM_FILE_VERSION -> {
+        long base = fileVersionOffset((int) (index / 2), (int) (index % 2));
+        int len = (int) (mem.readLong(base + FV_PATH_LEN) & 0x7fffffffL);
+        updateWords(crc, base, FV_PATH + (int) align(Math.min(len, MAX_PATH_BYTES), 8));
+      }
+      case ITEM_RECORD -> {
+        long base = recordOffset((int) index);
+        long lens = mem.readLong(base + R_LENS);
+        long n = Math.max(0, (int) (lens >>> 32)) + Math.max(0, (int) lens);
+        updateWords(crc, base, R_PATHS + (int) align(Math.min(n, MAX_RECORD_PATH_BYTES), 8));
+      }
+      default -> throw new IllegalArgumentException("commit record item kind " + kind);
+    }
+    return crc.getValue();
+  }
+
+  private void updateWords(CRC32C crc, long offset, int length) throws IOException {
+    byte[] word = new byte[8];
+    for (int off = 0; off < length; off += 8) {
+      long v = mem.readLong(offset + off);
+      for (int i = 0; i < 8; i++) {
+        word[i] = (byte) (v >>> (8 * i));
+      }
+      crc.update(word);
+    }
+  }
+
+  private void updateBytes(CRC32C crc, long offset, int length) throws IOException {
+    io.wcfs.nativ.NativeBuffer b = checksumStaging.get();
+    if (b.size() < length) {
+      b.close();
+      b = new io.wcfs.nativ.NativeBuffer(length);
+      checksumStaging.set(b);
+    }
+    mem.copyOut(offset, b.address(), length);
+    crc.update(b.asByteBuffer().limit(length));
+  }
+
+  private final ThreadLocal<io.wcfs.nativ.NativeBuffer> commitStaging =
+      ThreadLocal.withInitial(() -> new io.wcfs.nativ.NativeBuffer(COMMIT_RECORD_SIZE));
+  private final ThreadLocal<io.wcfs.nativ.NativeBuffer> checksumStaging =
+      ThreadLocal.withInitial(() -> new io.wcfs.nativ.NativeBuffer(4096));
 
   /** The boot this cache was last mounted in, 0 if never recorded. */
   long boot() throws IOException {

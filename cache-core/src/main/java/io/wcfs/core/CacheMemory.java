@@ -35,6 +35,15 @@ public interface CacheMemory extends AutoCloseable {
     return 0;
   }
 
+  /**
+   * Whether each {@link #commit} costs a device flush (a cache file in the page cache), so
+   * that an epoch is better committed once with a checksummed commit record than twice; on
+   * persistent memory a commit is a fence and checksums would cost more than they save.
+   */
+  default boolean commitFlushesDevice() {
+    return false;
+  }
+
   long readLong(long offset) throws IOException;
 
   /**

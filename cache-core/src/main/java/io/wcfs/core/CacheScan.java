@@ -66,7 +66,7 @@ final class CacheScan {
    * returned; it is dropped, not a finding.
    */
   static CacheScan of(CacheLayout layout, boolean acceptOpenEpoch) throws IOException {
-    long seqCount = layout.seqCount();
+    long seqCount = layout.committedSeqCount();
     long acceptBelow = acceptOpenEpoch ? seqCount + 1 : seqCount;
     CacheLayout.Geometry g = layout.geometry();
     int fileSlots = g.fileSlots();

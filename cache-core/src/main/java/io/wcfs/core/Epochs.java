@@ -36,6 +36,12 @@ final class Epochs {
   private final Counters counters;
   private final BackingSyncs backingSyncs;
 
+  /**
+   * A commit record is for small epochs (the fsyncs of databases): a larger one is checksummed
+   * longer than its second device flush would take, and commits in two steps.
+   */
+  private static final long MAX_CHECKSUMMED_BYTES = 1 << 20;
+
   /** Serializes commits; group commit: a waiter whose epoch was committed meanwhile returns. */
   private final ReentrantLock commitLock = new ReentrantLock();
   /** Writers hold it shared while storing into the open epoch; a commit holds it exclusively. */
@@ -73,6 +79,14 @@ final class Epochs {
   private volatile long openEpoch;
   /** Persisted seq_count: epochs below it are committed. */
   private volatile long committedSeq;
+  /**
+   * Guarded by commitLock. The SeqCount word durable in the superblock: committedSeq, or one
+   * less after a commit that a commit record proves (its items stay as they are until this
+   * passes their epoch: see {@link #settleFrees}).
+   */
+  private long superblockSeq;
+  /** Epochs commit with one memory commit and a commit record (see CacheLayout). */
+  private final boolean commitRecords;
   /** The first cache-memory error; sticky, as dm-writecache's writecache_error. */
   private volatile IOException error;
 
@@ -89,12 +103,14 @@ final class Epochs {
     this.files = files;
     this.counters = counters;
     this.backingSyncs = backingSyncs;
+    this.commitRecords = layout.geometry().hasCommitRecords() && mem.commitFlushesDevice();
   }
 
   /** After recovery: the epoch to open and the commit point on the device. */
   void recovered(long seqCount) {
     openEpoch = seqCount;
     committedSeq = seqCount;
+    superblockSeq = seqCount;
     commitTimes.addLast(new long[] {seqCount - 1, System.nanoTime()});
   }
 
@@ -360,10 +376,26 @@ final class Epochs {
       for (int i = 0; i < records.size(); i++) {
         layout.flushRecord(records.get(i));
       }
-      commitMemory(); // also makes the previous commit's frees durable
-      // 2. The commit point: seq_count = epoch + 1, one atomic store, flushed and committed.
-      layout.storeSeqCount(epoch + 1);
-      mem.commit();
+      int items = blocks.size() + versions.size() + records.size();
+      if (commitRecords && items <= CacheLayout.COMMIT_RECORD_ITEMS && fileFrees.isEmpty()
+          && !drops && (long) blocks.size() * layout.geometry().blockSize() <= MAX_CHECKSUMMED_BYTES) {
+        // 1+2 in one memory commit (one device flush): the commit record lists what the epoch
+        // stored with checksums, and recovery counts the epoch only if all of it landed.
+        // SeqCount = epoch rides along (epoch - 1 is committed). Epochs that free at once
+        // (drops, file slots) take two steps: what they free may be what the record lists.
+        if (superblockSeq < epoch) {
+          layout.storeSeqCount(epoch);
+        }
+        layout.storeCommitRecord(epoch, commitItems(blocks, versions, records), items);
+        commitMemory(); // also makes the previous commit's frees durable
+        superblockSeq = epoch;
+      } else {
+        commitMemory(); // also makes the previous commit's frees durable
+        // 2. The commit point: seq_count = epoch + 1, one atomic store, flushed and committed.
+        layout.storeSeqCount(epoch + 1);
+        mem.commit();
+        superblockSeq = epoch + 1;
+      }
       committedSeq = epoch + 1;
       openEpoch = epoch + 1;
       // 3. Old versions the epoch replaced, then file slots it released, freed in that order.
@@ -384,6 +416,22 @@ final class Epochs {
     } catch (IOException | RuntimeException e) {
       throw fail(e);
     }
+  }
+
+  /** A commit record's items: the epoch's blocks, file versions and journal records. */
+  private static long[] commitItems(IntList blocks, IntList versions, IntList records) {
+    long[] items = new long[blocks.size() + versions.size() + records.size()];
+    int n = 0;
+    for (int i = 0; i < blocks.size(); i++) {
+      items[n++] = CacheLayout.commitItem(CacheLayout.ITEM_BLOCK, blocks.get(i));
+    }
+    for (int i = 0; i < versions.size(); i++) {
+      items[n++] = CacheLayout.commitItem(CacheLayout.ITEM_FILE_VERSION, versions.get(i));
+    }
+    for (int i = 0; i < records.size(); i++) {
+      items[n++] = CacheLayout.commitItem(CacheLayout.ITEM_RECORD, records.get(i));
+    }
+    return items; // a version stored twice is listed twice: both hold the same bytes
   }
 
   /**
@@ -483,6 +531,7 @@ final class Epochs {
    * a writer waiting for slots, and for writeback before it stores frees of its own.
    */
   void settleFrees() throws IOException {
+    settleCommitPoint();
     boolean unsettled;
     synchronized (table) {
       unsettled = !freesUnsettled.isEmpty();
@@ -493,10 +542,41 @@ final class Epochs {
   }
 
   /**
+   * Makes SeqCount in the superblock durable up to the committed epochs. After a commit that
+   * a commit record proves it lags one epoch behind, and the record's proof holds only while
+   * every item it lists holds what it did: a free of such an item (writeback's, the journal's)
+   * made durable before SeqCount passes its epoch would leave a record that no longer proves
+   * anything, and a crash would lose the epoch. So whoever frees a committed item settles
+   * this first; commits themselves free only what older epochs stored.
+   */
+  void settleCommitPoint() throws IOException {
+    if (!commitRecords) {
+      return;
+    }
+    commitLock.lock();
+    try {
+      long committed = committedSeq;
+      if (superblockSeq >= committed) {
+        return;
+      }
+      layout.storeSeqCount(committed);
+      commitMemory();
+      superblockSeq = committed;
+    } catch (IOException | RuntimeException e) {
+      throw fail(e);
+    } finally {
+      commitLock.unlock();
+    }
+  }
+
+  /**
    * Frees both versions of a file slot, the older one durably first: were the newer one freed
    * alone, a crash would let the older version (stale size and path) win recovery.
    */
   void storeFileSlotFree(int fileSlot) throws IOException {
+    // A version the last commit record lists may be among the two (a version stored after
+    // writeback took the file's blocks, committed by a record since): SeqCount first.
+    settleCommitPoint();
     long seq0 = layout.readFileVersion(fileSlot, 0).seq();
     long seq1 = layout.readFileVersion(fileSlot, 1).seq();
     int older = Long.compareUnsigned(seq0 + 1, seq1 + 1) < 0 ? 0 : 1; // FREE (-1) sorts first

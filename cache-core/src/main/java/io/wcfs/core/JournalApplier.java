@@ -261,7 +261,9 @@ final class JournalApplier {
         }
       }
     }
-    // 4. The records go, durably; then the overlay forgets what they set.
+    // 4. The records go, durably; then the overlay forgets what they set. A record the last
+    // commit record lists must not change before SeqCount passes its epoch.
+    epochs.settleCommitPoint();
     for (Journal.Rec r : batch) {
       layout.storeRecordFree(r.index);
       layout.flushRecord(r.index);

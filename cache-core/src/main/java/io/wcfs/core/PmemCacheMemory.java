@@ -53,6 +53,11 @@ public final class PmemCacheMemory implements CacheMemory {
   }
 
   @Override
+  public boolean commitFlushesDevice() {
+    return pm.commitFlushesDevice();
+  }
+
+  @Override
   public long readLong(long offset) {
     return pm.readLong(offset);
   }

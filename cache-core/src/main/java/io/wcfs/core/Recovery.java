@@ -64,6 +64,18 @@ final class Recovery {
           + "; `wcfs check` lists the cache contents");
     }
     long seqCount = scan.seqCount;
+    if (layout.geometry().hasCommitRecords()) {
+      // What the commit records proved goes into SeqCount, durably, and only then are they
+      // forgotten (in one commit a crash could keep the forgetting without the SeqCount), all
+      // before anything is freed: a record of an epoch that did not land could otherwise
+      // come to look whole again once new writes refill the same slots.
+      if (seqCount != layout.seqCount()) {
+        layout.storeSeqCount(seqCount);
+        mem.commit();
+      }
+      layout.clearCommitRecords();
+      mem.commit();
+    }
     int dropped0 = 0;
     for (int i = 0; i < scan.stale.size(); i++) {
       if (layout.entrySeq(scan.stale.get(i)) >= seqCount) {

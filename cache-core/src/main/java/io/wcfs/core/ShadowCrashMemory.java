@@ -51,6 +51,11 @@ public final class ShadowCrashMemory implements CacheMemory {
   }
 
   @Override
+  public boolean commitFlushesDevice() {
+    return inner.commitFlushesDevice();
+  }
+
+  @Override
   public long size() {
     return inner.size();
   }

@@ -1105,7 +1105,9 @@ class BothMediaCrashTest {
         store.mkdir(d);
       }
       store.syncDirectory("");
-      mem = CacheFixture.memoryFor(NBLOCKS, BS);
+      // Even workloads commit with commit records (a cache on a disk), odd ones in two steps
+      // (persistent memory).
+      mem = CacheFixture.memoryFor(NBLOCKS, BS).flushesDevice(seed % 2 == 0);
       CacheLayout.format(mem, BS, store.identity());
       boot = CacheFixture.nextBoot();
       cache = WriteCache.openManual(mem, store, cfg, boot);

@@ -25,6 +25,13 @@ final class CrashingMemory implements CacheMemory {
   private final BitSet flushed = new BitSet();
   private long countdown = -1;
   private boolean crashed;
+  /**
+   * What {@link #commitFlushesDevice} answers: true by default, so that the engine commits
+   * epochs with commit records as on a disk cache (the path whose torn commits need checking);
+   * false models persistent memory's two-step commit.
+   */
+  private boolean flushesDevice = true;
+  private long commits;
 
   CrashingMemory(int size) {
     this(new byte[size]);
@@ -59,7 +66,18 @@ final class CrashingMemory implements CacheMemory {
    */
   synchronized CrashingMemory processCrash() {
     crashed = true;
-    return new CrashingMemory(current);
+    return new CrashingMemory(current).flushesDevice(flushesDevice);
+  }
+
+  /** Sets what {@link #commitFlushesDevice} answers; returns this memory. */
+  CrashingMemory flushesDevice(boolean flushes) {
+    flushesDevice = flushes;
+    return this;
+  }
+
+  @Override
+  public boolean commitFlushesDevice() {
+    return flushesDevice;
   }
 
   /** What a restart would find: the durable image plus a random subset of pending words. */
@@ -80,7 +98,7 @@ final class CrashingMemory implements CacheMemory {
       }
     }
     crashed = true;
-    return new CrashingMemory(image);
+    return new CrashingMemory(image).flushesDevice(flushesDevice);
   }
 
   private void tick() {
@@ -143,9 +161,15 @@ final class CrashingMemory implements CacheMemory {
     }
   }
 
+  /** Commits made so far (each a device flush on a disk cache). */
+  synchronized long commits() {
+    return commits;
+  }
+
   @Override
   public synchronized void commit() {
     tick();
+    commits++;
     for (int w = flushed.nextSetBit(0); w >= 0; w = flushed.nextSetBit(w + 1)) {
       System.arraycopy(current, w * 8, durable, w * 8, 8);
       stored.clear(w);

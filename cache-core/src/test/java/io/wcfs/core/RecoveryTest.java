@@ -130,7 +130,7 @@ class RecoveryTest {
     @ValueSource(ints = {8, 16, 32, 40, 48, 56, 64})
     void eachFieldIsChecked(int offset) throws IOException {
       long original = mem.readLong(offset);
-      mem.pokeLong(offset, offset == 8 ? (3L << 32 | BS) : original + 4096);
+      mem.pokeLong(offset, offset == 8 ? ((CacheLayout.VERSION + 1L) << 32 | BS) : original + 4096);
       CacheLayout.raw(mem).storeChecksum();
       byte[] before = mem.image();
       CacheFormatException e = assertThrows(CacheFormatException.class, RecoveryTest.this::open);

@@ -805,7 +805,8 @@ public final class Main {
           throw new UsageException(file + " is not a wcfs cache; nothing to write back");
         }
         if (CacheInspector.isFormatVersion1(mem)) {
-          // Opening it writes these back, by version 1's rules, and formats it as version 2.
+          // Opening it writes these back, by version 1's rules, and formats it as the current
+          // version.
           version1Blocks = CacheInspector.inspect(mem).committedBlocks();
         }
       }

@@ -144,7 +144,7 @@ class VersionOneCacheTest {
 
     WcfsProcess.Result after = WcfsProcess.run(60, "check", cacheDir.toString());
     assertEquals(0, after.exitCode(), after.all());
-    assertTrue(after.out().contains("format version 2")
+    assertTrue(after.out().contains("format version " + io.wcfs.core.CacheLayout.VERSION)
         && after.out().contains("committed blocks   0"), after.all());
   }
 }

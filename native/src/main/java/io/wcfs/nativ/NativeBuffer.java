@@ -39,6 +39,11 @@ public final class NativeBuffer implements AutoCloseable {
     return size;
   }
 
+  /** The buffer as a direct ByteBuffer (valid while this buffer is; for checksums). */
+  public java.nio.ByteBuffer asByteBuffer() {
+    return IO.newDirectByteBuffer(address, (int) Math.min(size, Integer.MAX_VALUE));
+  }
+
   public void put(long offset, byte[] src, int srcOffset, int length) {
     IO.putByteArray(address + offset, src, srcOffset, length);
   }

@@ -297,6 +297,11 @@ public final class PersistentMemory implements AutoCloseable {
     return pages == null ? 0 : pages.deviceFlushes();
   }
 
+  /** Whether a commit is a device flush (a page-cache mapping), not a CPU fence. */
+  public boolean commitFlushesDevice() {
+    return pages != null;
+  }
+
   public long readLong(long offset) {
     check(offset, 8);
     return IO.getLong(base + offset);
