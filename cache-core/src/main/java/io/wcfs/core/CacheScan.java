@@ -22,8 +22,11 @@ final class CacheScan {
   private static final int SLOT_BITS = 31;
 
   final long seqCount;
+  /** Epochs below this count: seqCount, or in the same boot the two after it as well. */
+  final long acceptBelow;
   /**
-   * Records of the open epoch (seq == seq_count) count as committed: recovery in the boot the
+   * Records of the open epochs (seq >= seq_count: the one being committed and the one after it)
+   * count as committed: recovery in the boot the
    * cache was mounted in, where only the daemon died and every complete store survived.
    */
   final boolean acceptOpenEpoch;
@@ -49,8 +52,9 @@ final class CacheScan {
   /** Inconsistencies a mount refuses, each one sentence. */
   final List<String> problems = new ArrayList<>();
 
-  private CacheScan(long seqCount, int fileSlots, boolean acceptOpenEpoch) {
+  private CacheScan(long seqCount, long acceptBelow, int fileSlots, boolean acceptOpenEpoch) {
     this.seqCount = seqCount;
+    this.acceptBelow = acceptBelow;
     this.acceptOpenEpoch = acceptOpenEpoch;
     this.files = new FileRecord[fileSlots];
   }
@@ -67,11 +71,12 @@ final class CacheScan {
    */
   static CacheScan of(CacheLayout layout, boolean acceptOpenEpoch) throws IOException {
     long seqCount = layout.committedSeqCount();
-    long acceptBelow = acceptOpenEpoch ? seqCount + 1 : seqCount;
+    // Same boot: the epoch whose commit was running (sealed) and the open one after it.
+    long acceptBelow = acceptOpenEpoch ? seqCount + 2 : seqCount;
     CacheLayout.Geometry g = layout.geometry();
     int fileSlots = g.fileSlots();
     long[] order = new long[(int) g.nBlocks()];
-    CacheScan scan = new CacheScan(seqCount, fileSlots, acceptOpenEpoch);
+    CacheScan scan = new CacheScan(seqCount, acceptBelow, fileSlots, acceptOpenEpoch);
     for (int fs = 0; fs < fileSlots; fs++) {
       CacheLayout.FileVersion best = null;
       int bestV = -1;
@@ -93,7 +98,7 @@ final class CacheScan {
       }
       if (best != null) {
         scan.files[fs] = new FileRecord(fs, bestV, best);
-        if (best.seq() == seqCount) {
+        if (best.seq() >= seqCount) {
           scan.openEpochVersions.add(fs * 2 + bestV);
         }
       }
@@ -131,7 +136,7 @@ final class CacheScan {
       if (r.fileSlot() >= 0) {
         scan.slotsInRecords.add(r.fileSlot());
       }
-      if (seq == seqCount) {
+      if (seq >= seqCount) {
         scan.openEpochRecords.add(i);
       }
     }
@@ -150,7 +155,7 @@ final class CacheScan {
       long loc = layout.entryLocation(s);
       int fs = CacheLayout.locationFileSlot(loc);
       FileRecord file = fs >= 0 && fs < fileSlots ? scan.files[fs] : null;
-      if (file == null && seq == seqCount) {
+      if (file == null && seq >= seqCount) {
         scan.stale.add(s); // a write in flight: its file's version never got stored
         continue;
       }
@@ -198,7 +203,7 @@ final class CacheScan {
     scan.live = new int[kept];
     for (int i = 0; i < kept; i++) {
       scan.live[i] = (int) (order[i] & ((1L << SLOT_BITS) - 1));
-      if (layout.entrySeq(scan.live[i]) == seqCount) {
+      if (layout.entrySeq(scan.live[i]) >= seqCount) {
         scan.openEpochEntries.add(scan.live[i]);
       }
     }

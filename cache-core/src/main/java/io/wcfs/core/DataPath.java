@@ -252,8 +252,9 @@ final class DataPath {
   /**
    * Records the file's size, mtime and path in its file slot for the open epoch: in place if the
    * newest version belongs to the open epoch, else into the other version (copy-on-write; the
-   * older version is only overwritten once the newer one is committed, which a commit holding
-   * epochLock exclusively guarantees). Caller holds f.lock and epochLock shared.
+   * older version is only overwritten once the newer one is committed: a version of the
+   * sealed epoch whose commit is running is waited for). Caller holds f.lock and epochLock
+   * shared.
    */
   void storeFileMeta(CachedFile f) throws IOException {
     storeFileMeta(f, false);
@@ -280,6 +281,11 @@ final class DataPath {
   /** {@code whole}: rewrite every field, not just size and mtime (the unlinking mark). */
   void storeFileMeta(CachedFile f, boolean whole) throws IOException {
     long epoch = epochs.openEpoch();
+    if (f.versionSeq != epoch && f.versionSeq >= epochs.committedSeq()) {
+      // The newest version belongs to the sealed epoch being committed, and the other one is
+      // the last committed version: it is overwritten only once the newer one is committed.
+      epochs.awaitCommitted(f.versionSeq);
+    }
     if (f.versionSeq == epoch && !whole) {
       layout.storeFileSizeMtime(f.fileSlot, f.version, f.size, f.mtimeNanos);
       return;

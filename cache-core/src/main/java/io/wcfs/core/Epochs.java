@@ -77,8 +77,10 @@ final class Epochs {
   private final ArrayDeque<long[]> commitTimes = new ArrayDeque<>();
   /** The epoch new writes belong to; written under epochLock exclusively. */
   private volatile long openEpoch;
-  /** Persisted seq_count: epochs below it are committed. */
+  /** Persisted seq_count: epochs below it are committed. Written under committedSignal. */
   private volatile long committedSeq;
+  /** Notified when committedSeq grows or the cache fails ({@link #awaitCommitted}). */
+  private final Object committedSignal = new Object();
   /**
    * Guarded by commitLock. The SeqCount word durable in the superblock: committedSeq, or one
    * less after a commit that a commit record proves (its items stay as they are until this
@@ -325,45 +327,65 @@ final class Epochs {
     }
   }
 
-  /** DESIGN.md's commit sequence; holds epochLock exclusively from the first flush to the end. */
+  /**
+   * DESIGN.md's commit sequence. epochLock is held exclusively only to sync directories and
+   * seal the epoch (take its lists, open the next one); the flushes and the device's wait run
+   * while writers store into the next epoch, so that the fsyncs arriving meanwhile share the
+   * next commit instead of waiting in line to write. What the sealed epoch stored is not
+   * touched again until it is committed: its slots are COMMITTING (a write copies them to a new
+   * slot), a file version of it is rewritten only after the commit (awaitCommitted), and
+   * journal records are new slots of the ring.
+   */
   private void commitEpoch() throws IOException {
     long startNanos = System.nanoTime();
+    Sealed sealed;
     epochLock.writeLock().lock();
     try {
       syncDirectories(); // 0. names first: what this epoch commits may rely on them
-      commitEpochLocked(startNanos);
+      sealed = seal();
     } finally {
       epochLock.writeLock().unlock();
     }
+    if (sealed != null) {
+      commitSealed(sealed, startNanos);
+    }
   }
 
-  private void commitEpochLocked(long startNanos) throws IOException {
-    try {
-      long epoch = openEpoch;
-      IntList blocks;
-      IntList versions;
-      IntList frees;
-      IntList fileFrees;
-      IntList records;
-      boolean drops;
-      synchronized (table) {
-        blocks = uncommitted;
-        versions = dirtyVersions;
-        frees = pendingFree;
-        fileFrees = pendingFileFree;
-        records = dirtyRecords;
-        if (blocks.isEmpty() && versions.isEmpty() && frees.isEmpty() && fileFrees.isEmpty()
-            && records.isEmpty()) {
-          return; // only directories to sync (a new empty file's name): no cache commit
-        }
-        uncommitted = new IntList();
-        dirtyVersions = new IntList();
-        dirtyRecords = new IntList();
-        pendingFree = new IntList();
-        pendingFileFree = new IntList();
-        drops = pendingDrops;
-        pendingDrops = false;
+  /** What a sealed epoch commits and then frees. */
+  private record Sealed(long epoch, IntList blocks, IntList versions, IntList records,
+      IntList frees, IntList fileFrees, boolean drops) {}
+
+  /** Needs epochLock exclusively. Null if the epoch stored nothing (only directories). */
+  private Sealed seal() {
+    long epoch = openEpoch;
+    synchronized (table) {
+      if (uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
+          && pendingFileFree.isEmpty() && dirtyRecords.isEmpty()) {
+        return null; // only directories to sync (a new empty file's name): no cache commit
       }
+      Sealed sealed = new Sealed(epoch, uncommitted, dirtyVersions, dirtyRecords, pendingFree,
+          pendingFileFree, pendingDrops);
+      uncommitted = new IntList();
+      dirtyVersions = new IntList();
+      dirtyRecords = new IntList();
+      pendingFree = new IntList();
+      pendingFileFree = new IntList();
+      pendingDrops = false;
+      for (int i = 0; i < sealed.blocks.size(); i++) {
+        table.sealed(sealed.blocks.get(i));
+      }
+      openEpoch = epoch + 1;
+      return sealed;
+    }
+  }
+
+  /** Needs commitLock. Commits a sealed epoch; writers meanwhile store into the next one. */
+  private void commitSealed(Sealed e, long startNanos) throws IOException {
+    try {
+      long epoch = e.epoch;
+      IntList blocks = e.blocks;
+      IntList versions = e.versions;
+      IntList records = e.records;
       // 1. pmem_flush every block, entry, file version and journal record of the epoch, then
       // pmem_commit: all of it durable before the commit point makes any of it count.
       for (int i = 0; i < blocks.size(); i++) {
@@ -377,8 +399,9 @@ final class Epochs {
         layout.flushRecord(records.get(i));
       }
       int items = blocks.size() + versions.size() + records.size();
-      if (commitRecords && items <= CacheLayout.COMMIT_RECORD_ITEMS && fileFrees.isEmpty()
-          && !drops && (long) blocks.size() * layout.geometry().blockSize() <= MAX_CHECKSUMMED_BYTES) {
+      if (commitRecords && items <= CacheLayout.COMMIT_RECORD_ITEMS && e.fileFrees.isEmpty()
+          && !e.drops
+          && (long) blocks.size() * layout.geometry().blockSize() <= MAX_CHECKSUMMED_BYTES) {
         // 1+2 in one memory commit (one device flush): the commit record lists what the epoch
         // stored with checksums, and recovery counts the epoch only if all of it landed.
         // SeqCount = epoch rides along (epoch - 1 is committed). Epochs that free at once
@@ -396,10 +419,12 @@ final class Epochs {
         mem.commit();
         superblockSeq = epoch + 1;
       }
-      committedSeq = epoch + 1;
-      openEpoch = epoch + 1;
+      synchronized (committedSignal) {
+        committedSeq = epoch + 1;
+        committedSignal.notifyAll();
+      }
       // 3. Old versions the epoch replaced, then file slots it released, freed in that order.
-      releaseSlots(frees, fileFrees, drops);
+      releaseSlots(e.frees, e.fileFrees, e.drops);
       synchronized (table) {
         for (int i = 0; i < blocks.size(); i++) {
           table.committed(blocks.get(i));
@@ -413,8 +438,26 @@ final class Epochs {
           table.notifyAll();
         }
       }
-    } catch (IOException | RuntimeException e) {
-      throw fail(e);
+    } catch (IOException | RuntimeException ex) {
+      throw fail(ex);
+    }
+  }
+
+  /**
+   * Waits until {@code epoch} is committed (a sealed epoch's commit is running), or the cache
+   * failed. For a writer about to rewrite a file version that epoch stored.
+   */
+  void awaitCommitted(long epoch) throws IOException {
+    synchronized (committedSignal) {
+      while (committedSeq <= epoch) {
+        checkError();
+        try {
+          committedSignal.wait(100);
+        } catch (InterruptedException ie) {
+          Thread.currentThread().interrupt();
+          throw new java.io.InterruptedIOException("interrupted waiting for a commit");
+        }
+      }
     }
   }
 
@@ -621,6 +664,9 @@ final class Epochs {
         LOG.error("cache memory failed; writes and fsync now fail with EIO, reads continue", e);
       }
       table.notifyAll();
+    }
+    synchronized (committedSignal) {
+      committedSignal.notifyAll();
     }
     return new CacheErrorException(io);
   }

@@ -221,12 +221,12 @@ final class Recovery {
       layout.flushFileVersion(fv / 2, fv % 2);
     }
     mem.commit();
-    layout.storeSeqCount(seqCount + 1);
+    layout.storeSeqCount(scan.acceptBelow);
     mem.commit();
     LOG.info("same-boot recovery: committed {} blocks and {} file versions that the daemon had"
         + " stored but not committed when it stopped", scan.openEpochEntries.size(),
         scan.openEpochVersions.size());
-    return seqCount + 1;
+    return scan.acceptBelow;
   }
 
   /**

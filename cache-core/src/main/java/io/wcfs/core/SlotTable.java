@@ -4,9 +4,9 @@ package io.wcfs.core;
  * The in-memory state of every cache slot, with its legal transitions named:
  *
  * <pre>
- *   FREE --reserve--> RESERVED --stored--> UNCOMMITTED --committed--> COMMITTED
- *                                              |                          |
- *                                              +------- supersede --------+--> SUPERSEDED
+ *   FREE --reserve--> RESERVED --stored--> UNCOMMITTED --sealed--> COMMITTING --committed--> COMMITTED
+ *                                              |                          |                       |
+ *                                              +------- supersede --------+-----------------------+--> SUPERSEDED
  *   COMMITTED --writtenBack--> (freed)      SUPERSEDED --freed--> (freed)
  *   (freed) = FREE, or FREED_AFTER_WB while writeback still reads the slot
  * </pre>
@@ -29,6 +29,11 @@ final class SlotTable {
   private static final byte SUPERSEDED = 4;
   /** Freed on the device, waiting for writeback to stop reading it before reuse. */
   private static final byte FREED_AFTER_WB = 5;
+  /**
+   * Stored in an epoch whose commit is running: no longer written in place (a write copies it
+   * to a new slot of the open epoch), not yet written back.
+   */
+  private static final byte COMMITTING = 6;
   private static final byte KIND = 0x0f;
   private static final byte WB = 0x10;
 
@@ -125,9 +130,16 @@ final class SlotTable {
     dirtyCount++;
   }
 
-  /** UNCOMMITTED -> COMMITTED, after the commit point (a superseded slot stays so). */
-  void committed(int s) {
+  /** UNCOMMITTED -> COMMITTING: its epoch is sealed and being committed. */
+  void sealed(int s) {
     if ((state[s] & KIND) == UNCOMMITTED) {
+      state[s] = (byte) ((state[s] & WB) | COMMITTING);
+    }
+  }
+
+  /** COMMITTING -> COMMITTED, after the commit point (a superseded slot stays so). */
+  void committed(int s) {
+    if ((state[s] & KIND) == COMMITTING) {
       state[s] = (byte) ((state[s] & WB) | COMMITTED);
     }
   }

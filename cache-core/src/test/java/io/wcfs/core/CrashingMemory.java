@@ -91,13 +91,22 @@ final class CrashingMemory implements CacheMemory {
    * for tests that need one particular torn state.
    */
   synchronized CrashingMemory crash(java.util.function.LongPredicate keep) {
+    CrashingMemory after = powerLossImage(keep);
+    crashed = true;
+    return after;
+  }
+
+  /**
+   * What a power loss now would leave ({@link #crash}'s image), while this memory goes on: for
+   * tests that look at several moments of one run.
+   */
+  synchronized CrashingMemory powerLossImage(java.util.function.LongPredicate keep) {
     byte[] image = durable.clone();
     for (int w = stored.nextSetBit(0); w >= 0; w = stored.nextSetBit(w + 1)) {
       if (keep.test(w * 8L)) {
         System.arraycopy(current, w * 8, image, w * 8, 8);
       }
     }
-    crashed = true;
     return new CrashingMemory(image).flushesDevice(flushesDevice);
   }
 

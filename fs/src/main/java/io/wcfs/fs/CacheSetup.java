@@ -164,8 +164,10 @@ final class CacheSetup {
    * untouched), recovers it otherwise.
    */
   static WriteCache open(Path cacheFile, DirectoryBackingStore backing, CacheConfig config,
-      FlushStrategy strategy) throws IOException {
-    CacheMemory mem = map(cacheFile, strategy);
+      FlushStrategy strategy, Runnable beforeDeviceWait) throws IOException {
+    PmemCacheMemory mapped = map(cacheFile, strategy);
+    mapped.beforeDeviceWait(beforeDeviceWait);
+    CacheMemory mem = mapped;
     if ("1".equals(System.getenv("WCFS_TEST_CRASH_SHADOW"))) {
       LOG.warn("TEST MODE: cache memory keeps a crash shadow in {}",
           ShadowCrashMemory.shadowOf(cacheFile));

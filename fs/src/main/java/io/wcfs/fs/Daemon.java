@@ -79,7 +79,7 @@ final class Daemon {
               FuseLoop::handOff);
           backing.setWriteGuard(claim::checkMayWrite);
           WriteCache cache = CacheSetup.open(spec.cacheFile(), backing, spec.config(),
-              spec.strategy());
+              spec.strategy(), FuseLoop::handOffIfPending);
           serve(spec, cache, backing, claim, ready, metrics);
           clean = true; // everything was written back
         } finally {

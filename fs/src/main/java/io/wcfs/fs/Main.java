@@ -820,7 +820,8 @@ public final class Main {
       try {
         DirectoryBackingStore store = new DirectoryBackingStore(back);
         store.setWriteGuard(claim::checkMayWrite);
-        WriteCache wc = CacheSetup.open(file, store, CacheConfig.DEFAULTS, FlushStrategy.AUTO);
+        WriteCache wc = CacheSetup.open(file, store, CacheConfig.DEFAULTS, FlushStrategy.AUTO,
+            () -> {});
         long blocks = wc.stats().dirtyBlocks();
         try {
           BackingClaim.drain(wc, claim, TimeUnit.HOURS.toMillis(24));

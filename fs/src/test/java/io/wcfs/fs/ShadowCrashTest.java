@@ -44,7 +44,7 @@ class ShadowCrashTest extends OwnMountTest {
       + " commit records, torn by the kill, count whole or not at all")
   void diskCacheCommitRecords() throws Exception {
     wcfs.env.put("PMEM_IS_PMEM_FORCE", "0"); // libpmem: not persistent memory
-    crashLoop("page-cache mapping", Math.max(3, ROUNDS / 2));
+    crashLoop("page-cache mapping", Math.max(3, ROUNDS / 3));
   }
 
   private void crashLoop(String backend, int rounds) throws Exception {

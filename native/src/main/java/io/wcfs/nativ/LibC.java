@@ -508,6 +508,16 @@ public final class LibC {
     }
   }
 
+  /** Whether {@code fd} is readable right now (poll with a zero timeout). */
+  public static boolean readableNow(int fd) {
+    NativeBuffer pfd = POLL_FD.get();
+    pfd.putLong(0, (long) fd | (1L << 32)); // struct pollfd {int fd; short events=POLLIN; ..}
+    return API.poll(pfd.address(), 1, 0) > 0;
+  }
+
+  private static final ThreadLocal<NativeBuffer> POLL_FD =
+      ThreadLocal.withInitial(() -> new NativeBuffer(8));
+
   /** Sets O_NONBLOCK on {@code fd} (F_GETFL = 3, F_SETFL = 4). */
   public static void setNonBlocking(int fd) throws NativeIOException {
     int flags = API.fcntl(fd, 3, 0);
