@@ -49,7 +49,12 @@ import java.util.zip.CRC32C;
  * and whose items all hold what it lists: a crash inside the commit tore something, and the
  * epoch does not count, exactly as if its SeqCount store had not landed. What a valid record
  * proves must stay as it is until SeqCount passes its epoch durably, so nothing frees an item
- * of such an epoch before that (Epochs settles SeqCount first). The same idea as jbd2's
+ * of such an epoch before that (Epochs settles SeqCount first). Why two slots and a SeqCount
+ * store in every commit, not a ring that stores SeqCount seldom: file versions are
+ * copy-on-write between two copies, so a version epoch E stored is overwritten from epoch
+ * E + 2 on; were SeqCount further behind, that overwrite could reach the disk (any fdatasync
+ * of the cache file writes it) while record E still has to prove E, and a crash would lose E
+ * and every epoch after it (the crash suites fail so at once). The same idea as jbd2's
  * checksummed asynchronous commit block. Version 2 caches have no records and commit in two
  * steps.
  */
