@@ -42,21 +42,18 @@ import java.util.zip.CRC32C;
  *
  * <p>Commit records (version 3) let an epoch commit with one device flush on a page-cache
  * mapping, where the two-step order (everything durable, then SeqCount) costs two. Commit E
- * stores SeqCount = E (epoch E - 1 was committed when it began) and record E, which lists every
- * entry, file version and journal record E stored with a CRC32C of its stored bytes, in the
- * slot E mod 2, and commits all of it at once. The committed seq_count is then SeqCount,
- * raised past each epoch E = SeqCount, SeqCount + 1 whose record is whole (its own checksum)
- * and whose items all hold what it lists: a crash inside the commit tore something, and the
- * epoch does not count, exactly as if its SeqCount store had not landed. What a valid record
- * proves must stay as it is until SeqCount passes its epoch durably, so nothing frees an item
- * of such an epoch before that (Epochs settles SeqCount first). Why two slots and a SeqCount
- * store in every commit, not a ring that stores SeqCount seldom: file versions are
- * copy-on-write between two copies, so a version epoch E stored is overwritten from epoch
- * E + 2 on; were SeqCount further behind, that overwrite could reach the disk (any fdatasync
- * of the cache file writes it) while record E still has to prove E, and a crash would lose E
- * and every epoch after it (the crash suites fail so at once). The same idea as jbd2's
- * checksummed asynchronous commit block. Version 2 caches have no records and commit in two
- * steps.
+ * stores record E, which lists every entry, file version and journal record E stored with a
+ * CRC32C of its stored bytes, in slot E mod 2, and commits it with the epoch at once; SeqCount
+ * is not stored. Commits are serial, so a whole record E (its own checksum, and every item
+ * holding what it lists) proves E and every epoch before it: the committed seq_count is
+ * SeqCount, or E + 1 for the newest record E >= SeqCount that is whole. A crash inside a
+ * commit tore something, and the epoch does not count, exactly as if its SeqCount store had
+ * not landed; the record before it, in the other slot, still proves its own epoch, whose
+ * items nothing has changed: a slot is freed only once SeqCount is durably past its epoch
+ * (Epochs settles SeqCount first), blocks are copy-on-write, and a file version an epoch
+ * stored is overwritten only once a later epoch's version of the file is committed. The same
+ * idea as jbd2's checksummed asynchronous commit block. Version 2 caches have no records and
+ * commit in two steps.
  */
 public final class CacheLayout {
   static final long MAGIC = 0x4843414353464357L; // "WCFSCACH" read as a little-endian word
@@ -529,19 +526,22 @@ public final class CacheLayout {
   }
 
   /**
-   * The committed seq_count: the superblock's, raised past every epoch whose commit record
-   * proves it (see the class comment). Epochs below it are committed.
+   * The committed seq_count: the superblock's, or past the newest epoch a whole commit record
+   * proves (see the class comment). Epochs below it are committed.
    */
   long committedSeqCount() throws IOException {
     long seqCount = seqCount();
     if (!geometry.hasCommitRecords()) {
       return seqCount;
     }
-    // At most two records can be ahead of the superblock: one per slot.
-    for (int i = 0; i < 2 && commitRecordProves(seqCount); i++) {
-      seqCount++;
+    long committed = seqCount;
+    for (int slot = 0; slot < 2; slot++) {
+      long epoch = mem.readLong(commitRecordOffset(slot) + CR_EPOCH);
+      if (epoch >= committed && commitRecordProves(epoch)) {
+        committed = epoch + 1; // commits are serial: every epoch before it was committed
+      }
     }
-    return seqCount;
+    return committed;
   }
 
   /** Whether the record in epoch's slot is epoch's, whole, and every item holds what it lists. */

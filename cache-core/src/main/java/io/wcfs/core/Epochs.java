@@ -82,9 +82,9 @@ final class Epochs {
   /** Notified when committedSeq grows or the cache fails ({@link #awaitCommitted}). */
   private final Object committedSignal = new Object();
   /**
-   * Guarded by commitLock. The SeqCount word durable in the superblock: committedSeq, or one
-   * less after a commit that a commit record proves (its items stay as they are until this
-   * passes their epoch: see {@link #settleFrees}).
+   * Guarded by commitLock. The SeqCount word durable in the superblock: committedSeq, or
+   * less after commits that commit records prove (their items stay as they are until this
+   * passes their epoch: see {@link #settleCommitPoint}).
    */
   private long superblockSeq;
   /** Epochs commit with one memory commit and a commit record (see CacheLayout). */
@@ -403,15 +403,13 @@ final class Epochs {
           && !e.drops
           && (long) blocks.size() * layout.geometry().blockSize() <= MAX_CHECKSUMMED_BYTES) {
         // 1+2 in one memory commit (one device flush): the commit record lists what the epoch
-        // stored with checksums, and recovery counts the epoch only if all of it landed.
-        // SeqCount = epoch rides along (epoch - 1 is committed). Epochs that free at once
-        // (drops, file slots) take two steps: what they free may be what the record lists.
-        if (superblockSeq < epoch) {
-          layout.storeSeqCount(epoch);
-        }
+        // stored with checksums, and recovery counts the epoch only if all of it landed; a
+        // whole record also proves every epoch before it, so SeqCount is not stored (a page
+        // less for the device flush) until someone frees a committed item. Epochs that free
+        // at once (drops, file slots) take two steps: what they free may be what the record
+        // lists.
         layout.storeCommitRecord(epoch, commitItems(blocks, versions, records), items);
         commitMemory(); // also makes the previous commit's frees durable
-        superblockSeq = epoch;
       } else {
         commitMemory(); // also makes the previous commit's frees durable
         // 2. The commit point: seq_count = epoch + 1, one atomic store, flushed and committed.
@@ -585,9 +583,9 @@ final class Epochs {
   }
 
   /**
-   * Makes SeqCount in the superblock durable up to the committed epochs. After a commit that
-   * a commit record proves it lags one epoch behind, and the record's proof holds only while
-   * every item it lists holds what it did: a free of such an item (writeback's, the journal's)
+   * Makes SeqCount in the superblock durable up to the committed epochs. After commits that
+   * commit records prove it lags behind, and a record's proof holds only while every item it
+   * lists holds what it did: a free of such an item (writeback's, the journal's)
    * made durable before SeqCount passes its epoch would leave a record that no longer proves
    * anything, and a crash would lose the epoch. So whoever frees a committed item settles
    * this first; commits themselves free only what older epochs stored.

@@ -53,6 +53,15 @@ final class Recovery {
     // Same boot: only the daemon died (kill -9, OOM, a bug); the machine kept every store it
     // made into the mapping, flushed or not. After a reboot only what was committed counts.
     boolean sameBoot = bootId != 0 && layout.boot() == bootId;
+    if (sameBoot) {
+      // What the dead daemon stored is in the page cache (or the CPU's caches), not
+      // necessarily durable: make all of it durable before deciding anything from it. Else a
+      // power cut during or after this recovery could keep what it writes (a cleared commit
+      // record, a new SeqCount) without what that relied on (the superblock's SeqCount or an
+      // epoch's blocks still in the page cache).
+      mem.flush(0, mem.size());
+      mem.commit();
+    }
     // A daemon killed before us may have left backing changes that only its next commit was
     // to make durable (a directory made outside the journal, a size-only truncate): nothing
     // here knows them, so the whole backing filesystem is made durable before recovery and

@@ -62,11 +62,16 @@ final class CrashingMemory implements CacheMemory {
 
   /**
    * What a restart of the daemon alone finds (kill -9, same boot): every store it made, flushed
-   * or not; a copy in progress at the crash kept up to where it got.
+   * or not; a copy in progress at the crash kept up to where it got. What was not committed
+   * is still not durable: a power loss after the restart may drop any of it, until the next
+   * commit that follows its flush.
    */
   synchronized CrashingMemory processCrash() {
     crashed = true;
-    return new CrashingMemory(current).flushesDevice(flushesDevice);
+    CrashingMemory after = new CrashingMemory(current).flushesDevice(flushesDevice);
+    System.arraycopy(durable, 0, after.durable, 0, durable.length);
+    after.stored.or(stored);
+    return after;
   }
 
   /** Sets what {@link #commitFlushesDevice} answers; returns this memory. */
