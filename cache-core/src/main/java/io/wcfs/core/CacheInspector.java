@@ -66,7 +66,10 @@ public final class CacheInspector {
       return new Report("superblock: " + e.getMessage() + "\n", false, 0);
     }
     CacheLayout.Geometry g = layout.geometry();
-    long seqCount = layout.committedSeqCount();
+    // One scan decides everything below, as recovery's does (a second reading of the commit
+    // records on a live cache could see a later commit).
+    CacheScan scan = CacheScan.of(layout);
+    long seqCount = scan.seqCount;
     out.append(String.format("wcfs cache, format version %d%n", layout.version()));
     out.append(String.format("backing directory  %s (inode %d)%n", layout.backingIdentity().path(),
         layout.backingIdentity().ino()));
@@ -75,7 +78,6 @@ public final class CacheInspector {
     out.append(String.format("seq_count          %d%s%n", seqCount,
         seqCount == layout.seqCount() ? ""
             : " (superblock " + layout.seqCount() + ", the rest proved by commit records)"));
-    CacheScan scan = CacheScan.of(layout);
     Map<Integer, Long> blocksPerFile = new HashMap<>();
     for (int s : scan.live) {
       blocksPerFile.merge(CacheLayout.locationFileSlot(layout.entryLocation(s)), 1L, Long::sum);
@@ -96,7 +98,9 @@ public final class CacheInspector {
     List<String> problems = scan.problems;
     boolean ok = true;
     out.append(String.format("committed blocks   %d (dirty, waiting for writeback)%n", committed));
-    out.append(String.format("uncommitted blocks %d (discarded at the next mount)%n", uncommitted));
+    out.append(String.format("uncommitted blocks %d (discarded by a mount after a reboot; a"
+        + " mount in the boot the daemon died in keeps those whose writes had completed)%n",
+        uncommitted));
     out.append(String.format("files              %d%n", files.size()));
     for (Map.Entry<Integer, CacheLayout.FileVersion> e : files.entrySet()) {
       CacheLayout.FileVersion f = e.getValue();
