@@ -10,7 +10,6 @@ import java.util.List;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
-import jnr.ffi.LibraryLoader;
 import jnr.ffi.Memory;
 import jnr.ffi.Pointer;
 import jnr.ffi.Runtime;
@@ -87,38 +86,7 @@ final class FuseLoop {
   private static final int S_IFMT = 0170000;
   private static final int S_IFDIR = 0040000;
 
-  /**
-   * The libfuse2 calls fuse_main makes, bound by hand (jnr-fuse binds only fuse_main). Not
-   * fuse_mount + fuse_new: dlsym("fuse_new") finds the unversioned compat symbol of 2.2, not
-   * fuse_new@@FUSE_2.6; fuse_setup has no such twin.
-   */
-  public interface LibFuse2 {
-    Pointer fuse_setup(int argc, Pointer argv, Pointer ops, long opSize, Pointer mountpoint,
-        Pointer multithreaded, Pointer userData);
-
-    void fuse_teardown(Pointer fuse, Pointer mountpoint);
-
-    Pointer fuse_get_session(Pointer fuse);
-
-    Pointer fuse_session_next_chan(Pointer se, Pointer ch);
-
-    long fuse_chan_bufsize(Pointer ch);
-
-    int fuse_chan_fd(Pointer ch);
-
-    void fuse_session_process_buf(Pointer se, Pointer buf, Pointer ch);
-
-    Pointer fuse_kern_chan_new(int fd);
-
-    void fuse_chan_destroy(Pointer ch);
-
-    int fuse_session_exited(Pointer se);
-
-    void fuse_session_exit(Pointer se);
-  }
-
-  private static final LibFuse2 FUSE = LibraryLoader.create(LibFuse2.class).failImmediately()
-      .load("fuse");
+  private static final LibFuse.Api FUSE = LibFuse.api();
   private static final Runtime RT = Runtime.getRuntime(FUSE);
   /** The worker serving the current thread, for callbacks that act after the reply. */
   private static final ThreadLocal<Worker> WORKER = new ThreadLocal<>();

@@ -431,12 +431,7 @@ public final class Main {
     }
 
     private static void checkLibfuse() {
-      try {
-        jnr.ffi.LibraryLoader.create(LibFuseProbe.class).failImmediately().load("fuse");
-      } catch (LinkageError | RuntimeException e) {
-        throw new UsageException("libfuse.so.2 cannot be loaded (" + e.getMessage() + ");"
-            + " install it: apt-get install libfuse2 fuse3");
-      }
+      LibFuse.require();
     }
 
     /** Starts `wcfs mount --foreground` detached, returns once it is mounted (or failed). */
@@ -541,11 +536,6 @@ public final class Main {
     } catch (IOException | RuntimeException e) {
       return List.of();
     }
-  }
-
-  /** The smallest jnr-ffi view of libfuse, to tell early whether it loads. */
-  public interface LibFuseProbe {
-    int fuse_version();
   }
 
   @Command(name = "umount", description = "Commit, write everything back, unmount; the daemon"
