@@ -116,6 +116,20 @@ final class Epochs {
     commitTimes.addLast(new long[] {seqCount - 1, System.nanoTime()});
   }
 
+  /**
+   * How a commit reaches the device, for the backend line of status ("" on pmem, whose
+   * commit is a fence): one device flush with a commit record, or two on a version 2 cache.
+   */
+  String commitMode() {
+    if (commitRecords) {
+      return "; commits: one device flush each (commit records), two for large ones";
+    }
+    return mem.commitFlushesDevice()
+        ? "; commits: two device flushes each (a format version 2 cache has no commit records:"
+            + " `wcfs writeback`, then `wcfs format --force`, for one)"
+        : "";
+  }
+
   long openEpoch() {
     return openEpoch;
   }

@@ -446,7 +446,8 @@ public final class WriteCache implements AutoCloseable {
       IOException error = epochs.error();
       live = new Counters.Live(error == null ? null : error.getMessage(), nBlocks, table.free(),
           writeback.inFlight(), table.dirty(), epochs.uncommittedCount(), age, table.writersWaiting(), blockSize,
-          mem.describe(), mem.deviceFlushes(), journal.capacity(), journal.pendingCount(),
+          mem.describe() + epochs.commitMode(), mem.deviceFlushes(), journal.capacity(),
+          journal.pendingCount(),
           overlay.size());
     }
     return counters.snapshot(live);
