@@ -608,8 +608,14 @@ public final class CacheLayout {
       b.putLong(CR_ITEMS + 16L * i + 8, itemChecksum((int) (item >>> 56), item & ((1L << 56) - 1)));
     }
     int length = CR_ITEMS + 16 * count;
+    // The checksum of the staged words (the bytes commitRecordChecksum reads back), so that
+    // the record is one store.
+    java.nio.ByteBuffer staged = b.asByteBuffer();
+    CRC32C crc = new CRC32C();
+    crc.update(staged.duplicate().limit(CR_CHECKSUM).position(CR_MAGIC));
+    crc.update(staged.duplicate().limit(length).position(CR_ITEMS));
+    b.putLong(CR_CHECKSUM, crc.getValue());
     mem.copyIn(base, b.address(), length);
-    mem.assign(base + CR_CHECKSUM, commitRecordChecksum(base, count));
     mem.flush(base, length);
   }
 
@@ -741,8 +747,7 @@ public final class CacheLayout {
    * one copy could otherwise pair a new seq with the slot's previous location).
    */
   void storeEntry(long slot, long location, long seq) throws IOException {
-    mem.assign(entryOffset(slot), location);
-    mem.assign(entryOffset(slot) + 8, seq);
+    mem.assign2(entryOffset(slot), location, seq); // one pwrite on a page-cache mapping
   }
 
   void storeEntryFree(long slot) throws IOException {

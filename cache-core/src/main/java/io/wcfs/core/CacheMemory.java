@@ -20,6 +20,16 @@ public interface CacheMemory extends AutoCloseable {
   /** pmem_assign: an aligned 8-byte store, atomic when persisted. */
   void assign(long offset, long value) throws IOException;
 
+  /**
+   * Two pmem_assigns to adjacent words, {@code first} then {@code second}: a process killed
+   * between them may leave the first alone, never the second alone. A memory whose stores are
+   * system calls does both in one.
+   */
+  default void assign2(long offset, long first, long second) throws IOException {
+    assign(offset, first);
+    assign(offset + 8, second);
+  }
+
   /** pmem_flush of a range. */
   void flush(long offset, long length) throws IOException;
 

@@ -50,6 +50,11 @@ public final class PmemCacheMemory implements CacheMemory {
   }
 
   @Override
+  public void assign2(long offset, long first, long second) throws IOException {
+    pm.assign2(offset, first, second);
+  }
+
+  @Override
   public void flush(long offset, long length) {
     pm.flush(offset, length);
   }

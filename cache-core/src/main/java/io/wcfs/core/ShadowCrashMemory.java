@@ -71,6 +71,11 @@ public final class ShadowCrashMemory implements CacheMemory {
   }
 
   @Override
+  public void assign2(long offset, long first, long second) throws IOException {
+    inner.assign2(offset, first, second);
+  }
+
+  @Override
   public void flush(long offset, long length) throws IOException {
     inner.flush(offset, length);
     synchronized (flushed) {

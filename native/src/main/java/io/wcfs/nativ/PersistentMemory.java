@@ -263,6 +263,21 @@ public final class PersistentMemory implements AutoCloseable {
   }
 
   /**
+   * Two pmem_assigns to adjacent words, {@code first} at {@code offset} before {@code second}
+   * after it. A page-cache mapping stores both with one pwrite (one system call: no process
+   * kill between them); persistent memory with two ordered assigns.
+   */
+  public void assign2(long offset, long first, long second) throws NativeIOException {
+    if (pages != null && (offset & 15) == 0) {
+      check(offset, 16);
+      pages.storeLongs(offset, first, second);
+      return;
+    }
+    assign(offset, first);
+    assign(offset + 8, second);
+  }
+
+  /**
    * pmem_flush: starts writing the range back (EAGER: nothing to do, the copy bypassed caches;
    * MSYNC: the pages are noted, and written back by the next commit).
    */
