@@ -5,7 +5,8 @@ import java.nio.charset.StandardCharsets;
 import java.util.zip.CRC32C;
 
 /**
- * The on-device format of a wcfs cache file; the only class that knows byte offsets. All integers
+ * The on-device format of a wcfs cache file; the only class that knows byte offsets but for
+ * the commit record pages' own, which {@link CommitRecords} keeps. All integers
  * are little-endian 64-bit words (the memory is read and written a word at a time, and both
  * supported CPUs are little-endian).
  *
@@ -22,9 +23,7 @@ import java.util.zip.CRC32C;
  * Journal     --> Record^JournalRecords                 (the geometry derives their number)
  * Record      --> Seq, Order, Op << 32 | FileSlot + 1, Path1Length << 32 | Path2Length,
  *                 VictimSlot + 1, Path1, Path2 (packed, padded)   (RECORD_SIZE bytes)
- * CommitRecord --> Magic ("WCFSCMIT"), Epoch, Count, Checksum, Item^Count
- *                                                       (COMMIT_RECORD_SIZE bytes; version 3)
- * Item        --> Kind << 56 | Index, ItemChecksum      (CRC32C of what the epoch stored there)
+ * CommitRecord --> see {@link CommitRecords}               (version 3)
  * Entries     --> Entry^NBlocks
  * Entry       --> Location (FileSlot+1 << 40 | BlockIndex), Seq      (16 bytes)
  * Data        --> Block^NBlocks                        (block-aligned)
@@ -75,20 +74,6 @@ public final class CacheLayout {
   static final int ENTRY_SIZE = 16;
   static final int MAX_PATH_BYTES = FILE_VERSION_SIZE - 56;
   static final int RECORD_SIZE = 512;
-  static final int COMMIT_RECORD_SIZE = 4096;
-  /** "WCFSCMIT" read as a little-endian word. */
-  static final long COMMIT_MAGIC = 0x54494D4353464357L;
-  private static final int CR_MAGIC = 0;
-  private static final int CR_EPOCH = 8;
-  private static final int CR_COUNT = 16;
-  private static final int CR_CHECKSUM = 24;
-  private static final int CR_ITEMS = 32;
-  /** Items one commit record lists; a larger epoch commits in two steps. */
-  static final int COMMIT_RECORD_ITEMS = (COMMIT_RECORD_SIZE - CR_ITEMS) / 16;
-  /** What a commit record's item is. */
-  static final int ITEM_BLOCK = 1;
-  static final int ITEM_FILE_VERSION = 2;
-  static final int ITEM_RECORD = 3;
   /** Both paths of a record together (a rename's two). */
   static final int MAX_RECORD_PATH_BYTES = RECORD_SIZE - 40;
   static final int MAX_BACKING_PATH_BYTES = SUPERBLOCK_SIZE - 96;
@@ -187,7 +172,8 @@ public final class CacheLayout {
       int fileSlots = (int) Math.min(1 << 20, Math.max(64, nBlocks / 8));
       int records = Math.min(8192, Math.max(64, fileSlots / 4));
       long commitRecords = version >= 3 ? SUPERBLOCK_SIZE : 0;
-      long fileTable = SUPERBLOCK_SIZE + (version >= 3 ? 2 * COMMIT_RECORD_SIZE : 0);
+      long fileTable = SUPERBLOCK_SIZE
+          + (version >= 3 ? (long) CommitRecords.SLOTS * CommitRecords.SIZE : 0);
       long journal = align(fileTable + (long) fileSlots * 2 * FILE_VERSION_SIZE, 4096);
       long entries = align(journal + (long) records * RECORD_SIZE, 4096);
       long data = align(entries + nBlocks * ENTRY_SIZE, Math.max(4096, blockSize));
@@ -270,6 +256,7 @@ public final class CacheLayout {
 
   private final CacheMemory mem;
   private final Geometry geometry;
+  private final CommitRecords commitRecords;
   /**
    * Records are staged here and stored with one pmem_memcpy: on x86-64 pmem each assign is a
    * native call (store + flush of its line), and an entry or file version written whole costs
@@ -282,6 +269,8 @@ public final class CacheLayout {
   private CacheLayout(CacheMemory mem, Geometry geometry) {
     this.mem = mem;
     this.geometry = geometry;
+    this.commitRecords = geometry != null && geometry.hasCommitRecords()
+        ? new CommitRecords(mem, this, geometry.commitRecordsOffset()) : null;
   }
 
   public Geometry geometry() {
@@ -348,8 +337,8 @@ public final class CacheLayout {
     for (int off = 8; off < SUPERBLOCK_SIZE; off += 8) {
       mem.assign(off, 0);
     }
-    for (int r = 0; g.hasCommitRecords() && r < 2; r++) {
-      mem.assign(g.commitRecordsOffset() + (long) r * COMMIT_RECORD_SIZE + CR_MAGIC, 0);
+    if (layout.commitRecords != null) {
+      layout.commitRecords.clear();
     }
     mem.assign(SB_VERSION_BLOCKSIZE, (long) version << 32 | blockSize);
     mem.assign(SB_NBLOCKS, g.nBlocks());
@@ -530,164 +519,13 @@ public final class CacheLayout {
    * proves (see the class comment). Epochs below it are committed.
    */
   long committedSeqCount() throws IOException {
-    long seqCount = seqCount();
-    if (!geometry.hasCommitRecords()) {
-      return seqCount;
-    }
-    long committed = seqCount;
-    for (int slot = 0; slot < 2; slot++) {
-      long epoch = mem.readLong(commitRecordOffset(slot) + CR_EPOCH);
-      if (epoch >= committed && commitRecordProves(epoch)) {
-        committed = epoch + 1; // commits are serial: every epoch before it was committed
-      }
-    }
-    return committed;
+    return commitRecords == null ? seqCount() : commitRecords.committedSeqCount(seqCount());
   }
 
-  /** Whether the record in epoch's slot is epoch's, whole, and every item holds what it lists. */
-  private boolean commitRecordProves(long epoch) throws IOException {
-    long base = commitRecordOffset(epoch);
-    if (mem.readLong(base + CR_MAGIC) != COMMIT_MAGIC || mem.readLong(base + CR_EPOCH) != epoch) {
-      return false;
-    }
-    long count = mem.readLong(base + CR_COUNT);
-    if (count < 0 || count > COMMIT_RECORD_ITEMS
-        || mem.readLong(base + CR_CHECKSUM) != commitRecordChecksum(base, (int) count)) {
-      return false;
-    }
-    for (int i = 0; i < count; i++) {
-      long item = mem.readLong(base + CR_ITEMS + 16L * i);
-      long sum = mem.readLong(base + CR_ITEMS + 16L * i + 8);
-      int kind = (int) (item >>> 56);
-      long index = item & ((1L << 56) - 1);
-      if (!itemInRange(kind, index) || itemChecksum(kind, index) != sum) {
-        return false;
-      }
-    }
-    return true;
+  /** The commit record pages; null in a version 2 cache. */
+  CommitRecords commitRecords() {
+    return commitRecords;
   }
-
-  private boolean itemInRange(int kind, long index) {
-    return switch (kind) {
-      case ITEM_BLOCK -> index < geometry.nBlocks();
-      case ITEM_FILE_VERSION -> index < 2L * geometry.fileSlots();
-      case ITEM_RECORD -> index < geometry.journalRecords();
-      default -> false;
-    };
-  }
-
-  private long commitRecordOffset(long epoch) {
-    return geometry.commitRecordsOffset() + (epoch & 1) * COMMIT_RECORD_SIZE;
-  }
-
-  private long commitRecordChecksum(long base, int count) throws IOException {
-    CRC32C crc = new CRC32C();
-    updateWords(crc, base + CR_MAGIC, CR_CHECKSUM);
-    updateWords(crc, base + CR_ITEMS, 16 * count);
-    return crc.getValue();
-  }
-
-  /**
-   * Stores epoch's commit record listing {@code items} (kind << 56 | index, as {@link
-   * #commitItem} makes them) with the checksums of what they hold now, and flushes it; the
-   * caller commits. The items must not change until SeqCount passes the epoch durably.
-   */
-  void storeCommitRecord(long epoch, long[] items, int count) throws IOException {
-    if (count > COMMIT_RECORD_ITEMS) {
-      throw new IllegalArgumentException(count + " items do not fit in a commit record");
-    }
-    long base = commitRecordOffset(epoch);
-    io.wcfs.nativ.NativeBuffer b = commitStaging.get();
-    b.putLong(CR_MAGIC, COMMIT_MAGIC);
-    b.putLong(CR_EPOCH, epoch);
-    b.putLong(CR_COUNT, count);
-    b.putLong(CR_CHECKSUM, 0);
-    for (int i = 0; i < count; i++) {
-      long item = items[i];
-      b.putLong(CR_ITEMS + 16L * i, item);
-      b.putLong(CR_ITEMS + 16L * i + 8, itemChecksum((int) (item >>> 56), item & ((1L << 56) - 1)));
-    }
-    int length = CR_ITEMS + 16 * count;
-    // The checksum of the staged words (the bytes commitRecordChecksum reads back), so that
-    // the record is one store.
-    java.nio.ByteBuffer staged = b.asByteBuffer();
-    CRC32C crc = new CRC32C();
-    crc.update(staged.duplicate().limit(CR_CHECKSUM).position(CR_MAGIC));
-    crc.update(staged.duplicate().limit(length).position(CR_ITEMS));
-    b.putLong(CR_CHECKSUM, crc.getValue());
-    mem.copyIn(base, b.address(), length);
-    mem.flush(base, length);
-  }
-
-  /** Forgets both commit records (recovery, once it stored the seq_count they proved). */
-  void clearCommitRecords() throws IOException {
-    if (!geometry.hasCommitRecords()) {
-      return;
-    }
-    for (int r = 0; r < 2; r++) {
-      mem.assign(commitRecordOffset(r) + CR_MAGIC, 0);
-      mem.flush(commitRecordOffset(r) + CR_MAGIC, 8);
-    }
-  }
-
-  static long commitItem(int kind, long index) {
-    return (long) kind << 56 | index;
-  }
-
-  /**
-   * CRC32C of what an item holds: a block's entry and data; a file version's or journal
-   * record's words up to the end of its paths (the bytes after them are left from earlier
-   * uses and mean nothing).
-   */
-  private long itemChecksum(int kind, long index) throws IOException {
-    CRC32C crc = new CRC32C();
-    switch (kind) {
-      case ITEM_BLOCK -> {
-        updateWords(crc, entryOffset(index), ENTRY_SIZE);
-        updateBytes(crc, dataOffset(index), geometry.blockSize());
-      }
-      case ITEM_FILE_VERSION -> {
-        long base = fileVersionOffset((int) (index / 2), (int) (index % 2));
-        int len = (int) (mem.readLong(base + FV_PATH_LEN) & 0x7fffffffL);
-        updateWords(crc, base, FV_PATH + (int) align(Math.min(len, MAX_PATH_BYTES), 8));
-      }
-      case ITEM_RECORD -> {
-        long base = recordOffset((int) index);
-        long lens = mem.readLong(base + R_LENS);
-        long n = Math.max(0, (int) (lens >>> 32)) + Math.max(0, (int) lens);
-        updateWords(crc, base, R_PATHS + (int) align(Math.min(n, MAX_RECORD_PATH_BYTES), 8));
-      }
-      default -> throw new IllegalArgumentException("commit record item kind " + kind);
-    }
-    return crc.getValue();
-  }
-
-  private void updateWords(CRC32C crc, long offset, int length) throws IOException {
-    byte[] word = new byte[8];
-    for (int off = 0; off < length; off += 8) {
-      long v = mem.readLong(offset + off);
-      for (int i = 0; i < 8; i++) {
-        word[i] = (byte) (v >>> (8 * i));
-      }
-      crc.update(word);
-    }
-  }
-
-  private void updateBytes(CRC32C crc, long offset, int length) throws IOException {
-    io.wcfs.nativ.NativeBuffer b = checksumStaging.get();
-    if (b.size() < length) {
-      b.close();
-      b = new io.wcfs.nativ.NativeBuffer(length);
-      checksumStaging.set(b);
-    }
-    mem.copyOut(offset, b.address(), length);
-    crc.update(b.asByteBuffer().limit(length));
-  }
-
-  private final ThreadLocal<io.wcfs.nativ.NativeBuffer> commitStaging =
-      ThreadLocal.withInitial(() -> new io.wcfs.nativ.NativeBuffer(COMMIT_RECORD_SIZE));
-  private final ThreadLocal<io.wcfs.nativ.NativeBuffer> checksumStaging =
-      ThreadLocal.withInitial(() -> new io.wcfs.nativ.NativeBuffer(4096));
 
   /** The boot this cache was last mounted in, 0 if never recorded. */
   long boot() throws IOException {
@@ -833,6 +671,12 @@ public final class CacheLayout {
     mem.copyIn(fileVersionOffset(fileSlot, version) + FV_SIZE, b.address(), 16);
   }
 
+  /** A stored version's meaningful bytes: its words up to the end of its path. */
+  int fileVersionLength(int fileSlot, int version) throws IOException {
+    long len = mem.readLong(fileVersionOffset(fileSlot, version) + FV_PATH_LEN) & 0x7fffffffL;
+    return FV_PATH + (int) align(Math.min(len, MAX_PATH_BYTES), 8);
+  }
+
   void storeFileVersionFree(int fileSlot, int version) throws IOException {
     mem.assign(fileVersionOffset(fileSlot, version) + FV_SEQ, FREE);
   }
@@ -893,6 +737,13 @@ public final class CacheLayout {
     mem.assign(base + R_SEQ, FREE);
     mem.copyIn(base + R_ORDER, b.address() + R_ORDER, align(R_PATHS + n, 8) - R_ORDER);
     mem.assign(base + R_SEQ, seq);
+  }
+
+  /** A stored record's meaningful bytes: its words up to the end of its paths. */
+  int recordLength(int index) throws IOException {
+    long lens = mem.readLong(recordOffset(index) + R_LENS);
+    long n = Math.max(0, (int) (lens >>> 32)) + Math.max(0, (int) lens);
+    return R_PATHS + (int) align(Math.min(n, MAX_RECORD_PATH_BYTES), 8);
   }
 
   void storeRecordFree(int index) throws IOException {

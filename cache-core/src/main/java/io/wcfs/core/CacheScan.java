@@ -22,14 +22,12 @@ final class CacheScan {
   private static final int SLOT_BITS = 31;
 
   final long seqCount;
-  /** Epochs below this count: seqCount, or in the same boot the two after it as well. */
-  final long acceptBelow;
   /**
-   * Records of the open epochs (seq >= seq_count: the one being committed and the one after it)
-   * count as committed: recovery in the boot the
-   * cache was mounted in, where only the daemon died and every complete store survived.
+   * Records below this epoch count as committed: seqCount, or in the boot the cache was
+   * mounted in (only the daemon died, every complete store survived) the two open epochs past
+   * it as well, the one being committed and the one after it.
    */
-  final boolean acceptOpenEpoch;
+  final long acceptBelow;
   /** Accepted records of the open epoch: entries, and file versions (fileSlot * 2 + v). */
   final IntList openEpochEntries = new IntList();
   final IntList openEpochVersions = new IntList();
@@ -52,10 +50,9 @@ final class CacheScan {
   /** Inconsistencies a mount refuses, each one sentence. */
   final List<String> problems = new ArrayList<>();
 
-  private CacheScan(long seqCount, long acceptBelow, int fileSlots, boolean acceptOpenEpoch) {
+  private CacheScan(long seqCount, long acceptBelow, int fileSlots) {
     this.seqCount = seqCount;
     this.acceptBelow = acceptBelow;
-    this.acceptOpenEpoch = acceptOpenEpoch;
     this.files = new FileRecord[fileSlots];
   }
 
@@ -76,7 +73,7 @@ final class CacheScan {
     CacheLayout.Geometry g = layout.geometry();
     int fileSlots = g.fileSlots();
     long[] order = new long[(int) g.nBlocks()];
-    CacheScan scan = new CacheScan(seqCount, acceptBelow, fileSlots, acceptOpenEpoch);
+    CacheScan scan = new CacheScan(seqCount, acceptBelow, fileSlots);
     for (int fs = 0; fs < fileSlots; fs++) {
       CacheLayout.FileVersion best = null;
       int bestV = -1;

@@ -2,11 +2,6 @@ package io.wcfs.core;
 
 import java.io.IOException;
 import java.util.ArrayDeque;
-import java.util.ArrayList;
-import java.util.HashSet;
-import java.util.LinkedHashSet;
-import java.util.List;
-import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
@@ -62,15 +57,8 @@ final class Epochs {
    * commit's first device flush instead of one of its own (see {@link #releaseSlots}).
    */
   private IntList freesUnsettled = new IntList();
-  /**
-   * Backing directories whose entries changed (create, rename, unlink, ...) since the last
-   * commit. The next commit fsyncs them before its commit point, so that a committed file slot
-   * never names a path the backing disk could still lose, and an unlinked or replaced file's
-   * blocks are freed only once its name is durably gone; in {@link #fsyncOrder}.
-   */
-  private Set<String> dirtyDirectories = new LinkedHashSet<>();
-  /** Renames across directories since the last commit: (target's, source's directory). */
-  private List<String[]> dirtyRenames = new ArrayList<>();
+  /** Backing directories to fsync before the next commit point. */
+  private final DirectorySyncs directories;
   /** Guarded by index: when the oldest uncommitted block was stored (autocommit's clock). */
   private long firstUncommittedNanos;
   /** Guarded by index. (epoch, nanoTime of its commit), oldest first: dirty blocks' age. */
@@ -106,6 +94,7 @@ final class Epochs {
     this.counters = counters;
     this.backingSyncs = backingSyncs;
     this.commitRecords = layout.geometry().hasCommitRecords() && mem.commitFlushesDevice();
+    this.directories = new DirectorySyncs(backing);
   }
 
   /** After recovery: the epoch to open and the commit point on the device. */
@@ -219,7 +208,7 @@ final class Epochs {
     try {
       boolean dirsDirty;
       synchronized (table) {
-        dirsDirty = !dirtyDirectories.isEmpty();
+        dirsDirty = directories.dirty();
       }
       // Group commit: an epoch committed meanwhile covers our writes, but not a name changed
       // after that commit took its directories.
@@ -235,110 +224,18 @@ final class Epochs {
   private boolean nothingToCommit() {
     synchronized (table) {
       return uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
-          && pendingFileFree.isEmpty() && dirtyDirectories.isEmpty() && dirtyRecords.isEmpty();
+          && pendingFileFree.isEmpty() && !directories.dirty() && dirtyRecords.isEmpty();
     }
   }
 
-  /**
-   * Records that the entries of {@code path}'s parent directory changed, gaining that name or
-   * otherwise (fs calls it after create, mkdir, mknod, symlink, link, rmdir): the next commit
-   * makes them durable.
-   */
+  /** Records that the entries of {@code path}'s parent directory changed (see DirectorySyncs). */
   void namespaceChanged(String path) {
-    synchronized (table) {
-      dirtyDirectories.add(BackingStore.parentOf(path));
-    }
+    directories.changed(path);
   }
 
-  /**
-   * Records a rename made in the backing directory: the next commit makes both directories'
-   * entries durable, the target's first.
-   */
+  /** Records a rename made in the backing directory (see DirectorySyncs). */
   void namespaceRenamed(String from, String to) {
-    synchronized (table) {
-      dirtyDirectories.add(BackingStore.parentOf(from));
-      dirtyDirectories.add(BackingStore.parentOf(to));
-      if (!BackingStore.parentOf(from).equals(BackingStore.parentOf(to))) {
-        dirtyRenames.add(new String[] {BackingStore.parentOf(to), BackingStore.parentOf(from)});
-      }
-    }
-  }
-
-  /**
-   * The order to fsync {@code dirs} in: for each rename across two of them ({@code renames}:
-   * the directory that gained the name, the one that lost it), the first before the second.
-   * Where each directory's part of a rename is durable with its own fsync (POSIX; ext4 and xfs
-   * commit the whole rename with either), a crash between the two then leaves the file under
-   * both names, which re-applying a journaled rename finishes, never under neither. Otherwise
-   * the order of {@code dirs}; directories that renames cross both ways (a cycle) have no
-   * such order: they come last, in that order.
-   */
-  static List<String> fsyncOrder(Set<String> dirs, List<String[]> renames) {
-    if (renames.isEmpty()) {
-      return new ArrayList<>(dirs);
-    }
-    java.util.Map<String, Integer> waitsFor = new java.util.HashMap<>();
-    for (String[] r : renames) {
-      if (dirs.contains(r[0]) && dirs.contains(r[1]) && !r[0].equals(r[1])) {
-        waitsFor.merge(r[1], 1, Integer::sum);
-      }
-    }
-    List<String> order = new ArrayList<>(dirs.size());
-    Set<String> left = new LinkedHashSet<>(dirs);
-    while (!left.isEmpty()) {
-      String next = null;
-      for (String d : left) {
-        if (waitsFor.getOrDefault(d, 0) == 0) {
-          next = d;
-          break;
-        }
-      }
-      if (next == null) {
-        next = left.iterator().next(); // a cycle: no order keeps every rename
-      }
-      left.remove(next);
-      order.add(next);
-      for (String[] r : renames) {
-        if (r[0].equals(next) && left.contains(r[1]) && !r[0].equals(r[1])) {
-          waitsFor.merge(r[1], -1, Integer::sum);
-        }
-      }
-    }
-    return order;
-  }
-
-
-  /**
-   * fsyncs the directories changed since the last commit. Called with epochLock held
-   * exclusively, so no write can store a slot naming a path whose directory entry is newer
-   * than the set taken here. A failure puts them back and fails the commit, latching nothing:
-   * it is the backing disk's error, not the cache's.
-   */
-  private void syncDirectories() throws IOException {
-    Set<String> dirs;
-    List<String[]> renames;
-    synchronized (table) {
-      if (dirtyDirectories.isEmpty()) {
-        return;
-      }
-      dirs = dirtyDirectories;
-      renames = dirtyRenames;
-      dirtyDirectories = new LinkedHashSet<>();
-      dirtyRenames = new ArrayList<>();
-    }
-    try {
-      for (String d : fsyncOrder(dirs, renames)) { // a rename's target before its source
-        if (backing.stat(d) != null) { // removed since: its parent's fsync covers that
-          backing.syncDirectory(d);
-        }
-      }
-    } catch (IOException e) {
-      synchronized (table) {
-        dirtyDirectories.addAll(dirs);
-        dirtyRenames.addAll(renames);
-      }
-      throw new IOException("fsync of a backing directory failed: " + e.getMessage(), e);
-    }
+    directories.renamed(from, to);
   }
 
   /**
@@ -355,7 +252,7 @@ final class Epochs {
     Sealed sealed;
     epochLock.writeLock().lock();
     try {
-      syncDirectories(); // 0. names first: what this epoch commits may rely on them
+      directories.sync(); // 0. names first: what this epoch commits may rely on them
       sealed = seal();
     } finally {
       epochLock.writeLock().unlock();
@@ -413,7 +310,7 @@ final class Epochs {
         layout.flushRecord(records.get(i));
       }
       int items = blocks.size() + versions.size() + records.size();
-      if (commitRecords && items <= CacheLayout.COMMIT_RECORD_ITEMS && e.fileFrees.isEmpty()
+      if (commitRecords && items <= CommitRecords.MAX_ITEMS && e.fileFrees.isEmpty()
           && !e.drops
           && (long) blocks.size() * layout.geometry().blockSize() <= MAX_CHECKSUMMED_BYTES) {
         // 1+2 in one memory commit (one device flush): the commit record lists what the epoch
@@ -422,7 +319,7 @@ final class Epochs {
         // less for the device flush) until someone frees a committed item. Epochs that free
         // at once (drops, file slots) take two steps: what they free may be what the record
         // lists.
-        layout.storeCommitRecord(epoch, commitItems(blocks, versions, records), items);
+        layout.commitRecords().store(epoch, blocks, versions, records);
         commitMemory(); // also makes the previous commit's frees durable
       } else {
         commitMemory(); // also makes the previous commit's frees durable
@@ -471,22 +368,6 @@ final class Epochs {
         }
       }
     }
-  }
-
-  /** A commit record's items: the epoch's blocks, file versions and journal records. */
-  private static long[] commitItems(IntList blocks, IntList versions, IntList records) {
-    long[] items = new long[blocks.size() + versions.size() + records.size()];
-    int n = 0;
-    for (int i = 0; i < blocks.size(); i++) {
-      items[n++] = CacheLayout.commitItem(CacheLayout.ITEM_BLOCK, blocks.get(i));
-    }
-    for (int i = 0; i < versions.size(); i++) {
-      items[n++] = CacheLayout.commitItem(CacheLayout.ITEM_FILE_VERSION, versions.get(i));
-    }
-    for (int i = 0; i < records.size(); i++) {
-      items[n++] = CacheLayout.commitItem(CacheLayout.ITEM_RECORD, records.get(i));
-    }
-    return items; // a version stored twice is listed twice: both hold the same bytes
   }
 
   /**

@@ -216,7 +216,7 @@ final class Journal {
   /**
    * Committed records from the oldest on, in order, with no name or file twice, and no
    * renames across directories that leave no order to fsync them in ({@link
-   * Epochs#fsyncOrder}: each one's target directory before its source, which renames crossing
+   * DirectorySyncs.fsyncOrder}: each one's target directory before its source, which renames crossing
    * the same directories both ways would contradict).
    */
   List<Rec> takeBatch() {

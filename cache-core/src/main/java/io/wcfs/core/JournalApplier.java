@@ -105,7 +105,7 @@ final class JournalApplier {
     backing.checkMayWriteBack();
     Set<String> dirs = new LinkedHashSet<>();
     // Renames across directories: (target's, source's directory), fsync'd in that order
-    // (Epochs.fsyncOrder): a crash between the two leaves both names, which re-applying the
+    // (DirectorySyncs.fsyncOrder): a crash between the two leaves both names, which re-applying the
     // record finishes, never none.
     List<String[]> renames = new ArrayList<>();
     List<CachedFile> created = new ArrayList<>();
@@ -212,7 +212,7 @@ final class JournalApplier {
       for (BackingStore.BackingFile bf : createdFiles) {
         bf.sync();
       }
-      for (String d : Epochs.fsyncOrder(dirs, renames)) {
+      for (String d : DirectorySyncs.fsyncOrder(dirs, renames)) {
         if (backing.stat(d) != null) {
           backing.syncDirectory(d);
         }

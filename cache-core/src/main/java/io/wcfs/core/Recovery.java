@@ -73,7 +73,7 @@ final class Recovery {
           + "; `wcfs check` lists the cache contents");
     }
     long seqCount = scan.seqCount;
-    if (layout.geometry().hasCommitRecords()) {
+    if (layout.commitRecords() != null) {
       // What the commit records proved goes into SeqCount, durably, and only then are they
       // forgotten (in one commit a crash could keep the forgetting without the SeqCount), all
       // before anything is freed: a record of an epoch that did not land could otherwise
@@ -82,7 +82,7 @@ final class Recovery {
         layout.storeSeqCount(seqCount);
         mem.commit();
       }
-      layout.clearCommitRecords();
+      layout.commitRecords().clear();
       mem.commit();
     }
     int dropped0 = 0;

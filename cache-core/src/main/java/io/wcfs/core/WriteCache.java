@@ -40,7 +40,8 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  *
  * Order: {@code namespaceLock} -> {@link CachedFile#lock} -> {@code writeThroughLock} ({@link
  * BackingSyncs}) -> {@code commitLock} -> {@code epochLock} (both {@link Epochs}) -> {@code
- * table} (the index monitor, {@link SlotTable}).
+ * table} (the index monitor, {@link SlotTable}). {@link DirectorySyncs}' monitor is a leaf: it
+ * is taken under any of these and takes none.
  * {@link CachedFile#io} is taken after the file's lock, and only the file's monitor (its open
  * backing file) under it; under {@code writeThroughLock} other files' locks are only tried.
  * Writeback's copies hold only {@code io}: a slow backing disk stalls neither commits nor the

@@ -668,11 +668,11 @@ class BothMediaCrashTest {
   void fsyncOrderPutsRenameTargetsFirst() {
     Set<String> dirs = new java.util.LinkedHashSet<>(List.of("d", "", "e", "f"));
     // a -> e/a (target e, source ""), d/x -> b (target "", source d)
-    assertEquals(List.of("e", "", "d", "f"), Epochs.fsyncOrder(dirs,
+    assertEquals(List.of("e", "", "d", "f"), DirectorySyncs.fsyncOrder(dirs,
         List.of(new String[] {"e", ""}, new String[] {"", "d"})));
-    assertEquals(List.of("e", "f", "d", ""), Epochs.fsyncOrder(dirs,
+    assertEquals(List.of("e", "f", "d", ""), DirectorySyncs.fsyncOrder(dirs,
         List.of(new String[] {"d", ""}, new String[] {"", "d"})), "a cycle: the rest first");
-    assertEquals(List.of("d", "", "e", "f"), Epochs.fsyncOrder(dirs, List.of()));
+    assertEquals(List.of("d", "", "e", "f"), DirectorySyncs.fsyncOrder(dirs, List.of()));
   }
 
   @Test
