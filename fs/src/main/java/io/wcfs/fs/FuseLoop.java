@@ -67,6 +67,8 @@ final class FuseLoop {
   private static final int FUSE_GETATTR = 3;
   private static final int FUSE_SETATTR = 4;
   private static final int FUSE_LINK = 13;
+  private static final int FUSE_FLUSH = 25;
+  private static final int ENOSYS = 38;
   private static final int FUSE_CREATE = 35;
   private static final int FATTR_ATIME = 1 << 4;
   private static final int FATTR_MTIME = 1 << 5;
@@ -526,7 +528,12 @@ final class FuseLoop {
         }
         default -> { }
       }
-      if (opcode == FUSE_LOOKUP || opcode == FUSE_GETATTR || opcode == FUSE_SETATTR
+      if (opcode == FUSE_FLUSH) {
+        // close() is not fsync(): what was written is in the cache already, and locks are the
+        // kernel's (we implement none), so FLUSH has nothing to do. ENOSYS makes the kernel
+        // stop sending it (fc->no_flush; close still returns 0): one round trip less per close.
+        replyError(ENOSYS);
+      } else if (opcode == FUSE_LOOKUP || opcode == FUSE_GETATTR || opcode == FUSE_SETATTR
           || opcode == FUSE_LINK || opcode == FUSE_CREATE) {
         processPatchingAttributes(opcode);
       } else {
@@ -534,6 +541,18 @@ final class FuseLoop {
       }
       if (pendingCount > 0) {
         sendInvalidations();
+      }
+    }
+
+    /** Answers the request in {@link #mem} with -errno and no payload (fuse_out_header). */
+    private void replyError(int errno) {
+      reply.putInt(0, OUT_HEADER);
+      reply.putInt(4, -errno);
+      reply.putLong(8, mem.getLong(8)); // fuse_in_header.unique
+      long n = LibC.write(fd, reply.address(), OUT_HEADER);
+      if (n < 0 && n != -ENOENT) { // ENOENT: the request was interrupted meanwhile
+        LOG.warn("sending error {} for FUSE opcode {} failed: {}", errno, mem.getInt(4),
+            LibC.strerror((int) -n));
       }
     }
 

@@ -580,11 +580,6 @@ final class WcfsFileSystem extends FuseStubFS {
   }
 
   @Override
-  public int flush(String path, FuseFileInfo fi) {
-    return 0; // close() is not fsync(); data is in the cache already
-  }
-
-  @Override
   public int release(String path, FuseFileInfo fi) {
     return guard(Op.RELEASE, path, () -> {
       Handle h = handles.remove(fi.fh.get());
