@@ -28,7 +28,7 @@ final class Epochs {
   private final CacheConfig config;
   private final SlotTable table;
   private final FileRegistry files;
-  private final Counters counters;
+  private final Counters.Commits counters;
   private final BackingSyncs backingSyncs;
 
   /**
@@ -84,7 +84,7 @@ final class Epochs {
   private boolean writebackWaits;
 
   Epochs(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig config,
-      SlotTable table, FileRegistry files, Counters counters, BackingSyncs backingSyncs) {
+      SlotTable table, FileRegistry files, Counters.Commits counters, BackingSyncs backingSyncs) {
     this.mem = mem;
     this.layout = layout;
     this.backing = backing;
@@ -340,7 +340,7 @@ final class Epochs {
         }
         commitTimes.addLast(new long[] {epoch, System.nanoTime()});
         oldestDirtyAgeNanos(System.nanoTime()); // prunes commitTimes
-        counters.commitTook(System.nanoTime() - startNanos);
+        counters.took(System.nanoTime() - startNanos);
         // Wake writeback only when it waits for committed blocks: a wakeup per fsync costs
         // a context switch, which on a 2-core machine is more than the commit itself.
         if (writebackWaits || table.usedPercentAbove(config.highWatermark())) {
