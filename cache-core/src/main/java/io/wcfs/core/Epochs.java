@@ -223,9 +223,17 @@ final class Epochs {
 
   private boolean nothingToCommit() {
     synchronized (table) {
-      return uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
-          && pendingFileFree.isEmpty() && !directories.dirty() && dirtyRecords.isEmpty();
+      return openEpochEmpty() && !directories.dirty();
     }
+  }
+
+  /**
+   * Needs the table lock. Whether the open epoch stored nothing the cache commits: no entry,
+   * file version or journal record, and no free waiting for a commit.
+   */
+  private boolean openEpochEmpty() {
+    return uncommitted.isEmpty() && dirtyVersions.isEmpty() && dirtyRecords.isEmpty()
+        && pendingFree.isEmpty() && pendingFileFree.isEmpty();
   }
 
   /** Records that the entries of {@code path}'s parent directory changed (see DirectorySyncs). */
@@ -270,8 +278,7 @@ final class Epochs {
   private Sealed seal() {
     long epoch = openEpoch;
     synchronized (table) {
-      if (uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
-          && pendingFileFree.isEmpty() && dirtyRecords.isEmpty()) {
+      if (openEpochEmpty()) {
         return null; // only directories to sync (a new empty file's name): no cache commit
       }
       Sealed sealed = new Sealed(epoch, uncommitted, dirtyVersions, dirtyRecords, pendingFree,
