@@ -28,7 +28,7 @@ final class Epochs {
   private final CacheConfig config;
   private final SlotTable table;
   private final FileRegistry files;
-  private final Counters counters;
+  private final Counters.Commits counters;
   private final BackingSyncs backingSyncs;
 
   /**
@@ -84,7 +84,7 @@ final class Epochs {
   private boolean writebackWaits;
 
   Epochs(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig config,
-      SlotTable table, FileRegistry files, Counters counters, BackingSyncs backingSyncs) {
+      SlotTable table, FileRegistry files, Counters.Commits counters, BackingSyncs backingSyncs) {
     this.mem = mem;
     this.layout = layout;
     this.backing = backing;
@@ -223,9 +223,17 @@ final class Epochs {
 
   private boolean nothingToCommit() {
     synchronized (table) {
-      return uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
-          && pendingFileFree.isEmpty() && !directories.dirty() && dirtyRecords.isEmpty();
+      return openEpochEmpty() && !directories.dirty();
     }
+  }
+
+  /**
+   * Needs the table lock. Whether the open epoch stored nothing the cache commits: no entry,
+   * file version or journal record, and no free waiting for a commit.
+   */
+  private boolean openEpochEmpty() {
+    return uncommitted.isEmpty() && dirtyVersions.isEmpty() && dirtyRecords.isEmpty()
+        && pendingFree.isEmpty() && pendingFileFree.isEmpty();
   }
 
   /** Records that the entries of {@code path}'s parent directory changed (see DirectorySyncs). */
@@ -270,8 +278,7 @@ final class Epochs {
   private Sealed seal() {
     long epoch = openEpoch;
     synchronized (table) {
-      if (uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
-          && pendingFileFree.isEmpty() && dirtyRecords.isEmpty()) {
+      if (openEpochEmpty()) {
         return null; // only directories to sync (a new empty file's name): no cache commit
       }
       Sealed sealed = new Sealed(epoch, uncommitted, dirtyVersions, dirtyRecords, pendingFree,
@@ -340,7 +347,7 @@ final class Epochs {
         }
         commitTimes.addLast(new long[] {epoch, System.nanoTime()});
         oldestDirtyAgeNanos(System.nanoTime()); // prunes commitTimes
-        counters.commitTook(System.nanoTime() - startNanos);
+        counters.took(System.nanoTime() - startNanos);
         // Wake writeback only when it waits for committed blocks: a wakeup per fsync costs
         // a context switch, which on a 2-core machine is more than the commit itself.
         if (writebackWaits || table.usedPercentAbove(config.highWatermark())) {

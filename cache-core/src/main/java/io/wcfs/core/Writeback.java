@@ -31,7 +31,7 @@ final class Writeback implements AutoCloseable {
   private final FileRegistry files;
   private final Epochs epochs;
   private final BackingSyncs backingSyncs;
-  private final Counters counters;
+  private final Counters.Writeback counters;
   private final BackingCopier copier;
   private final Thread thread;
   /** Guarded by index: flushes and unmounts waiting for the cache to drain. */
@@ -58,7 +58,7 @@ final class Writeback implements AutoCloseable {
 
   Writeback(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig config,
       SlotTable table, FileRegistry files, Epochs epochs, BackingSyncs backingSyncs,
-      Counters counters) {
+      Counters.Writeback counters, Counters.Recovery recoveryCounters) {
     this.mem = mem;
     this.layout = layout;
     this.backing = backing;
@@ -69,7 +69,7 @@ final class Writeback implements AutoCloseable {
     this.backingSyncs = backingSyncs;
     this.counters = counters;
     this.copier = new BackingCopier(mem, layout, files,
-        new LostAndFound(backing, table, files, counters), config.writebackJobs(),
+        new LostAndFound(backing, table, files, recoveryCounters), config.writebackJobs(),
         this::drainRequested);
     this.thread = new Thread(this::writebackLoop, "wcfs-writeback");
     this.thread.setDaemon(true);
@@ -276,7 +276,7 @@ final class Writeback implements AutoCloseable {
             journal.apply(false);
             journalBackoffMs = 100;
           } catch (IOException | RuntimeException e) {
-            counters.writebackFailed("applying the namespace journal: " + e.getMessage());
+            counters.failed("applying the namespace journal: " + e.getMessage());
             if (logged.add(e.toString())) {
               LOG.warn("applying a namespace record to the backing directory failed; it stays"
                   + " in the cache's journal and is retried with backoff (not logged again"
@@ -297,7 +297,7 @@ final class Writeback implements AutoCloseable {
           logged.clear();
         }
       } catch (IOException | RuntimeException e) {
-        counters.writebackFailed(e.getMessage());
+        counters.failed(e.getMessage());
         if (logged.size() >= 64) {
           logged.clear(); // errors that differ every time: keep the set small, log anew
         }
@@ -358,7 +358,7 @@ final class Writeback implements AutoCloseable {
     try {
       writeBackBatch(groupFiles, groupSlots);
     } catch (IOException | RuntimeException e) {
-      counters.writebackFailed(e.getMessage());
+      counters.failed(e.getMessage());
       throw e;
     }
     return taken;
@@ -517,8 +517,8 @@ final class Writeback implements AutoCloseable {
           if (System.nanoTime() > deadline) {
             throw new IOException("writeback did not finish in " + timeoutMs + " ms: "
                 + table.dirty() + " blocks still dirty and kept in the cache"
-                + (counters.lastWritebackError() == null ? ""
-                    : "; last error: " + counters.lastWritebackError()));
+                + (counters.lastError() == null ? ""
+                    : "; last error: " + counters.lastError()));
           }
           table.wait(50);
         }

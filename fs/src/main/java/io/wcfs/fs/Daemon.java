@@ -210,7 +210,7 @@ final class Daemon {
       control[0] = new ControlServer(RuntimeDir.socketFor(spec.mountpoint()), cache, claim,
           () -> mountInfo(spec, fs, claim));
       LOG.info("mounted {} over {} with cache {} ({})", spec.mountpoint(), spec.backing(),
-          spec.cacheFile(), cache.stats().memory());
+          spec.cacheFile(), cache.stats().commits().memory());
       if (ready != null) {
         ready.println("READY");
         ready.flush();
