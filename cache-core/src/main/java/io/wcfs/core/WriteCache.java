@@ -22,8 +22,9 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * range), {@link Namespace} (every change of names and attributes) with {@link Journal} (the
  * namespace records and their application) and {@link Overlay} (names as the mount shows
  * them), {@link Writeback} (the thread, batches, frees, drain) with {@link WritebackPolicy},
- * {@link BackingCopier} (one file's copy to its backing file, up to its fsync) and {@link
- * LostAndFound}, {@link Recovery}, and {@link Counters}.
+ * {@link BackingCopier} (one file's copy to its backing file, up to its fsync), {@link
+ * LostAndFound} and {@link WritebackBackoff} (its failures), {@link Recovery}, and {@link
+ * Counters}.
  *
  * <h2>Persistence rules</h2>
  *
