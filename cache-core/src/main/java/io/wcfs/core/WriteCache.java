@@ -16,14 +16,15 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * parts, each owning its state: {@link CacheLayout} (the on-device format), {@link CacheScan}
  * (the one read-only pass recovery and {@code wcfs check} share), {@link SlotTable} (slot
  * states and their transitions; the index monitor), {@link FileRegistry} (files by backing
- * identity and by file slot), {@link Epochs} (open epoch, group commit, durable frees,
+ * identity and by file slot), {@link Epochs} (open epoch, group commit, {@link DurableFrees},
  * autocommit clock, sticky error) with {@link BackingSyncs} (the backing fsyncs a commit owes
  * first), {@link DataPath} (write, read, truncate) with {@link Zeroing} (punch hole, zero
  * range), {@link Namespace} (every change of names and attributes) with {@link Journal} (the
  * namespace records and their application) and {@link Overlay} (names as the mount shows
  * them), {@link Writeback} (the thread, batches, frees, drain) with {@link WritebackPolicy},
- * {@link BackingCopier} (one file's copy to its backing file, up to its fsync) and {@link
- * LostAndFound}, {@link Recovery}, and {@link Counters}.
+ * {@link BackingCopier} (one file's copy to its backing file, up to its fsync), {@link
+ * LostAndFound} and {@link WritebackBackoff} (its failures), {@link Recovery}, and {@link
+ * Counters}.
  *
  * <h2>Persistence rules</h2>
  *
