@@ -272,9 +272,19 @@ class PosixSemanticsTest extends MountTestBase {
 
   @org.junit.jupiter.api.Test
   @DisplayName("statfs answers for the backing filesystem")
-  void statfs() throws IOException {
+  void statfs() throws Exception {
     assertEquals(Files.getFileStore(backing).getTotalSpace(),
         Files.getFileStore(mnt).getTotalSpace());
     assertEquals("wcfs", Files.getFileStore(mnt).name());
+    // Name length, block sizes, total blocks and inodes: what does not move between two calls.
+    assertEquals(statfsFields(backing), statfsFields(mnt));
+  }
+
+  private static String statfsFields(Path p) throws Exception {
+    Process proc = new ProcessBuilder("stat", "-f", "-c", "%l %s %S %b %c", p.toString())
+        .redirectErrorStream(true).start();
+    String out = new String(proc.getInputStream().readAllBytes()).trim();
+    assertEquals(0, proc.waitFor(), out);
+    return out;
   }
 }
