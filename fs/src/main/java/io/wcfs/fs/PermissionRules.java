@@ -83,6 +83,11 @@ final class PermissionRules {
         // left the daemon's, as it was made
       }
     }
+    if (((int) mode & FileStat.S_IFMT) == FileStat.S_IFLNK) {
+      // A symlink's own mode is always 0777 and chmod(2) follows it: it would change the
+      // target's mode, wherever that is (an absolute target leaves the backing directory).
+      return;
+    }
     int perm = (int) mode & 07777;
     if ((perm & ownUmask) != 0 || (chowned && (perm & (S_ISUID | S_ISGID)) != 0)) {
       try {

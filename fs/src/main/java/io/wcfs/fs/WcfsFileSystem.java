@@ -456,7 +456,7 @@ final class WcfsFileSystem extends FuseStubFS {
   public int symlink(String oldpath, String newpath) {
     return guard(Op.SYMLINK, newpath, () -> {
       cache.symlink(oldpath, rel(newpath));
-      settleNew(newpath, 0777, false); // a symlink's mode is always 0777
+      settleNew(newpath, FileStat.S_IFLNK | 0777, false); // owner only: its mode is always 0777
       return 0;
     });
   }

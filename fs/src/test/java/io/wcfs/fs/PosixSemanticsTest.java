@@ -231,6 +231,14 @@ class PosixSemanticsTest extends MountTestBase {
             return "";
           }, d);
     });
+    SCENARIOS.put("a symlink leaves its target's mode alone", d -> {
+      Path f = d.resolve("f");
+      Files.writeString(f, "x");
+      Files.setPosixFilePermissions(f, PosixFilePermissions.fromString("rw-------"));
+      Files.createSymbolicLink(d.resolve("rel"), Path.of("f"));
+      Files.createSymbolicLink(d.resolve("abs"), f.toAbsolutePath());
+      return PosixFilePermissions.toString(Files.getPosixFilePermissions(f));
+    });
     SCENARIOS.put("mknod fifo", d -> {
       new ProcessBuilder("mkfifo", d.resolve("p").toString()).start().waitFor();
       return "fifo=" + Files.getAttribute(d.resolve("p"), "unix:mode", LinkOption.NOFOLLOW_LINKS)
