@@ -2,11 +2,21 @@ package io.wcfs.core;
 
 import io.wcfs.nativ.IoVec;
 import java.io.IOException;
+import java.util.function.Predicate;
 
 /**
  * The origin the cache writes back to: a directory tree, addressed by paths relative to its root
  * ("" is the root, no leading slash). Owned by the engine so that every ordering rule can be
- * tested in-process, including with a store that fails.
+ * tested in-process, including with a store that fails. Names, modes, owners and times change
+ * only through the engine (the filesystem layer asks {@link WriteCache}, whose namespace part
+ * settles the journal's records first); extended attributes are still the filesystem layer's.
+ *
+ * <p>Errors: a failed call throws an IOException that says which errno it stands for, so that
+ * the filesystem can answer it: {@link io.wcfs.nativ.NativeIOException} with the call's own
+ * errno ({@link DirectoryBackingStore}), or java.nio's kinds ({@link
+ * java.nio.file.NoSuchFileException} for ENOENT, {@link
+ * java.nio.file.FileAlreadyExistsException} for EEXIST, {@link
+ * java.nio.file.DirectoryNotEmptyException}, {@link java.nio.file.NotDirectoryException}).
  */
 public interface BackingStore {
   /**
@@ -22,6 +32,39 @@ public interface BackingStore {
     int slash = path.lastIndexOf('/');
     return slash < 0 ? "" : path.substring(0, slash);
   }
+
+  /**
+   * A time for {@link #setTimes}, as utimensat(2) takes it: seconds and nanoseconds since the
+   * epoch, or {@link #NOW} (the backing filesystem's clock), or {@link #OMIT} (left as it is).
+   * Seconds and nanoseconds apart, so that any time the kernel sends reaches the backing file
+   * as sent.
+   */
+  record TimeSpec(long seconds, long nanos) {
+    /** utimensat's UTIME_NOW, in tv_nsec. */
+    public static final long UTIME_NOW = (1L << 30) - 1;
+    /** utimensat's UTIME_OMIT, in tv_nsec. */
+    public static final long UTIME_OMIT = (1L << 30) - 2;
+    public static final TimeSpec NOW = new TimeSpec(0, UTIME_NOW);
+    public static final TimeSpec OMIT = new TimeSpec(0, UTIME_OMIT);
+
+    public boolean isNow() {
+      return nanos == UTIME_NOW;
+    }
+
+    public boolean isOmit() {
+      return nanos == UTIME_OMIT;
+    }
+
+    /** Nanoseconds since the epoch; only for a time that is neither NOW nor OMIT. */
+    public long toNanos() {
+      return seconds * 1_000_000_000L + nanos;
+    }
+  }
+
+  /** statvfs(3) of the filesystem holding the directory: what statfs through the mount shows. */
+  record FsStats(long blockSize, long fragmentSize, long blocks, long blocksFree,
+      long blocksAvailable, long files, long filesFree, long filesAvailable, long fsid,
+      long flags, long nameMax) {}
 
   /** lstat; null when the path does not exist. */
   Stat stat(String path) throws IOException;
@@ -60,6 +103,49 @@ public interface BackingStore {
   void unlink(String path) throws IOException;
 
   void rename(String from, String to) throws IOException;
+
+  // ---- what the journal does not take: done now, by the engine, after settling the names ----
+
+  /** mkdir(2); the mode as given, the backing filesystem applies the daemon's umask. */
+  void mkdir(String path, int mode) throws IOException;
+
+  /** rmdir(2). */
+  void rmdir(String path) throws IOException;
+
+  /** link(2): {@code to} becomes another name of {@code from} (a symlink itself, not followed). */
+  void link(String from, String to) throws IOException;
+
+  /** symlink(2): {@code path} becomes a symbolic link holding {@code target} as given. */
+  void symlink(String target, String path) throws IOException;
+
+  /** mknod(2): a device, FIFO or socket node; {@code mode} holds its type. */
+  void mknod(String path, int mode, long rdev) throws IOException;
+
+  /** chmod(2): follows a final symlink, since Linux cannot change a symlink's own mode. */
+  void chmod(String path, int mode) throws IOException;
+
+  /** lchown(2): a final symlink itself; -1 leaves that id as it is. */
+  void chown(String path, int uid, int gid) throws IOException;
+
+  /** utimensat(2) of {@code path} itself (a final symlink is not followed). */
+  void setTimes(String path, TimeSpec atime, TimeSpec mtime) throws IOException;
+
+  // ---- looking: what the mount shows of names the journal does not decide -----------------
+
+  /**
+   * Calls {@code each} with the name of every entry of the directory {@code dir}, "." and ".."
+   * left out, until it returns false.
+   */
+  void list(String dir, Predicate<String> each) throws IOException;
+
+  /** readlink(2): the target, as stored (not necessarily UTF-8). EINVAL: not a symlink. */
+  byte[] readlink(String path) throws IOException;
+
+  /** access(2) by this process (the daemon's real ids): returns if allowed, else throws. */
+  void access(String path, int mask) throws IOException;
+
+  /** statvfs(3) of the filesystem holding the backing directory. */
+  FsStats statfs() throws IOException;
 
   /**
    * Asked before every writeback batch: throws when this cache may not write to the backing

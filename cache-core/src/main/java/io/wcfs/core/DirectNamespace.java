@@ -5,12 +5,16 @@ import java.util.List;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
- * unlink and rename made straight in the backing directory, for what the journal does not take
- * (directories, a file with other hard links, names too long for a record), ordered against
- * cached data: an unlinked or renamed-over file's blocks are freed only after the change is
- * durable, an 'unlinking' mark committed first so that recovery can finish an interrupted one,
- * and a renamed file's blocks are written back before its name changes. {@link Namespace}
- * applies the pending journal records that touch the names first ({@code settle}).
+ * Changes made straight in the backing directory, for what the journal does not take. unlink
+ * and rename (directories, a file with other hard links, names too long for a record) are
+ * ordered against cached data: an unlinked or renamed-over file's blocks are freed only after
+ * the change is durable, an 'unlinking' mark committed first so that recovery can finish an
+ * interrupted one, and a renamed file's blocks are written back before its name changes.
+ * mkdir, rmdir, link, symlink and mknod touch no cached data: the directory they change is
+ * fsync'd by the next commit. chmod, chown and utimens of a file in the backing directory are
+ * made there; the engine keeps a cached file's mtime so that writeback does not undo it.
+ * {@link Namespace} applies the pending journal records that touch the names first ({@code
+ * settle}).
  */
 final class DirectNamespace {
   private final BackingStore backing;
@@ -172,8 +176,56 @@ final class DirectNamespace {
     }
   }
 
-  /** Sets the mtime of a file in the backing directory that the engine knows (utimens). */
-  void setMtime(String path, long mtimeNanos) throws IOException {
+  // ---- directories, links, special files: no cached data involved ------------------------
+  // No namespaceLock: no writer records these names, and the kernel holds the parent
+  // directory's lock for each of these calls, so no create of the same name runs meanwhile.
+
+  void mkdir(String path, int mode) throws IOException {
+    backing.mkdir(path, mode);
+    epochs.namespaceChanged(path);
+  }
+
+  void rmdir(String path) throws IOException {
+    backing.rmdir(path);
+    epochs.namespaceChanged(path);
+  }
+
+  void link(String from, String to) throws IOException {
+    backing.link(from, to);
+    epochs.namespaceChanged(to);
+  }
+
+  void symlink(String target, String path) throws IOException {
+    backing.symlink(target, path);
+    epochs.namespaceChanged(path);
+  }
+
+  void mknod(String path, int mode, long rdev) throws IOException {
+    backing.mknod(path, mode, rdev);
+    epochs.namespaceChanged(path);
+  }
+
+  // ---- attributes of a file in the backing directory ---------------------------------------
+
+  void chmod(String path, int mode) throws IOException {
+    backing.chmod(path, mode);
+  }
+
+  void chown(String path, int uid, int gid) throws IOException {
+    backing.chown(path, uid, gid);
+  }
+
+  /**
+   * utimens: made on the backing file, and a cached file keeps the new mtime so that writeback
+   * (which sets the mtime it keeps) does not undo it; for {@code NOW}, the one the backing
+   * filesystem's clock gave.
+   */
+  void setTimes(String path, BackingStore.TimeSpec atime, BackingStore.TimeSpec mtime)
+      throws IOException {
+    backing.setTimes(path, atime, mtime);
+    if (mtime.isOmit()) {
+      return;
+    }
     BackingStore.Stat st = backing.stat(path);
     CachedFile f = st == null ? null : files.known(st);
     if (f == null) {
@@ -181,7 +233,7 @@ final class DirectNamespace {
     }
     f.lock.writeLock().lock();
     try {
-      f.mtimeNanos = mtimeNanos;
+      f.mtimeNanos = mtime.isNow() ? st.mtimeNanos() : mtime.toNanos();
       if (f.fileSlot >= 0) {
         epochs.storing().lock();
         try {

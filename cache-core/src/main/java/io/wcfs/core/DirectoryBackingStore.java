@@ -2,11 +2,13 @@ package io.wcfs.core;
 
 import io.wcfs.nativ.IoVec;
 import io.wcfs.nativ.LibC;
+import io.wcfs.nativ.NativeBuffer;
 import io.wcfs.nativ.NativeIOException;
 import java.io.IOException;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.util.function.Predicate;
 
 /**
  * {@link BackingStore} over a real directory: libc positional I/O; every path is reached
@@ -88,7 +90,10 @@ public final class DirectoryBackingStore implements BackingStore {
     }
   }
 
-  /** The root's descriptor: the FUSE layer reaches names and attributes through it too. */
+  /**
+   * The root's descriptor, for what the FUSE layer still reads itself: lstat into the kernel's
+   * struct stat (getattr) and extended attributes. It changes no name or attribute through it.
+   */
   public int rootFd() {
     return rootFd;
   }
@@ -265,6 +270,120 @@ public final class DirectoryBackingStore implements BackingStore {
     beforeIo.run();
     LibC.check(LibC.renameat(rootFd, atPath(from), rootFd, atPath(to)),
         "rename " + from + " to " + to);
+  }
+
+  // Names and attributes the journal does not take. Each call reaches the name relative to the
+  // root's descriptor, so a path near PATH_MAX below the root fails as the kernel says
+  // (ENAMETOOLONG only when the relative path itself is too long), and throws the call's own
+  // errno: the FUSE layer answers it as is.
+
+  @Override
+  public void mkdir(String path, int mode) throws IOException {
+    writeGuard.check();
+    beforeIo.run();
+    LibC.check(LibC.mkdirat(rootFd, atPath(path), mode), "mkdir " + path);
+  }
+
+  @Override
+  public void rmdir(String path) throws IOException {
+    writeGuard.check();
+    beforeIo.run();
+    LibC.check(LibC.unlinkat(rootFd, atPath(path), LibC.AT_REMOVEDIR), "rmdir " + path);
+  }
+
+  @Override
+  public void link(String from, String to) throws IOException {
+    writeGuard.check();
+    beforeIo.run();
+    LibC.check(LibC.linkat(rootFd, atPath(from), rootFd, atPath(to), 0),
+        "link " + from + " to " + to);
+  }
+
+  @Override
+  public void symlink(String target, String path) throws IOException {
+    writeGuard.check();
+    beforeIo.run();
+    LibC.check(LibC.symlinkat(target, rootFd, atPath(path)), "symlink " + path);
+  }
+
+  @Override
+  public void mknod(String path, int mode, long rdev) throws IOException {
+    writeGuard.check();
+    beforeIo.run();
+    LibC.check(LibC.mknodat(rootFd, atPath(path), mode, rdev), "mknod " + path);
+  }
+
+  @Override
+  public void chmod(String path, int mode) throws IOException {
+    writeGuard.check();
+    beforeIo.run();
+    LibC.check(LibC.fchmodat(rootFd, atPath(path), mode), "chmod " + path);
+  }
+
+  @Override
+  public void chown(String path, int uid, int gid) throws IOException {
+    writeGuard.check();
+    beforeIo.run();
+    LibC.check(LibC.fchownat(rootFd, atPath(path), uid, gid), "chown " + path);
+  }
+
+  @Override
+  public void setTimes(String path, TimeSpec atime, TimeSpec mtime) throws IOException {
+    writeGuard.check();
+    beforeIo.run();
+    try (NativeBuffer times = new NativeBuffer(32)) { // struct timespec[2]
+      times.putLong(0, atime.seconds());
+      times.putLong(8, atime.nanos());
+      times.putLong(16, mtime.seconds());
+      times.putLong(24, mtime.nanos());
+      LibC.check(LibC.utimensat(rootFd, atPath(path), times.address()), "utimensat " + path);
+    }
+  }
+
+  @Override
+  public void list(String dir, Predicate<String> each) throws IOException {
+    beforeIo.run();
+    LibC.listDirectory(rootFd, atPath(dir), each);
+  }
+
+  @Override
+  public byte[] readlink(String path) throws IOException {
+    beforeIo.run();
+    // Linux keeps a target below PATH_MAX; the loop only guards against a filesystem that
+    // does not, since a target that fills the buffer may have been cut.
+    for (int room = 4096; ; room *= 2) {
+      try (NativeBuffer buf = new NativeBuffer(room + 1)) {
+        LibC.check(LibC.readlinkat(rootFd, atPath(path), buf.address(), room + 1),
+            "readlink " + path);
+        byte[] b = new byte[room];
+        buf.get(0, b, 0, room);
+        int n = 0;
+        while (n < room && b[n] != 0) { // NUL-terminated; a target holds no NUL
+          n++;
+        }
+        if (n < room) {
+          return java.util.Arrays.copyOf(b, n);
+        }
+      }
+    }
+  }
+
+  @Override
+  public void access(String path, int mask) throws IOException {
+    beforeIo.run();
+    LibC.check(LibC.faccessat(rootFd, atPath(path), mask), "access " + path);
+  }
+
+  /** fstatvfs of the root's O_PATH descriptor (allowed since Linux 3.12); glibc's layout. */
+  @Override
+  public FsStats statfs() throws IOException {
+    beforeIo.run();
+    try (NativeBuffer buf = new NativeBuffer(112)) { // struct statvfs on 64-bit Linux
+      LibC.check(LibC.fstatvfs(rootFd, buf.address()), "statvfs " + root);
+      return new FsStats(buf.getLong(0), buf.getLong(8), buf.getLong(16), buf.getLong(24),
+          buf.getLong(32), buf.getLong(40), buf.getLong(48), buf.getLong(56), buf.getLong(64),
+          buf.getLong(72), buf.getLong(80));
+    }
   }
 
   @Override

@@ -35,8 +35,8 @@ final class DirectorySyncs {
 
   /**
    * Records that the entries of {@code path}'s parent directory changed, gaining that name or
-   * otherwise (fs calls it after create, mkdir, mknod, symlink, link, rmdir): the next commit
-   * makes them durable.
+   * otherwise (the engine after a create, mkdir, mknod, symlink, link or rmdir it made in the
+   * backing directory): the next commit makes them durable.
    */
   void changed(String path) {
     synchronized (this) {

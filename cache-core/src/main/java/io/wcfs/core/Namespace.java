@@ -412,12 +412,51 @@ final class Namespace {
     }
   }
 
-  /**
-   * utimens of a file in the backing directory: a cached one keeps the mtime for writeback. A
-   * file created in the cache takes it through {@link #setAttributes}.
-   */
-  void setMtime(String path, long mtimeNanos) throws IOException {
-    direct.setMtime(path, mtimeNanos);
+  /** chmod of a name in the backing directory; one the journal created: {@link #setAttributes}. */
+  void chmod(String path, int mode) throws IOException {
+    settle(path);
+    direct.chmod(path, mode);
+  }
+
+  /** chown of a name in the backing directory (-1: unchanged); see {@link #chmod}. */
+  void chown(String path, int uid, int gid) throws IOException {
+    settle(path);
+    direct.chown(path, uid, gid);
+  }
+
+  /** utimens of a name in the backing directory; see {@link #chmod}. */
+  void setTimes(String path, BackingStore.TimeSpec atime, BackingStore.TimeSpec mtime)
+      throws IOException {
+    settle(path);
+    direct.setTimes(path, atime, mtime);
+  }
+
+  // ---- not journaled: directories, links, special files -----------------------------------
+
+  void mkdir(String path, int mode) throws IOException {
+    settle(path);
+    direct.mkdir(path, mode);
+  }
+
+  /** After the records on names below it too: a directory the journal empties is empty. */
+  void rmdir(String path) throws IOException {
+    settle(path);
+    direct.rmdir(path);
+  }
+
+  void link(String from, String to) throws IOException {
+    settle(from, to);
+    direct.link(from, to);
+  }
+
+  void symlink(String target, String path) throws IOException {
+    settle(path);
+    direct.symlink(target, path);
+  }
+
+  void mknod(String path, int mode, long rdev) throws IOException {
+    settle(path);
+    direct.mknod(path, mode, rdev);
   }
 
   /** unlink straight in the backing directory, after the records on the name. */

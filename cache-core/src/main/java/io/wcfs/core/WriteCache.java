@@ -354,12 +354,44 @@ public final class WriteCache implements AutoCloseable {
     zeroing.zeroRange(h.file, offset, length, keepSize);
   }
 
-  /**
-   * utimens of a file in the backing directory, after the caller changed it there: a cached one
-   * keeps the mtime for writeback. One created in the cache: {@link #setAttributes}.
-   */
-  public void setMtime(String path, long mtimeNanos) throws IOException {
-    namespace.setMtime(path, mtimeNanos);
+  // chmod, chown and utimens of a name in the backing directory (one the journal created takes
+  // them through setAttributes), after the records on it; a cached file keeps the new mtime.
+
+  public void chmod(String path, int mode) throws IOException {
+    namespace.chmod(path, mode);
+  }
+
+  /** -1 leaves that id as it is. */
+  public void chown(String path, int uid, int gid) throws IOException {
+    namespace.chown(path, uid, gid);
+  }
+
+  public void setTimes(String path, BackingStore.TimeSpec atime, BackingStore.TimeSpec mtime)
+      throws IOException {
+    namespace.setTimes(path, atime, mtime);
+  }
+
+  // Not journaled: made in the backing directory after the records on the names, durable with
+  // the next commit's directory fsyncs (see Namespace).
+
+  public void mkdir(String path, int mode) throws IOException {
+    namespace.mkdir(path, mode);
+  }
+
+  public void rmdir(String path) throws IOException {
+    namespace.rmdir(path);
+  }
+
+  public void link(String from, String to) throws IOException {
+    namespace.link(from, to);
+  }
+
+  public void symlink(String target, String path) throws IOException {
+    namespace.symlink(target, path);
+  }
+
+  public void mknod(String path, int mode, long rdev) throws IOException {
+    namespace.mknod(path, mode, rdev);
   }
 
   /** unlink through the cache: see {@link Namespace#unlink}. */
@@ -385,8 +417,9 @@ public final class WriteCache implements AutoCloseable {
   }
 
   /**
-   * Records that the entries of {@code path}'s parent directory changed (fs calls it after
-   * create, mkdir, mknod, symlink, link, rmdir): the next commit makes them durable.
+   * Records that {@code path}'s parent directory changed, so that the next commit fsyncs it:
+   * the engine does for the names it changes; fs calls it for what it changes on a node itself
+   * (a new node's owner and mode, extended attributes).
    */
   public void namespaceChanged(String path) {
     epochs.namespaceChanged(path);

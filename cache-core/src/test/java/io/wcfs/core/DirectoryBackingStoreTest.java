@@ -1,8 +1,11 @@
 package io.wcfs.core;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.wcfs.nativ.NativeIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.stream.Stream;
@@ -62,5 +65,53 @@ class DirectoryBackingStoreTest {
     } finally {
       store.close();
     }
+  }
+
+  @Test
+  @DisplayName("names and attributes: made relative to the root, failing with the call's errno")
+  void namesAndAttributes() throws Exception {
+    Path root = Files.createDirectories(tmp.resolve("names"));
+    DirectoryBackingStore store = new DirectoryBackingStore(root);
+    try {
+      store.mkdir("d", 0755);
+      store.createFile("d/f");
+      store.link("d/f", "g");
+      store.symlink("d/f", "s");
+      store.mknod("p", 0010600, 0); // a FIFO
+      assertEquals(2, store.stat("g").nlink());
+      assertArrayEquals("d/f".getBytes(), store.readlink("s"));
+      store.chmod("g", 0640);
+      store.setTimes("g", BackingStore.TimeSpec.OMIT, new BackingStore.TimeSpec(7, 9));
+      assertEquals(7_000_000_009L, store.stat("d/f").mtimeNanos());
+      store.setTimes("g", BackingStore.TimeSpec.NOW, BackingStore.TimeSpec.OMIT);
+      assertEquals(7_000_000_009L, store.stat("d/f").mtimeNanos(), "OMIT left it");
+      java.util.List<String> names = new java.util.ArrayList<>();
+      store.list("", names::add);
+      assertEquals(java.util.Set.of("d", "g", "s", "p"), java.util.Set.copyOf(names));
+      store.access("d/f", 4);
+      BackingStore.FsStats fs = store.statfs();
+      assertTrue(fs.blockSize() > 0 && fs.blocks() > 0 && fs.nameMax() >= 255, fs.toString());
+      assertEquals(17, errno(() -> store.mkdir("d", 0755)), "EEXIST");
+      assertEquals(39, errno(() -> store.rmdir("d")), "ENOTEMPTY");
+      assertEquals(20, errno(() -> store.rmdir("g")), "ENOTDIR");
+      assertEquals(22, errno(() -> store.readlink("g")), "EINVAL: not a symlink");
+      assertEquals(2, errno(() -> store.chown("nope", -1, -1)), "ENOENT");
+      assertEquals(2, errno(() -> store.access("nope", 0)), "ENOENT");
+      assertEquals(36, errno(() -> store.mkdir("x".repeat(300), 0755)), "ENAMETOOLONG");
+      store.unlink("g");
+      store.unlink("d/f");
+      store.rmdir("d");
+      assertTrue(Files.notExists(root.resolve("d")));
+    } finally {
+      store.close();
+    }
+  }
+
+  private interface Call {
+    void run() throws Exception;
+  }
+
+  private static int errno(Call call) {
+    return assertThrows(NativeIOException.class, call::run).errno();
   }
 }

@@ -125,6 +125,68 @@ final class FailingBackingStore implements BackingStore {
     real.rename(from, to);
   }
 
+  // Names and attributes: passed through, as unlink and rename are (only file I/O fails).
+
+  @Override
+  public void mkdir(String path, int mode) throws IOException {
+    real.mkdir(path, mode);
+  }
+
+  @Override
+  public void rmdir(String path) throws IOException {
+    real.rmdir(path);
+  }
+
+  @Override
+  public void link(String from, String to) throws IOException {
+    real.link(from, to);
+  }
+
+  @Override
+  public void symlink(String target, String path) throws IOException {
+    real.symlink(target, path);
+  }
+
+  @Override
+  public void mknod(String path, int mode, long rdev) throws IOException {
+    real.mknod(path, mode, rdev);
+  }
+
+  @Override
+  public void chmod(String path, int mode) throws IOException {
+    real.chmod(path, mode);
+  }
+
+  @Override
+  public void chown(String path, int uid, int gid) throws IOException {
+    real.chown(path, uid, gid);
+  }
+
+  @Override
+  public void setTimes(String path, TimeSpec atime, TimeSpec mtime) throws IOException {
+    real.setTimes(path, atime, mtime);
+  }
+
+  @Override
+  public void list(String dir, java.util.function.Predicate<String> each) throws IOException {
+    real.list(dir, each);
+  }
+
+  @Override
+  public byte[] readlink(String path) throws IOException {
+    return real.readlink(path);
+  }
+
+  @Override
+  public void access(String path, int mask) throws IOException {
+    real.access(path, mask);
+  }
+
+  @Override
+  public FsStats statfs() throws IOException {
+    return real.statfs();
+  }
+
   @Override
   public CacheLayout.BackingIdentity identity() throws IOException {
     return real.identity();

@@ -270,6 +270,43 @@ class IdentityAndOrderTest {
   }
 
   @Test
+  @DisplayName("names made outside the journal come after the records on them, and the next"
+      + " commit fsyncs their directories")
+  void nonJournaledNamesSettledAndSynced() throws IOException {
+    Files.createDirectories(root.resolve("sub"));
+    WriteCache c = open();
+    try {
+      c.close(c.create("sub/a", 0644, 0, 0, true)); // journaled: not in the backing directory
+      c.commit();
+      store.events.clear();
+      c.link("sub/a", "sub/b");
+      assertEquals(List.of("create sub/a", "link sub/a sub/b"),
+          store.events().stream().filter(e -> !e.startsWith("fsync")).toList(),
+          "the create applied before the link that needs it");
+      c.mkdir("d", 0755);
+      c.symlink("sub/a", "d/s");
+      c.mknod("d/p", 0010644, 0); // a FIFO
+      c.chmod("d/p", 0600);
+      c.setTimes("d/p", BackingStore.TimeSpec.OMIT, new BackingStore.TimeSpec(1_000, 5));
+      assertEquals(1_000_000_000_005L, store.stat("d/p").mtimeNanos());
+      store.events.clear();
+      c.commit();
+      List<String> synced = store.events();
+      assertTrue(synced.containsAll(List.of("fsyncdir ", "fsyncdir sub", "fsyncdir d")),
+          synced.toString());
+      c.unlink("d/s");
+      c.unlink("d/p");
+      c.rmdir("d");
+      assertFalse(Files.exists(root.resolve("d")));
+      store.events.clear();
+      c.commit();
+      assertTrue(store.events().contains("fsyncdir "), "the rmdir durable: " + store.events());
+    } finally {
+      c.close();
+    }
+  }
+
+  @Test
   @DisplayName("a size-only change of a file with nothing cached is durable after commit")
   void sizeOnlyChangeSynced() throws IOException {
     Files.createFile(root.resolve("f"));

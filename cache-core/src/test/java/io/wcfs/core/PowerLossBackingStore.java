@@ -61,14 +61,22 @@ import java.util.TreeMap;
  *             the new size, so a grown file may show zeros where its new data did not land
  *             (ext4 data=writeback; data=ordered shows fewer states, never more).
  *       </ul>
+ *   <li>Hard links, symbolic links and special files (mknod) are directory entries like any
+ *       other: durable with their directory's fsync. Symbolic links are stored, never followed.
+ *   <li><b>Times</b> set by {@link #setTimes}: a file's mtime is durable with its fsync, a
+ *       directory's with its own directory fsync, as above; atimes are not modelled, nor are
+ *       the times of symlinks and special files (setTimes refuses them).
+ *   <li><b>Modes and owners</b> are not modelled, since {@link Stat} shows neither: chmod and
+ *       chown look the name up and count as a mutating call (a crash point), and access
+ *       allows whatever exists.
  *   <li>Inode numbers survive a power loss (the inode is the same); new inodes never reuse a
  *       number. {@code dev} is {@link #DEV}. A directory's nlink is always 2.
  * </ul>
  *
  * After a power loss every {@link BackingFile} opened before it fails with an IOException (its
  * descriptor belonged to the machine that went down). {@link #crashAfter} makes the n-th later
- * mutating call (create, mkdir, rename, unlink, directory fsync, and a file's write, truncate,
- * zero range, fsync, set mtime) throw {@link CrashingMemory.SimulatedCrash} instead of
+ * mutating call (create, mkdir, rmdir, link, symlink, mknod, chmod, chown, set times, rename,
+ * unlink, directory fsync, and a file's write, truncate, zero range, fsync, set mtime) throw {@link CrashingMemory.SimulatedCrash} instead of
  * happening, and every call after it throw too, until {@link #powerLoss} or {@link
  * #processCrash}: the power went out there. Paths are relative to the root ("" is the root),
  * '/'-separated, without "." or "..". Errors are java.nio's: {@link NoSuchFileException}
@@ -113,6 +121,16 @@ final class PowerLossBackingStore implements BackingStore {
     /** Opened files write here whatever names the file has now, or none. */
     FileNode(long ino, long mtime) {
       super(ino, mtime);
+    }
+  }
+
+  /** A symbolic link ({@code target} set) or a device, FIFO or socket node. */
+  private static final class SpecialNode extends Node {
+    final byte[] target;
+
+    SpecialNode(long ino, long mtime, byte[] target) {
+      super(ino, mtime);
+      this.target = target;
     }
   }
 
@@ -374,8 +392,7 @@ final class PowerLossBackingStore implements BackingStore {
     if (n instanceof FileNode f) {
       f.data = f.durableData.clone();
       f.size = f.durableData.length;
-    } else {
-      DirNode d = (DirNode) n;
+    } else if (n instanceof DirNode d) {
       d.pending.clear();
       d.entries = new TreeMap<>(d.durable);
       for (Node child : d.entries.values()) {
@@ -534,10 +551,10 @@ final class PowerLossBackingStore implements BackingStore {
   /** Sets {@code dir}'s entry {@code name} to {@code after} (null: removes it) within op. */
   private void change(Op op, DirNode dir, String name, Node after) {
     Node before = after == null ? dir.entries.remove(name) : dir.entries.put(name, after);
-    if (before instanceof FileNode) {
+    if (before != null && !(before instanceof DirNode)) {
       before.nlink--;
     }
-    if (after instanceof FileNode) {
+    if (after != null && !(after instanceof DirNode)) {
       after.nlink++;
     }
     dir.mtime = ++clock;
@@ -561,9 +578,10 @@ final class PowerLossBackingStore implements BackingStore {
     if (n == null) {
       return null;
     }
-    boolean file = n instanceof FileNode;
-    return new Stat(DEV, n.ino, file ? ((FileNode) n).size : 4096, n.mtime, n.nlink, file,
-        !file);
+    long size = n instanceof FileNode f ? f.size
+        : n instanceof SpecialNode sp ? (sp.target == null ? 0 : sp.target.length) : 4096;
+    return new Stat(DEV, n.ino, size, n.mtime, n.nlink, n instanceof FileNode,
+        n instanceof DirNode);
   }
 
   @Override
@@ -574,7 +592,8 @@ final class PowerLossBackingStore implements BackingStore {
       throw new NoSuchFileException(path);
     }
     if (!(n instanceof FileNode f)) {
-      throw new FileSystemException(path, null, "Is a directory");
+      throw new FileSystemException(path, null, n instanceof DirNode ? "Is a directory"
+          : "not a regular file (the model follows no symlink)");
     }
     return new Handle(f, path, generation);
   }
@@ -607,6 +626,10 @@ final class PowerLossBackingStore implements BackingStore {
       if (n instanceof DirNode) {
         throw new FileSystemException(path, null, "Is a directory");
       }
+      if (n instanceof SpecialNode) {
+        throw new FileSystemException(path, null, "not a regular file (the model follows no"
+            + " symlink)");
+      }
       if (n == null) {
         change(op, d, parts[parts.length - 1], new FileNode(nextIno++, ++clock));
       }
@@ -633,8 +656,14 @@ final class PowerLossBackingStore implements BackingStore {
     record(op);
   }
 
-  /** mkdir(2): the parent must exist, the name must not. */
-  synchronized void mkdir(String path) throws IOException {
+  /** mkdir(2) as the tests make a directory. */
+  void mkdir(String path) throws IOException {
+    mkdir(path, 0755);
+  }
+
+  /** mkdir(2): the parent must exist, the name must not; the mode is not modelled. */
+  @Override
+  public synchronized void mkdir(String path, int mode) throws IOException {
     tick();
     DirNode d = parent(path);
     if (d.entries.containsKey(leaf(path))) {
@@ -648,7 +677,8 @@ final class PowerLossBackingStore implements BackingStore {
   }
 
   /** rmdir(2). */
-  synchronized void rmdir(String path) throws IOException {
+  @Override
+  public synchronized void rmdir(String path) throws IOException {
     tick();
     DirNode d = parent(path);
     Node n = d.entries.get(leaf(path));
@@ -664,6 +694,137 @@ final class PowerLossBackingStore implements BackingStore {
     Op op = new Op("rmdir " + path);
     change(op, d, leaf(path), null);
     record(op);
+  }
+
+  /** link(2): a new name for a file or special node (not a directory: EPERM). */
+  @Override
+  public synchronized void link(String from, String to) throws IOException {
+    tick();
+    Node n = lookup(from);
+    if (n == null) {
+      throw new NoSuchFileException(from);
+    }
+    if (n instanceof DirNode) {
+      throw new FileSystemException(from, to, "Operation not permitted");
+    }
+    newEntry("link " + from + " " + to, to, n);
+  }
+
+  @Override
+  public synchronized void symlink(String target, String path) throws IOException {
+    tick();
+    newEntry("symlink " + path, path, new SpecialNode(nextIno++, ++clock,
+        target.getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+  }
+
+  /** mknod(2): the node's type and rdev are not modelled, only that it is no file to open. */
+  @Override
+  public synchronized void mknod(String path, int mode, long rdev) throws IOException {
+    tick();
+    newEntry("mknod " + path, path, new SpecialNode(nextIno++, ++clock, null));
+  }
+
+  /** {@code path} names {@code n} from now: the parent must exist, the name must not. */
+  private void newEntry(String what, String path, Node n) throws IOException {
+    DirNode d = parent(path);
+    if (d.entries.containsKey(leaf(path))) {
+      throw new FileAlreadyExistsException(path);
+    }
+    Op op = new Op(what);
+    change(op, d, leaf(path), n);
+    record(op);
+  }
+
+  /** Modes are not modelled (see the class comment): the name must exist. */
+  @Override
+  public synchronized void chmod(String path, int mode) throws IOException {
+    tick();
+    existing(path);
+  }
+
+  /** Owners are not modelled (see the class comment): the name must exist. */
+  @Override
+  public synchronized void chown(String path, int uid, int gid) throws IOException {
+    tick();
+    existing(path);
+  }
+
+  /**
+   * The mtime of a file (durable with its fsync) or directory (with its directory fsync); NOW
+   * is the store's clock. atime is not modelled.
+   */
+  @Override
+  public synchronized void setTimes(String path, TimeSpec atime, TimeSpec mtime)
+      throws IOException {
+    tick();
+    Node n = existing(path);
+    if (n instanceof SpecialNode) {
+      throw new UnsupportedOperationException("times of symlinks and special files are not"
+          + " modelled: " + path);
+    }
+    if (mtime.isOmit()) {
+      return;
+    }
+    n.mtime = mtime.isNow() ? ++clock : mtime.toNanos();
+    if (n instanceof FileNode f) {
+      dirtyFiles.add(f);
+    }
+  }
+
+  private Node existing(String path) throws IOException {
+    Node n = lookup(path);
+    if (n == null) {
+      throw new NoSuchFileException(path);
+    }
+    return n;
+  }
+
+  @Override
+  public synchronized void list(String dir, java.util.function.Predicate<String> each)
+      throws IOException {
+    checkPower();
+    if (!(existing(dir) instanceof DirNode d)) {
+      throw new NotDirectoryException(dir);
+    }
+    for (String name : new ArrayList<>(d.entries.keySet())) {
+      if (!each.test(name)) {
+        return;
+      }
+    }
+  }
+
+  @Override
+  public synchronized byte[] readlink(String path) throws IOException {
+    checkPower();
+    if (!(existing(path) instanceof SpecialNode sp) || sp.target == null) {
+      throw new FileSystemException(path, null, "Invalid argument");
+    }
+    return sp.target.clone();
+  }
+
+  /** Modes are not modelled: whatever exists may be accessed. */
+  @Override
+  public synchronized void access(String path, int mask) throws IOException {
+    checkPower();
+    existing(path);
+  }
+
+  /** A fixed 1 GiB filesystem of 4 KiB blocks, less what the files' current data takes. */
+  @Override
+  public synchronized FsStats statfs() {
+    checkPower();
+    long used = 0;
+    long inodes = 0;
+    List<Node> all = new ArrayList<>();
+    walk(root, "", (path, n) -> all.add(n));
+    for (Node n : new java.util.HashSet<>(all)) { // hard links: each inode once
+      used += n instanceof FileNode f ? (f.size + 4095) / 4096 : 1;
+      inodes++;
+    }
+    long blocks = 1L << 18;
+    long inodeCount = 1L << 16;
+    return new FsStats(4096, 4096, blocks, blocks - used, blocks - used, inodeCount,
+        inodeCount - inodes, inodeCount - inodes, DEV, 0, 255);
   }
 
   @Override

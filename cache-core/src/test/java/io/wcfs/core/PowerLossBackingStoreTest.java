@@ -359,6 +359,60 @@ class PowerLossBackingStoreTest {
   }
 
   @Test
+  @DisplayName("links, symlinks and special nodes are names like others: durable with their"
+      + " directory's fsync")
+  void linksAndSpecialNodesNeedDirectoryFsync() throws IOException {
+    PowerLossBackingStore s = store();
+    durableFile(s, "a", bytes(10, 7));
+    s.mkdir("d");
+    s.syncDirectory("");
+    s.link("a", "d/b");
+    s.symlink("../a", "d/s");
+    s.mknod("d/p", 0010644, 0);
+    assertEquals(2, s.stat("a").nlink());
+    assertArrayEquals("../a".getBytes(), s.readlink("d/s"));
+    assertFalse(s.stat("d/s").regularFile());
+    assertThrows(FileSystemException.class, () -> s.open("d/p"));
+    assertThrows(FileSystemException.class, () -> s.readlink("a"), "EINVAL: not a symlink");
+    assertThrows(FileSystemException.class, () -> s.link("d", "e"), "EPERM: a directory");
+    assertThrows(FileAlreadyExistsException.class, () -> s.symlink("x", "d/b"));
+    List<String> names = new java.util.ArrayList<>();
+    s.list("d", names::add);
+    assertEquals(List.of("b", "p", "s"), names);
+    s.powerLoss();
+    assertEquals(List.of("a", "d/"), s.tree(), "d was not fsync'd");
+    assertEquals(1, s.stat("a").nlink());
+    s.link("a", "d/b");
+    s.symlink("../a", "d/s");
+    s.syncDirectory("d");
+    s.powerLoss();
+    assertEquals(List.of("a", "d/", "d/b", "d/s"), s.tree());
+    assertEquals(2, s.stat("a").nlink());
+    assertThrows(DirectoryNotEmptyException.class, () -> s.rmdir("d"));
+  }
+
+  @Test
+  @DisplayName("a file's mtime set by setTimes is durable with its fsync, not before")
+  void setTimesDurableWithFileFsync() throws IOException {
+    PowerLossBackingStore s = store();
+    durableFile(s, "a", bytes(10, 8));
+    long before = s.stat("a").mtimeNanos();
+    s.setTimes("a", BackingStore.TimeSpec.OMIT, new BackingStore.TimeSpec(5, 6));
+    assertEquals(5_000_000_006L, s.stat("a").mtimeNanos());
+    s.powerLoss();
+    assertEquals(before, s.stat("a").mtimeNanos(), "not fsync'd: lost");
+    s.setTimes("a", BackingStore.TimeSpec.OMIT, new BackingStore.TimeSpec(5, 6));
+    try (BackingStore.BackingFile f = s.open("a")) {
+      f.sync();
+    }
+    s.powerLoss();
+    assertEquals(5_000_000_006L, s.stat("a").mtimeNanos());
+    s.chmod("a", 0600); // not modelled: only the name is checked
+    assertThrows(NoSuchFileException.class, () -> s.chown("nope", 1, 1));
+    assertThrows(NoSuchFileException.class, () -> s.access("nope", 0));
+  }
+
+  @Test
   @DisplayName("errors as a real directory gives them")
   void errorsLikeARealDirectory() throws IOException {
     PowerLossBackingStore s = store();

@@ -27,7 +27,8 @@ final class PermissionRules {
   record Caller(int uid, int gid, int pid) {}
 
   private final WriteCache cache;
-  private final int rootFd;
+  /** Reads the backing nodes' modes; changes go through {@link #cache}. */
+  private final ShownAttributes attributes;
   private final long rootDev;
   private final int ownUid = LibC.geteuid();
   /**
@@ -36,10 +37,10 @@ final class PermissionRules {
    */
   private final int ownUmask = ownUmask();
 
-  PermissionRules(WriteCache cache, int rootFd, long rootDev) {
+  PermissionRules(WriteCache cache, ShownAttributes attributes) {
     this.cache = cache;
-    this.rootFd = rootFd;
-    this.rootDev = rootDev;
+    this.attributes = attributes;
+    this.rootDev = attributes.rootDev();
   }
 
   /** The owner a file created through the mount gets: the caller's, if we may give it. */
@@ -63,29 +64,41 @@ final class PermissionRules {
   }
 
   /**
-   * Makes a node just created at {@code at} the caller's, with the mode the kernel asked for.
-   * New nodes belong to the caller, not to the daemon (which may run as root). The mode the
-   * kernel sends is already masked with the creator's umask; the backing filesystem then masked
-   * it with ours too, and chown cleared set-ID bits, so both are put back when they differ.
+   * Makes a node just created at {@code path} (below the mount) the caller's, with the mode the
+   * kernel asked for. New nodes belong to the caller, not to the daemon (which may run as
+   * root). The mode the kernel sends is already masked with the creator's umask; the backing
+   * filesystem then masked it with ours too, and chown cleared set-ID bits, so both are put
+   * back when they differ. Best effort, as a failure cannot undo the node: errors are ignored.
    */
-  void settleNew(String at, long mode, boolean directory, Caller caller) {
+  void settleNew(String path, long mode, boolean directory, Caller caller) {
+    String rel = WcfsFileSystem.rel(path);
     int uid = caller.uid();
     int gid = caller.gid();
     boolean chowned = false;
     if (ownUid == 0 && (uid != 0 || gid != 0)) {
-      chowned = LibC.fchownat(rootFd, at, uid, gid) == 0;
+      try {
+        cache.chown(rel, uid, gid);
+        chowned = true;
+      } catch (IOException e) {
+        // left the daemon's, as it was made
+      }
+    }
+    if (((int) mode & FileStat.S_IFMT) == FileStat.S_IFLNK) {
+      // A symlink's own mode is always 0777 and chmod(2) follows it: it would change the
+      // target's mode, wherever that is (an absolute target leaves the backing directory).
+      return;
     }
     int perm = (int) mode & 07777;
     if ((perm & ownUmask) != 0 || (chowned && (perm & (S_ISUID | S_ISGID)) != 0)) {
-      int keep = 0;
-      if (directory) { // a set-group-ID parent passed its bit on; chmod must not take it away
-        try {
-          keep = LibC.fstatat(rootFd, at, LibC.AT_SYMLINK_NOFOLLOW).mode() & S_ISGID;
-        } catch (NativeIOException e) {
-          return; // gone already (a concurrent rmdir): nothing left to set
+      try {
+        int keep = 0;
+        if (directory) { // a set-group-ID parent passed its bit on; chmod must not take it away
+          keep = attributes.backingStatus(path).mode() & S_ISGID;
         }
+        cache.chmod(rel, perm | keep);
+      } catch (IOException e) {
+        // gone already (a concurrent rmdir), or the mode stays as the backing filesystem made it
       }
-      LibC.fchmodat(rootFd, at, perm | keep);
     }
   }
 
@@ -112,8 +125,7 @@ final class PermissionRules {
       st = shown != null && shown.backingPath() == null
           ? new LibC.FileStatus(rootDev, shown.ino(), 1, FileStat.S_IFREG | shown.mode(),
               shown.uid(), shown.gid(), shown.size(), 0, 0)
-          : LibC.fstatat(rootFd, WcfsFileSystem.at(shown == null ? path : "/" + shown.backingPath()),
-              LibC.AT_SYMLINK_NOFOLLOW);
+          : attributes.backingStatus(shown == null ? path : "/" + shown.backingPath());
     } catch (NativeIOException | NoSuchFileException e) {
       return false; // no name left (unlinked while open): nobody can execute it by name either
     }
@@ -128,9 +140,7 @@ final class PermissionRules {
     }
     if (kill != 0) {
       if (!cache.setAttributes(WcfsFileSystem.rel(path), mode & ~kill, null, null, null, null)) {
-        cache.settle(WcfsFileSystem.rel(path));
-        LibC.check(LibC.fchmodat(rootFd, WcfsFileSystem.at(path), mode & ~kill), "clearing set-ID bits of "
-            + path);
+        cache.chmod(WcfsFileSystem.rel(path), mode & ~kill); // after the records on it
       }
       // A write's reply carries no attributes: the kernel would show the old mode until its
       // copy times out.

@@ -12,6 +12,11 @@ import ru.serce.jnrfuse.struct.Timespec;
  * The attributes the mount shows: the namespace journal's overlay first (a name created,
  * moved or removed that writeback has not applied yet), else the backing directory, with a
  * cached file's size, mtime and first-shown inode number over the backing values.
+ *
+ * <p>It reads the backing directory through the root's descriptor itself, not through the
+ * engine's {@link io.wcfs.core.BackingStore}: getattr, the most frequent request, fills the
+ * kernel's struct stat in place with one fstatat, and BackingStore.Stat holds only what the
+ * engine needs (no mode, owner, times or device). It changes nothing.
  */
 final class ShownAttributes {
   private static final long UTIME_NOW = (1L << 30) - 1;
@@ -90,6 +95,14 @@ final class ShownAttributes {
   private static void setTime(Timespec t, long nanos) {
     t.tv_sec.set(Math.floorDiv(nanos, 1_000_000_000L));
     t.tv_nsec.set(Math.floorMod(nanos, 1_000_000_000L));
+  }
+
+  /**
+   * lstat of the backing node at {@code path} (a path below the mount), whatever the journal
+   * shows there: after a change made in the backing directory.
+   */
+  LibC.FileStatus backingStatus(String path) throws IOException {
+    return LibC.fstatat(rootFd, WcfsFileSystem.at(path), LibC.AT_SYMLINK_NOFOLLOW);
   }
 
   /** The mode the mount shows for {@code path}. */

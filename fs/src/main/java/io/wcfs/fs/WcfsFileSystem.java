@@ -1,5 +1,6 @@
 package io.wcfs.fs;
 
+import io.wcfs.core.BackingStore;
 import io.wcfs.core.CacheErrorException;
 import io.wcfs.core.DirectoryBackingStore;
 import io.wcfs.core.WriteCache;
@@ -31,13 +32,18 @@ import ru.serce.jnrfuse.struct.Statvfs;
 import ru.serce.jnrfuse.struct.Timespec;
 
 /**
- * The FUSE face of wcfs: file data goes through the {@link WriteCache}; names, modes, owners
- * and times live in the backing directory. Every callback returns 0 or -errno and never lets an
- * exception reach native code: unexpected ones are logged with the path and become EIO.
+ * The FUSE face of wcfs: file data and every change of a name or an attribute go through the
+ * {@link WriteCache} (its namespace part settles the journal's records first and has the next
+ * commit fsync the directories changed); names, modes, owners and times live in the backing
+ * directory. Every callback returns 0 or -errno and never lets an exception reach native code:
+ * unexpected ones are logged with the path and become EIO.
  *
- * <p>Every name is reached relative to a descriptor of the backing root (the *at calls, as
- * libfuse's passthrough_ll does): a path below the mount may be as long as the kernel allows,
- * although the backing root's path plus it is longer than PATH_MAX.
+ * <p>Lookups the journal does not decide (readdir, readlink, access, statfs) ask the {@link
+ * BackingStore}; getattr and extended attributes still read the backing directory here, through
+ * the root's descriptor ({@link ShownAttributes}, {@link Xattrs}). Every name is reached
+ * relative to that descriptor (the *at calls, as libfuse's passthrough_ll does): a path below
+ * the mount may be as long as the kernel allows, although the backing root's path plus it is
+ * longer than PATH_MAX.
  *
  * <p>Extended attributes are passed to the backing node ({@link Xattrs}); with them answered,
  * this daemon handles kill-priv itself (FUSE_HANDLE_KILLPRIV_V2, negotiated in {@link
@@ -62,10 +68,12 @@ final class WcfsFileSystem extends FuseStubFS {
   private static final int S_ISGID = 02000;
 
   private final WriteCache cache;
-  /** The backing store: asked whether this mount may still change the backing directory. */
+  /**
+   * The backing store: asked whether this mount may still change the backing directory, and
+   * for what the mount shows of names the journal does not decide. Changes go through {@link
+   * #cache}.
+   */
   private final DirectoryBackingStore backing;
-  /** The backing root (O_PATH): every name below it is reached relative to this. */
-  private final int rootFd;
   /** The attributes the mount shows (the namespace journal's overlay first). */
   private final ShownAttributes attributes;
   /** Owners and modes as a local filesystem keeps them. */
@@ -107,10 +115,9 @@ final class WcfsFileSystem extends FuseStubFS {
   WcfsFileSystem(WriteCache cache, DirectoryBackingStore backing, boolean xattrsOn) {
     this.cache = cache;
     this.backing = backing;
-    this.rootFd = backing.rootFd();
-    this.attributes = new ShownAttributes(cache, rootFd);
-    this.permissions = new PermissionRules(cache, rootFd, attributes.rootDev());
-    this.xattrs = new Xattrs(rootFd, xattrsOn, at -> cache.namespaceChanged(
+    this.attributes = new ShownAttributes(cache, backing.rootFd());
+    this.permissions = new PermissionRules(cache, attributes);
+    this.xattrs = new Xattrs(backing.rootFd(), xattrsOn, at -> cache.namespaceChanged(
         at.equals(".") ? "" : at));
     FuseLoop.onForget(xattrs::forget);
   }
@@ -146,7 +153,7 @@ final class WcfsFileSystem extends FuseStubFS {
     return path.length() <= 1 ? "" : path.substring(1);
   }
 
-  /** "/a/b" -> "a/b", "/" -> ".": the path for an *at call relative to {@link #rootFd}. */
+  /** "/a/b" -> "a/b", "/" -> ".": the path for an *at call relative to the backing root. */
   static String at(String path) {
     return path.length() <= 1 ? "." : path.substring(1);
   }
@@ -163,9 +170,10 @@ final class WcfsFileSystem extends FuseStubFS {
   /**
    * What the filesystem does, with what each operation needs of the request loop: whether it
    * may wait for the backing disk (the loop hands its leadership on first, so that requests
-   * answered from memory go on), whether it changes the backing directory directly (only while
-   * the claim on it holds), and whether it only looks (ENOENT, not EPERM, in wcfs's own
-   * reserved directory).
+   * answered from memory go on), whether it changes the backing directory synchronously (only
+   * while the claim on it holds: checked before anything, so that it fails whole even where the
+   * engine would keep the change in the cache), and whether it only looks (ENOENT, not EPERM,
+   * in wcfs's own reserved directory).
    */
   enum Op {
     // (mayBlock, changesBacking, looksOnly)
@@ -201,7 +209,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
     /** Hand off before running: it may wait for the backing disk in this layer. */
     final boolean mayBlock;
-    /** Changes the backing directory here, not through the engine's store. */
+    /** Changes the backing directory synchronously, not through the journal. */
     final boolean changesBacking;
     final boolean looksOnly;
 
@@ -257,14 +265,6 @@ final class WcfsFileSystem extends FuseStubFS {
     }
   }
 
-  /** After a namespace call of ours: the next commit fsyncs the changed directory. */
-  private int namespaceChanged(String path, int rc) {
-    if (rc == 0) {
-      cache.namespaceChanged(rel(path));
-    }
-    return rc;
-  }
-
   /** Who made the request being processed. */
   private PermissionRules.Caller caller() {
     var ctx = getContext();
@@ -274,10 +274,6 @@ final class WcfsFileSystem extends FuseStubFS {
 
   private interface IoCall {
     int run() throws IOException;
-  }
-
-  private static long address(Struct s) {
-    return Struct.getMemory(s).address();
   }
 
   // ---- attributes ---------------------------------------------------------------------------
@@ -295,16 +291,14 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int chmod(String path, @mode_t long mode) {
     return guard(Op.CHMOD, path, () -> {
-      int rc = 0;
       long ino;
       if (cache.setAttributes(rel(path), (int) mode, null, null, null, null)) {
         ino = cache.shown(rel(path)).ino(); // not in the backing directory yet
       } else {
-        cache.settle(rel(path));
-        rc = LibC.fchmodat(rootFd, at(path), (int) mode);
-        ino = rc == 0 ? LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW).ino() : -1;
+        cache.chmod(rel(path), (int) mode);
+        ino = attributes.backingStatus(path).ino();
       }
-      if (rc == 0 && (mode & (S_ISUID | S_ISGID)) != 0) {
+      if ((mode & (S_ISUID | S_ISGID)) != 0) {
         // Open handles of this file (through any name) must check their writes from now on.
         for (Handle h : handles.values()) {
           if (h.file.ino() == ino) {
@@ -312,7 +306,7 @@ final class WcfsFileSystem extends FuseStubFS {
           }
         }
       }
-      return rc;
+      return 0;
     });
   }
 
@@ -323,15 +317,13 @@ final class WcfsFileSystem extends FuseStubFS {
           (int) gid == -1 ? null : (int) gid, null, null)) {
         return 0;
       }
-      cache.settle(rel(path));
-      int rc = LibC.fchownat(rootFd, at(path), (int) uid, (int) gid);
-      if (rc == 0 && (LibC.fstatat(rootFd, at(path), LibC.AT_SYMLINK_NOFOLLOW).type()
-          != FileStat.S_IFDIR)) {
+      cache.chown(rel(path), (int) uid, (int) gid);
+      if (attributes.backingStatus(path).type() != FileStat.S_IFDIR) {
         // The backing kernel removed it too when it ran the chown (local filesystems do); a
         // backing store that does not must not keep a capability for the new owner.
         xattrs.dropCapability(at(path), FuseLoop.currentNodeId());
       }
-      return rc;
+      return 0;
     });
   }
 
@@ -342,15 +334,9 @@ final class WcfsFileSystem extends FuseStubFS {
           ShownAttributes.timeOf(timespec[1]))) {
         return 0;
       }
-      cache.settle(rel(path));
-      int rc = LibC.utimensat(rootFd, at(path), address(timespec[0]));
-      if (rc != 0) {
-        return rc;
-      }
-      Long mtime = ShownAttributes.timeOf(timespec[1]);
-      if (mtime != null) {
-        cache.setMtime(rel(path), mtime); // so writeback does not undo it
-      }
+      // As the kernel sent them (UTIME_NOW: the backing filesystem's clock); a cached file
+      // keeps the new mtime, so that writeback does not undo it.
+      cache.setTimes(rel(path), timeSpec(timespec[0]), timeSpec(timespec[1]));
       return 0;
     });
   }
@@ -358,16 +344,38 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int access(String path, int mask) {
     return guard(Op.ACCESS, path, () -> {
-      Integer rc = cache.withShown(rel(path), shown -> shown.backingPath() != null
-          ? LibC.faccessat(rootFd, at("/" + shown.backingPath()), mask)
-          : permissions.permits(shown, mask, caller()) ? 0 : -ErrorCodes.EACCES());
-      return rc != null ? rc : LibC.faccessat(rootFd, at(path), mask);
+      // Refused access throws with its errno (guard answers it).
+      Integer rc = cache.withShown(rel(path), shown -> {
+        if (shown.backingPath() == null) {
+          return permissions.permits(shown, mask, caller()) ? 0 : -ErrorCodes.EACCES();
+        }
+        backing.access(shown.backingPath(), mask);
+        return 0;
+      });
+      if (rc == null) {
+        backing.access(rel(path), mask);
+      }
+      return rc != null ? rc : 0;
     });
   }
 
   @Override
   public int statfs(String path, Statvfs stbuf) {
-    return guard(Op.STATFS, path, () -> LibC.fstatvfs(rootFd, address(stbuf)));
+    return guard(Op.STATFS, path, () -> {
+      BackingStore.FsStats st = backing.statfs();
+      stbuf.f_bsize.set(st.blockSize());
+      stbuf.f_frsize.set(st.fragmentSize());
+      stbuf.f_blocks.set(st.blocks());
+      stbuf.f_bfree.set(st.blocksFree());
+      stbuf.f_bavail.set(st.blocksAvailable());
+      stbuf.f_files.set(st.files());
+      stbuf.f_ffree.set(st.filesFree());
+      stbuf.f_favail.set(st.filesAvailable());
+      stbuf.f_fsid.set(st.fsid());
+      stbuf.f_flag.set(st.flags());
+      stbuf.f_namemax.set(st.nameMax());
+      return 0;
+    });
   }
 
   // ---- namespace ----------------------------------------------------------------------------
@@ -382,7 +390,7 @@ final class WcfsFileSystem extends FuseStubFS {
       // Names the journal changed and writeback has not applied yet: the overlay's say.
       Map<String, WriteCache.Shown> overlay = cache.overlayChildren(rel(path));
       boolean[] full = {false};
-      LibC.listDirectory(rootFd, at(path), name -> {
+      backing.list(rel(path), name -> {
         if ((root && name.equals(BackingClaim.DIR)) || overlay.containsKey(name)) {
           return true;
         }
@@ -401,21 +409,17 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int mkdir(String path, @mode_t long mode) {
     return guard(Op.MKDIR, path, () -> {
-      cache.settle(rel(path)); // not journaled: after the records on this name
-      int rc = LibC.mkdirat(rootFd, at(path), (int) mode);
-      if (rc == 0) {
-        permissions.settleNew(at(path), mode, true, caller());
-        cache.namespaceChanged(rel(path));
-      }
-      return rc;
+      cache.mkdir(rel(path), (int) mode); // not journaled: after the records on this name
+      settleNew(path, mode, true);
+      return 0;
     });
   }
 
   @Override
   public int rmdir(String path) {
     return guard(Op.RMDIR, path, () -> {
-      cache.settle(rel(path)); // names in it may be pending in the journal
-      return namespaceChanged(path, LibC.unlinkat(rootFd, at(path), LibC.AT_REMOVEDIR));
+      cache.rmdir(rel(path)); // after the records on names in it
+      return 0;
     });
   }
 
@@ -444,42 +448,57 @@ final class WcfsFileSystem extends FuseStubFS {
       return -ErrorCodes.EPERM();
     }
     return guard(Op.LINK, oldpath, () -> {
-      cache.settle(rel(oldpath), rel(newpath)); // not journaled: after the records on them
-      return namespaceChanged(newpath, LibC.linkat(rootFd, at(oldpath), rootFd, at(newpath), 0));
+      cache.link(rel(oldpath), rel(newpath)); // not journaled: after the records on them
+      return 0;
     });
   }
 
   @Override
   public int symlink(String oldpath, String newpath) {
     return guard(Op.SYMLINK, newpath, () -> {
-      cache.settle(rel(newpath));
-      int rc = LibC.symlinkat(oldpath, rootFd, at(newpath));
-      if (rc == 0) {
-        permissions.settleNew(at(newpath), 0777, false, caller()); // a symlink's mode is always 0777
-        cache.namespaceChanged(rel(newpath));
-      }
-      return rc;
+      cache.symlink(oldpath, rel(newpath));
+      settleNew(newpath, FileStat.S_IFLNK | 0777, false); // owner only: its mode is always 0777
+      return 0;
     });
   }
 
   @Override
   public int readlink(String path, Pointer buf, @size_t long size) {
-    return guard(Op.READLINK, path, () -> cache.shown(rel(path)) != null
-        ? -ErrorCodes.EINVAL() // a regular file the journal created or moved
-        : LibC.readlinkat(rootFd, at(path), buf.address(), size));
+    return guard(Op.READLINK, path, () -> {
+      if (cache.shown(rel(path)) != null) {
+        return -ErrorCodes.EINVAL(); // a regular file the journal created or moved
+      }
+      // Cut to the buffer and NUL-terminated, as readlink(2) into it would be for FUSE.
+      byte[] target = backing.readlink(rel(path));
+      int n = (int) Math.max(0, Math.min(target.length, size - 1));
+      buf.put(0, target, 0, n);
+      buf.putByte(n, (byte) 0);
+      return 0;
+    });
   }
 
   @Override
   public int mknod(String path, @mode_t long mode, long rdev) {
     return guard(Op.MKNOD, path, () -> {
-      cache.settle(rel(path));
-      int rc = LibC.mknodat(rootFd, at(path), (int) mode, rdev);
-      if (rc == 0) {
-        permissions.settleNew(at(path), mode, false, caller());
-        cache.namespaceChanged(rel(path));
-      }
-      return rc;
+      cache.mknod(rel(path), (int) mode, rdev);
+      settleNew(path, mode, false);
+      return 0;
     });
+  }
+
+  /**
+   * A node just made: its creator's owner and mode ({@link PermissionRules#settleNew}), then
+   * its directory marked once more, so that the next commit's fsync of it comes after them,
+   * whatever commit ran since the engine made the node.
+   */
+  private void settleNew(String path, long mode, boolean directory) {
+    permissions.settleNew(path, mode, directory, caller());
+    cache.namespaceChanged(rel(path));
+  }
+
+  /** A utimens time as the kernel sent it (UTIME_NOW and UTIME_OMIT included). */
+  private static BackingStore.TimeSpec timeSpec(Timespec t) {
+    return new BackingStore.TimeSpec(t.tv_sec.get(), t.tv_nsec.longValue());
   }
 
   // ---- files --------------------------------------------------------------------------------

@@ -231,6 +231,14 @@ class PosixSemanticsTest extends MountTestBase {
             return "";
           }, d);
     });
+    SCENARIOS.put("a symlink leaves its target's mode alone", d -> {
+      Path f = d.resolve("f");
+      Files.writeString(f, "x");
+      Files.setPosixFilePermissions(f, PosixFilePermissions.fromString("rw-------"));
+      Files.createSymbolicLink(d.resolve("rel"), Path.of("f"));
+      Files.createSymbolicLink(d.resolve("abs"), f.toAbsolutePath());
+      return PosixFilePermissions.toString(Files.getPosixFilePermissions(f));
+    });
     SCENARIOS.put("mknod fifo", d -> {
       new ProcessBuilder("mkfifo", d.resolve("p").toString()).start().waitFor();
       return "fifo=" + Files.getAttribute(d.resolve("p"), "unix:mode", LinkOption.NOFOLLOW_LINKS)
@@ -272,9 +280,19 @@ class PosixSemanticsTest extends MountTestBase {
 
   @org.junit.jupiter.api.Test
   @DisplayName("statfs answers for the backing filesystem")
-  void statfs() throws IOException {
+  void statfs() throws Exception {
     assertEquals(Files.getFileStore(backing).getTotalSpace(),
         Files.getFileStore(mnt).getTotalSpace());
     assertEquals("wcfs", Files.getFileStore(mnt).name());
+    // Name length, block sizes, total blocks and inodes: what does not move between two calls.
+    assertEquals(statfsFields(backing), statfsFields(mnt));
+  }
+
+  private static String statfsFields(Path p) throws Exception {
+    Process proc = new ProcessBuilder("stat", "-f", "-c", "%l %s %S %b %c", p.toString())
+        .redirectErrorStream(true).start();
+    String out = new String(proc.getInputStream().readAllBytes()).trim();
+    assertEquals(0, proc.waitFor(), out);
+    return out;
   }
 }

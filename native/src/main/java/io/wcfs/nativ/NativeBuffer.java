@@ -56,6 +56,10 @@ public final class NativeBuffer implements AutoCloseable {
     IO.putLong(address + offset, value);
   }
 
+  public long getLong(long offset) {
+    return IO.getLong(address + offset);
+  }
+
   public static void zero(long address, long length) {
     IO.setMemory(address, length, (byte) 0);
   }
