@@ -198,7 +198,8 @@ final class FuseLoop {
     List<Thread> uringThreads = List.of();
     if (uringAgreed) {
       // Requests now wait in the kernel until every queue has an entry: start at once.
-      uringThreads = FuseUring.start(se, fd, Math.max(maxWrite, FUSE_MIN_READ_BUFFER), threads);
+      uringThreads = FuseUring.start(se, fd, Math.max(maxWrite, FUSE_MIN_READ_BUFFER), threads,
+          spinNanos);
       transportName = "io_uring (" + FuseUring.describe() + ")";
       spinNanos = 0; // /dev/fuse now carries only forgets and interrupts: not worth a spin
       spinBudget = 0;

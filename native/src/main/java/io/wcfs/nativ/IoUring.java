@@ -166,9 +166,18 @@ public final class IoUring implements AutoCloseable {
    * (EINTR: call again; what was submitted stays submitted).
    */
   public int enter(int waitFor) {
+    return enter(waitFor, waitFor > 0);
+  }
+
+  /**
+   * As {@link #enter(int)}; with {@code getEvents} and {@code waitFor} 0 it returns at once
+   * after running the ring's pending task work, which a ring with {@link #SETUP_DEFER_TASKRUN}
+   * needs before completions appear: how to poll such a ring.
+   */
+  public int enter(int waitFor, boolean getEvents) {
     java.lang.invoke.VarHandle.releaseFence();
     IO.putInt(sqTail, sqTailLocal);
-    int flags = waitFor > 0 ? ENTER_GETEVENTS : 0;
+    int flags = getEvents ? ENTER_GETEVENTS : 0;
     long n = SYS.syscall(NR_IO_URING_ENTER, fd, toSubmit, waitFor, flags, null);
     if (n < 0) {
       return -RT.getLastError();
