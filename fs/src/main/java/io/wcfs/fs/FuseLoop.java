@@ -73,6 +73,36 @@ final class FuseLoop {
   private static final int FUSE_SETATTR = 4;
   private static final int FUSE_LINK = 13;
   private static final int FUSE_CREATE = 35;
+  private static final int FUSE_UNLINK = 10;
+  private static final int FUSE_RENAME = 12;
+  private static final int FUSE_RELEASE = 18;
+  private static final int FUSE_RENAME2 = 45;
+  /**
+   * Held by RELEASE and by the namespace operations that may hide an open file (UNLINK,
+   * RENAME): libfuse2's high-level layer checks whether the name is open, then renames it to
+   * .fuse_hidden and marks it hidden, while RELEASE lowers the open count and removes the hidden
+   * file if it was the last. A RELEASE between that check and the mark (the kernel sends it
+   * asynchronously, so it can run beside the caller's next unlink) left a .fuse_hidden file for
+   * good. Mostly seen over io_uring, where every entry has its own thread.
+   */
+  private static final Object HIDE_LOCK = new Object();
+  /**
+   * RELEASEs a ring thread has received and not finished. Over io_uring the kernel hands a
+   * RELEASE (sent asynchronously at the last close) and the caller's next UNLINK to different
+   * threads, and the UNLINK's may run first: libfuse2 then hides the still-open file, and the
+   * .fuse_hidden name stays visible until the RELEASE removes it. So UNLINK and RENAME wait
+   * (at most {@link #RELEASE_WAIT_NANOS}) for RELEASEs received and not finished, and for the
+   * RELEASE that may follow a recent FLUSH (every close sends a FLUSH, synchronously, before
+   * the last one's RELEASE): {@link #FLUSHED}, by node id, until its RELEASE arrives or
+   * {@link #FLUSH_RELEASE_NANOS} passed (a close that was not the last sends none).
+   */
+  private static final java.util.concurrent.atomic.AtomicInteger RELEASES_IN_FLIGHT =
+      new java.util.concurrent.atomic.AtomicInteger();
+  private static final long RELEASE_WAIT_NANOS = 5_000_000;
+  private static final long FLUSH_RELEASE_NANOS = 2_000_000;
+  private static final java.util.concurrent.ConcurrentHashMap<Long, Long> FLUSHED =
+      new java.util.concurrent.ConcurrentHashMap<>();
+  private static final int FUSE_FLUSH = 25;
   private static final int FATTR_ATIME = 1 << 4;
   private static final int FATTR_MTIME = 1 << 5;
   private static final int FATTR_ATIME_NOW = 1 << 7;
@@ -611,7 +641,22 @@ final class FuseLoop {
           || opcode == FUSE_LINK || opcode == FUSE_CREATE;
       if (uringCh != null) {
         replied = false;
-        FUSE.fuse_session_process_buf(se, buf, uringCh);
+        if (opcode == FUSE_RELEASE) {
+          try {
+            synchronized (HIDE_LOCK) {
+              FUSE.fuse_session_process_buf(se, buf, uringCh);
+            }
+          } finally {
+            RELEASES_IN_FLIGHT.decrementAndGet();
+          }
+        } else if (opcode == FUSE_UNLINK || opcode == FUSE_RENAME || opcode == FUSE_RENAME2) {
+          awaitReleases();
+          synchronized (HIDE_LOCK) {
+            FUSE.fuse_session_process_buf(se, buf, uringCh);
+          }
+        } else {
+          FUSE.fuse_session_process_buf(se, buf, uringCh);
+        }
         if (!replied) { // libfuse answered nothing: the entry must still be committed
           IO.putInt(replyHeader, OUT_HEADER);
           IO.putInt(replyHeader + 4, -LibC.EIO);
@@ -624,6 +669,11 @@ final class FuseLoop {
         }
       } else if (attrs) {
         processPatchingAttributes(opcode);
+      } else if (opcode == FUSE_RELEASE || opcode == FUSE_UNLINK || opcode == FUSE_RENAME
+          || opcode == FUSE_RENAME2) {
+        synchronized (HIDE_LOCK) {
+          FUSE.fuse_session_process_buf(se, buf, ch);
+        }
       } else {
         FUSE.fuse_session_process_buf(se, buf, ch);
       }
@@ -691,6 +741,32 @@ final class FuseLoop {
      * ({@code len} bytes, in header first); the reply goes into the entry: its out header at
      * {@code header}, its body into {@code payload} ({@code cap} bytes).
      */
+    /** Called by a ring thread as soon as it sees a request: tracks closes in flight. */
+    static void received(int opcode, long nodeid) {
+      if (opcode == FUSE_RELEASE) {
+        RELEASES_IN_FLIGHT.incrementAndGet();
+        FLUSHED.remove(nodeid);
+      } else if (opcode == FUSE_FLUSH) {
+        FLUSHED.put(nodeid, System.nanoTime());
+      }
+    }
+
+    /** See {@link #RELEASES_IN_FLIGHT}. */
+    private static void awaitReleases() {
+      long start = System.nanoTime();
+      while (true) {
+        long now = System.nanoTime();
+        if (now - start > RELEASE_WAIT_NANOS) {
+          return;
+        }
+        FLUSHED.values().removeIf(t -> now - t > FLUSH_RELEASE_NANOS);
+        if (RELEASES_IN_FLIGHT.get() == 0 && FLUSHED.isEmpty()) {
+          return;
+        }
+        Thread.onSpinWait();
+      }
+    }
+
     void processFromRing(long start, int len, long header, long payload, long cap, long id) {
       mem = Pointer.wrap(RT, start);
       buf.putAddress(FUSE_BUF_MEM, start);
