@@ -230,9 +230,11 @@ final class FuseLoop {
       // Requests now wait in the kernel until every queue has an entry: start at once.
       uringThreads = FuseUring.start(se, fd, Math.max(maxWrite, FUSE_MIN_READ_BUFFER), threads,
           spinNanos);
-      transportName = "io_uring (" + FuseUring.describe() + ")";
-      spinNanos = 0; // /dev/fuse now carries only forgets and interrupts: not worth a spin
-      spinBudget = 0;
+      if (FuseUring.working()) {
+        transportName = "io_uring (" + FuseUring.describe() + ")";
+        spinNanos = 0; // /dev/fuse now carries only forgets and interrupts: not worth a spin
+        spinBudget = 0;
+      }
     } else if (transport != FuseUring.Mode.DEV && offerUring) {
       LOG.info("the kernel did not offer FUSE over io_uring in INIT; serving over /dev/fuse");
     }

@@ -83,6 +83,14 @@ final class FuseUring {
   private static final Send SEND = new Send();
   /** Per queue: whether one of its threads is spinning for the next request. */
   private static java.util.concurrent.atomic.AtomicInteger[] spinners;
+  /** Counted down by each ring thread once its REGISTER was accepted or failed. */
+  private static java.util.concurrent.CountDownLatch started =
+      new java.util.concurrent.CountDownLatch(0);
+  /** Per queue: entries the kernel accepted. */
+  private static java.util.concurrent.atomic.AtomicIntegerArray registered;
+  /** Why the rings are not in use (the kernel refused an entry); null while they are. */
+  private static final java.util.concurrent.atomic.AtomicReference<String> refused =
+      new java.util.concurrent.atomic.AtomicReference<>();
   /** Requests received from rings (the rest of fuse_requests came over /dev/fuse). */
   private static final java.util.concurrent.atomic.LongAdder RING_REQUESTS =
       new java.util.concurrent.atomic.LongAdder();
@@ -187,6 +195,8 @@ final class FuseUring {
       }
     }
     List<Thread> out = new ArrayList<>();
+    started = new java.util.concurrent.CountDownLatch(queues * perQueue);
+    registered = new java.util.concurrent.atomic.AtomicIntegerArray(queues);
     spinners = new java.util.concurrent.atomic.AtomicInteger[queues];
     for (int q = 0; q < queues; q++) {
       spinners[q] = new java.util.concurrent.atomic.AtomicInteger();
@@ -201,7 +211,47 @@ final class FuseUring {
         th.start();
       }
     }
+    try {
+      if (!started.await(10, java.util.concurrent.TimeUnit.SECONDS)) {
+        LOG.warn("FUSE ring threads still starting after 10 s");
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    for (int q = 0; q < queues; q++) {
+      if (registered.get(q) == 0 && refused.get() == null) {
+        // A queue without an entry would make the kernel hold every request for good. A
+        // refused REGISTER makes it fall back to /dev/fuse instead: send one (one iovec).
+        refused.compareAndSet(null, "no ring entry for queue " + q);
+        forceFallback(fd);
+      }
+    }
+    String why = refused.get();
+    if (why != null) {
+      LOG.error("FUSE over io_uring could not be set up ({}); the kernel serves over /dev/fuse",
+          why);
+      shape = "";
+    }
     return out;
+  }
+
+  /** Whether the rings carry the requests (false: the kernel fell back to /dev/fuse). */
+  static boolean working() {
+    return refused.get() == null;
+  }
+
+  /** A REGISTER the kernel must refuse (one iovec): it then turns io_uring off for the mount. */
+  private static void forceFallback(int fd) {
+    try (IoUring ring = IoUring.create(1, ringFlags)) {
+      long sqe = ring.nextSqe();
+      IO.putByte(sqe + IoUring.SQE_OPCODE, (byte) IoUring.OP_URING_CMD);
+      IO.putInt(sqe + IoUring.SQE_FD, fd);
+      IO.putInt(sqe + IoUring.SQE_CMD_OP, FUSE_IO_URING_CMD_REGISTER);
+      IO.putInt(sqe + IoUring.SQE_LEN, 1);
+      ring.enter(1);
+    } catch (NativeIOException e) {
+      LOG.error("could not make the kernel fall back to /dev/fuse: {}", e.getMessage());
+    }
   }
 
   /** One thread: one ring with one entry of queue {@code qid}, served until the unmount. */
@@ -218,6 +268,7 @@ final class FuseUring {
     IO.putLong(iov + 24, payloadSize);
     Pointer ch = LibFuse.api().fuse_chan_new(chanOps, fd, HEADER_ROOM + payloadSize, null);
     IoUring ring = null;
+    boolean counted = false;
     try {
       Pointer bufStruct = Memory.allocateDirect(RT, 40, true); // struct fuse_buf
       FuseLoop.Worker worker = new FuseLoop.Worker(se, ch, fd, Pointer.wrap(RT, buffer),
@@ -231,12 +282,21 @@ final class FuseUring {
       IO.putLong(sqe + IoUring.SQE_ADDR, iov);
       IO.putInt(sqe + IoUring.SQE_LEN, 2); // iovecs: header, payload
       IO.putShort(sqe + CMD_QID, (short) qid);
-      int rc = ring.enter(0);
+      int rc = ring.enter(0, true);
       if (rc < 0) {
         LOG.error("io_uring_enter (FUSE register, queue {}) failed: {}", qid,
             LibC.strerror(-rc));
         return;
       }
+      long first = ring.peekCqe(); // a refused REGISTER completes at once
+      if (first != 0 && IoUring.cqeRes(first) < 0) {
+        refused.compareAndSet(null, "the kernel refused the entry of queue " + qid + ": "
+            + LibC.strerror(-IoUring.cqeRes(first)) + " (see dmesg)");
+        return;
+      }
+      registered.incrementAndGet(qid);
+      started.countDown();
+      counted = true;
       while (true) {
         // Spin first (one thread per queue at a time): the kernel gives the next request to
         // the entry committed last, this one, and catching it here saves the wakeup, which on
@@ -319,6 +379,9 @@ final class FuseUring {
     } catch (IOException | RuntimeException e) {
       LOG.error("FUSE ring thread of queue {} failed", qid, e);
     } finally {
+      if (!counted) {
+        started.countDown();
+      }
       if (ring != null) {
         ring.close();
       }
