@@ -280,7 +280,10 @@ final class FuseUring {
       IO.putInt(sqe + IoUring.SQE_FD, fd);
       IO.putInt(sqe + IoUring.SQE_CMD_OP, FUSE_IO_URING_CMD_REGISTER);
       IO.putLong(sqe + IoUring.SQE_ADDR, iov);
-      IO.putInt(sqe + IoUring.SQE_LEN, 2); // iovecs: header, payload
+      // iovecs: header, payload. WCFS_URING_REFUSE_QUEUE=Q sends queue Q's with one, which
+      // the kernel refuses: for testing the fallback to /dev/fuse, not for use.
+      boolean refuse = String.valueOf(qid).equals(System.getenv("WCFS_URING_REFUSE_QUEUE"));
+      IO.putInt(sqe + IoUring.SQE_LEN, refuse ? 1 : 2);
       IO.putShort(sqe + CMD_QID, (short) qid);
       int rc = ring.enter(0, true);
       if (rc < 0) {

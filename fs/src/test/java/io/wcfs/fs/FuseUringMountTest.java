@@ -182,6 +182,21 @@ class FuseUringMountTest extends OwnMountTest {
   }
 
   @Test
+  @DisplayName("a ring entry the kernel refuses: the mount falls back to /dev/fuse and works")
+  void refusedEntryFallsBack() throws Exception {
+    assumeKernelCan();
+    wcfs.env.put("WCFS_URING_REFUSE_QUEUE", "0");
+    wcfs.mount(URING);
+    assertTrue(status().contains("\"fuse_transport\": \"/dev/fuse\""), status());
+    assertTrue(wcfs.log().contains("FUSE over io_uring could not be set up"), wcfs.log());
+    Files.writeString(wcfs.mountpoint.resolve("f"), "fallback");
+    assertEquals("fallback", Files.readString(wcfs.mountpoint.resolve("f")));
+    assertEquals(0, wcfs.statusNumber("fuse_ring_requests"));
+    wcfs.umount();
+    assertEquals("fallback", Files.readString(wcfs.backing.resolve("f")));
+  }
+
+  @Test
   @DisplayName("--fuse-transport dev (the default) serves over /dev/fuse; a bad value is refused")
   void devTransportAndBadValue() throws Exception {
     wcfs.mount("--fuse-transport", "dev");
