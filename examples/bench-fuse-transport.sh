@@ -5,13 +5,15 @@
 # Also the daemon's CPU per FUSE request (utime+stime of the daemon over fuse_requests).
 # Holds /tmp/bench.lock while it runs (waits for it first).
 #
-#   examples/bench-fuse-transport.sh [SECONDS_PER_RUN] [ROUNDS]     CSV on stdout
+#   examples/bench-fuse-transport.sh [SECONDS_PER_RUN] [ROUNDS] [MOUNT OPTION...]   CSV on stdout
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 # the jar as built (mvn -pl fs -am package), not the launcher, which may rebuild
 wcfs() { java -jar "$here/fs/target/wcfs.jar" "$@"; }
 T=${1:-5}
 ROUNDS=${2:-2}
+shift $(( $# < 2 ? $# : 2 ))
+extra=("$@") # e.g. --spin-us 0
 while [ -e /tmp/bench.lock ]; do sleep 10; done
 touch /tmp/bench.lock
 work=$(mktemp -d /var/tmp/wcfs-uring-bench.XXXXXX)
@@ -38,7 +40,7 @@ echo "round,transport,jobs,iops,sync_p50_us,sync_p99_us,daemon_cpu_us_per_reques
 for round in $(seq 1 "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then order="dev uring"; else order="uring dev"; fi
   for tr in $order; do
-    wcfs mount --cache-size 1G --fuse-transport "$tr" "$cache" "$work/backing" "$work/m" >/dev/null
+    wcfs mount --cache-size 1G --fuse-transport "$tr" ${extra[@]+"${extra[@]}"} "$cache" "$work/backing" "$work/m" >/dev/null
     pid=$(status_field pid)
     for jobs in 1 4; do
       r0=$(status_field fuse_requests)

@@ -178,12 +178,13 @@ final class FuseUring {
 
   /**
    * Starts the ring threads: {@code threads} spread over the kernel's queues, at least two per
-   * queue. Each registers its entry at once; the kernel releases the held requests once every
+   * queue (one with {@code threads} 1). Each registers its entry at once; the kernel releases the held requests once every
    * queue has one.
    */
   static List<Thread> start(Pointer se, int fd, long payloadSize, int threads, long spinNanos) {
     int queues = possibleCpus();
-    int perQueue = Math.max(2, (threads + queues - 1) / queues);
+    // --threads 1 (serialize): one per queue, the least the kernel takes
+    int perQueue = threads == 1 ? 1 : Math.max(2, (threads + queues - 1) / queues);
     shape = queues + " queues x " + perQueue + " threads, " + payloadSize / 1024
         + " KiB payload per entry";
     synchronized (FuseUring.class) {
