@@ -54,7 +54,7 @@ public final class CacheInspector {
     if (LegacyV1Cache.isVersion1(mem)) {
       try {
         LegacyV1Cache v1 = LegacyV1Cache.read(mem, null, 0);
-        return new Report(v1.describe(), v1.problems.isEmpty(), v1.committedBlocks);
+        return new Report(describeVersion1(v1), v1.problems.isEmpty(), v1.committedBlocks);
       } catch (CacheFormatException e) {
         return new Report("superblock: " + e.getMessage() + "\n", false, 0);
       }
@@ -123,5 +123,40 @@ public final class CacheInspector {
     }
     out.append(ok ? "consistent\n" : "INCONSISTENT: a mount refuses this cache\n");
     return new Report(out.toString(), ok, committed, scan.records.size());
+  }
+
+  /**
+   * The report on a version 1 cache: what it holds and what the next mount does with it (it
+   * writes it back and formats the cache as the current version).
+   */
+  private static String describeVersion1(LegacyV1Cache v1) {
+    StringBuilder out = new StringBuilder();
+    out.append(String.format("wcfs cache, format version 1 (written by an older wcfs, before"
+        + " the namespace journal)%n"));
+    out.append(String.format("backing directory  %s (inode %d)%n", v1.backing.path(),
+        v1.backing.ino()));
+    out.append(String.format("blocks             %d x %d bytes%n", v1.geometry.nBlocks(),
+        v1.geometry.blockSize()));
+    out.append(String.format("seq_count          %d%n", v1.seqCount));
+    out.append(String.format("committed blocks   %d%n", v1.committedBlocks));
+    out.append(String.format("uncommitted blocks %d (discarded)%n", v1.uncommittedBlocks));
+    out.append(String.format("files              %d%n", v1.files.size()));
+    for (int i = v1.files.size() - 1; i >= 0; i--) { // by slot, lowest first
+      LegacyV1Cache.File f = v1.files.get(i);
+      out.append(String.format("  %-40s size %d, %d blocks, inode %d%s%n", f.path(), f.size(),
+          v1.blocks.getOrDefault(f.slot(), List.of()).size(), f.ino(),
+          f.unlinking() ? ", being unlinked" : ""));
+    }
+    for (String p : v1.problems) {
+      out.append("PROBLEM: ").append(p).append('\n');
+    }
+    if (v1.problems.isEmpty()) {
+      out.append(String.format("the next mount over %s (or `wcfs writeback`) writes these %d"
+          + " committed blocks back there and formats the cache as version %d%n",
+          v1.backing.path(), v1.committedBlocks, CacheLayout.VERSION));
+    } else {
+      out.append("INCONSISTENT: a mount refuses this cache and leaves it unchanged\n");
+    }
+    return out.toString();
   }
 }

@@ -7,8 +7,8 @@ import java.util.zip.CRC32C;
 
 /**
  * The commit record pages of a version 3 cache ({@link CacheLayout}'s class comment says what
- * they prove and why two): the one part of the format besides {@link CacheLayout} that knows
- * byte offsets, those of its own pages; an item's bytes it asks the layout for.
+ * they prove and why two): one of the helpers {@link CacheLayout} delegates to, knowing the
+ * byte offsets of its own pages only; an item's bytes it asks the layout for.
  *
  * <pre>
  * CommitRecord --> Magic ("WCFSCMIT"), Epoch, Count, Checksum, Item^Count    (SIZE bytes)

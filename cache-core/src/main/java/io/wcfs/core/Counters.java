@@ -4,78 +4,110 @@ import java.util.Arrays;
 import java.util.concurrent.atomic.LongAdder;
 
 /**
- * The engine's counters (dm-writecache's, plus what a file cache's user asks next) and the
- * commit latency window; {@link #snapshot} makes the one {@link CacheStats} of them. Adders
- * need no lock; the latency window is guarded by this object's monitor.
+ * The engine's live counters, one group per part that counts: each part is handed its group
+ * (and no other), and each group makes its own part of a {@link CacheStats} snapshot, adding
+ * what the engine's live state says at that moment. Adders need no lock.
  */
 final class Counters {
-  final LongAdder reads = new LongAdder();
-  final LongAdder readHits = new LongAdder();
-  final LongAdder writes = new LongAdder();
-  final LongAdder writeHitsUncommitted = new LongAdder();
-  final LongAdder writeHitsCommitted = new LongAdder();
-  final LongAdder writesAllocated = new LongAdder();
-  final LongAdder writesBlocked = new LongAdder();
-  final LongAdder flushes = new LongAdder();
-  final LongAdder writtenBack = new LongAdder();
-  final LongAdder writebackErrors = new LongAdder();
-  /** Recovered files whose path now leads to another inode number (a remounted network fs). */
-  final LongAdder inodeHintMismatches = new LongAdder();
-  /** Files whose blocks had no path left to go to and were put in lost+found. */
-  final LongAdder lostAndFound = new LongAdder();
-  final LongAdder journalRecords = new LongAdder();
-  final LongAdder journalApplied = new LongAdder();
-  final LongAdder createsElided = new LongAdder();
-  final LongAdder journalFullWaits = new LongAdder();
-  private volatile String lastWritebackError;
-  /** What the last recovery did: which kind (same boot or after a reboot), what it kept. */
-  private volatile String recovery = "none";
+  /** Counted by {@link DataPath}. */
+  final Io io = new Io();
+  /** Counted by {@link Epochs}. */
+  final Commits commits = new Commits();
+  /** Counted by {@link io.wcfs.core.Writeback}. */
+  final Writeback writeback = new Writeback();
+  /** Counted by {@link io.wcfs.core.Recovery} and {@link LostAndFound}. */
+  final Recovery recovery = new Recovery();
+  /** Counted by {@link io.wcfs.core.Journal} and {@link JournalApplier}. */
+  final Journal journal = new Journal();
 
-  /** The last 4096 commit latencies (ns), a ring. Guarded by this. */
-  private final long[] commitLatencies = new long[4096];
-  private long commitLatencyCount;
-  private long commitLatencyMax;
+  static final class Io {
+    final LongAdder reads = new LongAdder();
+    final LongAdder readHits = new LongAdder();
+    final LongAdder writes = new LongAdder();
+    final LongAdder writeHitsUncommitted = new LongAdder();
+    final LongAdder writeHitsCommitted = new LongAdder();
+    final LongAdder writesAllocated = new LongAdder();
 
-  void writebackFailed(String message) {
-    writebackErrors.increment();
-    lastWritebackError = message;
+    CacheStats.IoStats snapshot() {
+      return new CacheStats.IoStats(reads.sum(), readHits.sum(), writes.sum(),
+          writeHitsUncommitted.sum(), writeHitsCommitted.sum(), writesAllocated.sum());
+    }
   }
 
-  void recovered(String what) {
-    recovery = what;
+  /** Commits and the commit latency window; the window is guarded by this object's monitor. */
+  static final class Commits {
+    private final LongAdder flushes = new LongAdder();
+    /** The last 4096 commit latencies (ns), a ring. Guarded by this. */
+    private final long[] latencies = new long[4096];
+    private long latencyCount;
+    private long latencyMax;
+
+    synchronized void took(long nanos) {
+      flushes.increment();
+      latencies[(int) (latencyCount++ % latencies.length)] = nanos;
+      latencyMax = Math.max(latencyMax, nanos);
+    }
+
+    /** {@code memory}: the cache memory and how a commit reaches it; and its device flushes. */
+    synchronized CacheStats.CommitStats snapshot(String memory, long deviceFlushes) {
+      long[] lat = Arrays.copyOf(latencies, (int) Math.min(latencyCount, latencies.length));
+      Arrays.sort(lat);
+      long p50 = lat.length == 0 ? 0 : lat[(int) ((lat.length - 1) * 0.50)];
+      long p99 = lat.length == 0 ? 0 : lat[(int) ((lat.length - 1) * 0.99)];
+      return new CacheStats.CommitStats(memory, flushes.sum(), deviceFlushes, p50, p99,
+          latencyMax);
+    }
   }
 
-  String lastWritebackError() {
-    return lastWritebackError;
+  static final class Writeback {
+    final LongAdder writtenBack = new LongAdder();
+    /** Writers that found too few free blocks and waited for writeback. */
+    final LongAdder writesBlocked = new LongAdder();
+    private final LongAdder errors = new LongAdder();
+    private volatile String lastError;
+
+    void failed(String message) {
+      errors.increment();
+      lastError = message;
+    }
+
+    String lastError() {
+      return lastError;
+    }
+
+    CacheStats.WritebackStats snapshot(long inFlightBlocks) {
+      return new CacheStats.WritebackStats(inFlightBlocks, writtenBack.sum(), errors.sum(),
+          lastError, writesBlocked.sum());
+    }
   }
 
-  synchronized void commitTook(long nanos) {
-    flushes.increment();
-    commitLatencies[(int) (commitLatencyCount++ % commitLatencies.length)] = nanos;
-    commitLatencyMax = Math.max(commitLatencyMax, nanos);
+  static final class Recovery {
+    /** Recovered files whose path now leads to another inode number (a remounted network fs). */
+    final LongAdder inodeHintMismatches = new LongAdder();
+    /** Files whose blocks had no path left to go to and were put in lost+found. */
+    final LongAdder lostAndFound = new LongAdder();
+    /** What the last recovery did: which kind (same boot or after a reboot), what it kept. */
+    private volatile String what = "none";
+
+    void recovered(String what) {
+      this.what = what;
+    }
+
+    CacheStats.RecoveryStats snapshot() {
+      return new CacheStats.RecoveryStats(what, inodeHintMismatches.sum(), lostAndFound.sum());
+    }
   }
 
-  /** What the engine's live state adds to the counters at the moment of the snapshot. */
-  record Live(String error, long blocks, long freeBlocks, long writebackInFlight,
-      long dirtyBlocks, long uncommittedBlocks, long oldestDirtyAgeMs, long blockedWriters,
-      int blockSize, String memory, long deviceFlushes, long journalCapacity,
-      long journalPending, long overlayNames) {}
+  static final class Journal {
+    final LongAdder appended = new LongAdder();
+    final LongAdder applied = new LongAdder();
+    final LongAdder createsElided = new LongAdder();
+    final LongAdder fullWaits = new LongAdder();
 
-  synchronized CacheStats snapshot(Live live) {
-    long[] lat = Arrays.copyOf(commitLatencies,
-        (int) Math.min(commitLatencyCount, commitLatencies.length));
-    Arrays.sort(lat);
-    long p50 = lat.length == 0 ? 0 : lat[(int) ((lat.length - 1) * 0.50)];
-    long p99 = lat.length == 0 ? 0 : lat[(int) ((lat.length - 1) * 0.99)];
-    return new CacheStats(live.error(), live.blocks(), live.freeBlocks(),
-        live.writebackInFlight(), reads.sum(), readHits.sum(), writes.sum(),
-        writeHitsUncommitted.sum(), writeHitsCommitted.sum(), writesAllocated.sum(),
-        writesBlocked.sum(), flushes.sum(), live.dirtyBlocks(), live.uncommittedBlocks(),
-        live.oldestDirtyAgeMs(), p50, p99, commitLatencyMax, writtenBack.sum(),
-        writebackErrors.sum(), lastWritebackError, live.blockedWriters(), live.blockSize(),
-        live.memory(), inodeHintMismatches.sum(), lostAndFound.sum(), recovery,
-        live.deviceFlushes(), new CacheStats.JournalStats(live.journalCapacity(),
-            live.journalPending(), journalRecords.sum(), journalApplied.sum(),
-            createsElided.sum(), journalFullWaits.sum(), live.overlayNames()));
+    /** The journal's size in records, records not yet applied, names the overlay holds. */
+    CacheStats.JournalStats snapshot(long records, long pending, long overlayNames) {
+      return new CacheStats.JournalStats(records, pending, appended.sum(), applied.sum(),
+          createsElided.sum(), fullWaits.sum(), overlayNames);
+    }
   }
 }

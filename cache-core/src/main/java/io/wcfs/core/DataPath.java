@@ -24,7 +24,7 @@ final class DataPath {
   private final Epochs epochs;
   private final BackingSyncs backingSyncs;
   private final Writeback writeback;
-  private final Counters counters;
+  private final Counters.Io counters;
   /** Writers hold it shared: rename and unlink must not change a name they record. */
   private final ReentrantReadWriteLock namespaceLock;
   /** Two blocks per thread: a partial head and tail block's fill from the backing file. */
@@ -32,7 +32,7 @@ final class DataPath {
 
   DataPath(CacheMemory mem, CacheLayout layout, CacheConfig config, SlotTable table,
       FileRegistry files, Epochs epochs, BackingSyncs backingSyncs, Writeback writeback,
-      Counters counters, ReentrantReadWriteLock namespaceLock) {
+      Counters.Io counters, ReentrantReadWriteLock namespaceLock) {
     this.mem = mem;
     this.layout = layout;
     this.config = config;

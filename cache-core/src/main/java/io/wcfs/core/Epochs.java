@@ -14,10 +14,10 @@ import org.slf4j.LoggerFactory;
  * released file slots, durably, after the commit point) and fsync first (backing directories
  * whose names changed; the backing files of write-through files and size-only changes
  * before that, by {@link BackingSyncs}), the autocommit clock, and the sticky cache-memory
- * error. The only caller of the memory's commit on the write side, and the one place slots
- * and file slots are freed on the device. Fields marked "guarded by index" are guarded by the
- * engine's index monitor ({@link SlotTable}); the locks are ordered as {@link WriteCache}
- * says.
+ * error. The only caller of the memory's commit on the write side, and, with {@link
+ * DurableFrees} (the durable-free sequence), the one place slots and file slots are freed on
+ * the device. Fields marked "guarded by index" are guarded by the engine's index monitor
+ * ({@link SlotTable}); the locks are ordered as {@link WriteCache} says.
  */
 final class Epochs {
   private static final Logger LOG = LoggerFactory.getLogger(Epochs.class);
@@ -28,7 +28,7 @@ final class Epochs {
   private final CacheConfig config;
   private final SlotTable table;
   private final FileRegistry files;
-  private final Counters counters;
+  private final Counters.Commits counters;
   private final BackingSyncs backingSyncs;
 
   /**
@@ -50,13 +50,8 @@ final class Epochs {
   private IntList pendingFileFree = new IntList();
   /** Guarded by index: the open epoch dropped blocks ({@link #supersede}), not only replaced. */
   private boolean pendingDrops;
-  /**
-   * Guarded by index. Slots freed on the device (seq = -1 stored and flushed) after the commit
-   * that replaced them, not yet durable: the next memory commit makes them so ({@link
-   * #commitMemory}), and only then are they reused. A commit thus frees with the next
-   * commit's first device flush instead of one of its own (see {@link #releaseSlots}).
-   */
-  private IntList freesUnsettled = new IntList();
+  /** The durable-free sequence: frees after a commit, unsettled frees, file-slot frees. */
+  private final DurableFrees frees;
   /** Backing directories to fsync before the next commit point. */
   private final DirectorySyncs directories;
   /** Guarded by index: when the oldest uncommitted block was stored (autocommit's clock). */
@@ -84,7 +79,7 @@ final class Epochs {
   private boolean writebackWaits;
 
   Epochs(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig config,
-      SlotTable table, FileRegistry files, Counters counters, BackingSyncs backingSyncs) {
+      SlotTable table, FileRegistry files, Counters.Commits counters, BackingSyncs backingSyncs) {
     this.mem = mem;
     this.layout = layout;
     this.backing = backing;
@@ -95,6 +90,7 @@ final class Epochs {
     this.backingSyncs = backingSyncs;
     this.commitRecords = layout.geometry().hasCommitRecords() && mem.commitFlushesDevice();
     this.directories = new DirectorySyncs(backing);
+    this.frees = new DurableFrees(mem, layout, table, files, this::settleCommitPoint);
   }
 
   /** After recovery: the epoch to open and the commit point on the device. */
@@ -187,8 +183,8 @@ final class Epochs {
 
   /**
    * Needs index. A slot whose block has a newer version in the open epoch: freed after the
-   * next commit, durably by the memory commit after that (see {@link #releaseSlots}); until
-   * then recovery keeps the newer version over it.
+   * next commit, durably by the memory commit after that (see {@link
+   * DurableFrees#releaseSlots}); until then recovery keeps the newer version over it.
    */
   void replaced(int slot) {
     table.supersede(slot);
@@ -223,9 +219,17 @@ final class Epochs {
 
   private boolean nothingToCommit() {
     synchronized (table) {
-      return uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
-          && pendingFileFree.isEmpty() && !directories.dirty() && dirtyRecords.isEmpty();
+      return openEpochEmpty() && !directories.dirty();
     }
+  }
+
+  /**
+   * Needs the table lock. Whether the open epoch stored nothing the cache commits: no entry,
+   * file version or journal record, and no free waiting for a commit.
+   */
+  private boolean openEpochEmpty() {
+    return uncommitted.isEmpty() && dirtyVersions.isEmpty() && dirtyRecords.isEmpty()
+        && pendingFree.isEmpty() && pendingFileFree.isEmpty();
   }
 
   /** Records that the entries of {@code path}'s parent directory changed (see DirectorySyncs). */
@@ -270,8 +274,7 @@ final class Epochs {
   private Sealed seal() {
     long epoch = openEpoch;
     synchronized (table) {
-      if (uncommitted.isEmpty() && dirtyVersions.isEmpty() && pendingFree.isEmpty()
-          && pendingFileFree.isEmpty() && dirtyRecords.isEmpty()) {
+      if (openEpochEmpty()) {
         return null; // only directories to sync (a new empty file's name): no cache commit
       }
       Sealed sealed = new Sealed(epoch, uncommitted, dirtyVersions, dirtyRecords, pendingFree,
@@ -333,14 +336,14 @@ final class Epochs {
         committedSignal.notifyAll();
       }
       // 3. Old versions the epoch replaced, then file slots it released, freed in that order.
-      releaseSlots(e.frees, e.fileFrees, e.drops);
+      frees.releaseSlots(e.frees, e.fileFrees, e.drops);
       synchronized (table) {
         for (int i = 0; i < blocks.size(); i++) {
           table.committed(blocks.get(i));
         }
         commitTimes.addLast(new long[] {epoch, System.nanoTime()});
         oldestDirtyAgeNanos(System.nanoTime()); // prunes commitTimes
-        counters.commitTook(System.nanoTime() - startNanos);
+        counters.took(System.nanoTime() - startNanos);
         // Wake writeback only when it waits for committed blocks: a wakeup per fsync costs
         // a context switch, which on a 2-core machine is more than the commit itself.
         if (writebackWaits || table.usedPercentAbove(config.highWatermark())) {
@@ -370,111 +373,14 @@ final class Epochs {
     }
   }
 
-  /**
-   * Frees entries (seq = -1), then file slots; a slot is reused only once its free is durable.
-   * Old versions of overwritten blocks alone (the common case) are stored and flushed here but
-   * made durable by the next memory commit, not by a device flush of their own: until then
-   * they stay in {@code freesUnsettled}, not reusable. That is safe because
-   * the next commit's first memory commit covers them, before its commit point and before it
-   * stores frees of its own, and writeback settles them before it stores any free (an
-   * unsettled free may be the older version of a block writeback frees: were the newer free
-   * durable alone, a crash would resurrect the older version; SupersededFreeCrashTest). A
-   * crash before that finds both versions committed, and recovery keeps the newer one, as
-   * after a crash between a commit and its frees before. Dropped blocks ({@code drops}: no
-   * newer version stands for them; a free left for later would let a crash after the call
-   * returned bring their old data back) and file slots (their entries' frees go first) still
-   * commit at once.
-   */
-  private void releaseSlots(IntList frees, IntList fileFrees, boolean drops)
-      throws IOException {
-    if (frees.isEmpty() && fileFrees.isEmpty()) {
-      return;
-    }
-    for (int i = 0; i < frees.size(); i++) {
-      layout.storeEntryFree(frees.get(i));
-      layout.flushEntry(frees.get(i));
-    }
-    if (fileFrees.isEmpty() && !drops) {
-      synchronized (table) {
-        for (int i = 0; i < frees.size(); i++) {
-          freesUnsettled.add(frees.get(i));
-        }
-      }
-      return;
-    }
-    mem.commit();
-    if (!fileFrees.isEmpty()) {
-      for (int i = 0; i < fileFrees.size(); i++) {
-        storeFileSlotFree(fileFrees.get(i));
-      }
-      mem.commit();
-    }
-    synchronized (table) {
-      for (int i = 0; i < frees.size(); i++) {
-        table.freed(frees.get(i));
-      }
-      for (int i = 0; i < fileFrees.size(); i++) {
-        files.slotFreed(fileFrees.get(i));
-      }
-      if (table.writersWaiting() > 0) {
-        // Only writers waiting for free slots care. Waking the writeback thread too (it waits
-        // on the same monitor) cost a context switch per overwriting fsync: 19% of the
-        // daemon's CPU with 4 fio jobs.
-        table.notifyAll();
-      }
-    }
-  }
-
-  /**
-   * pmem_commit; then the unsettled frees flushed before it began are durable and their slots
-   * may be reused. They are taken before the commit begins, so that it covers their flush.
-   */
+  /** See {@link DurableFrees#commitMemory}. */
   void commitMemory() throws IOException {
-    IntList settling = null;
-    synchronized (table) {
-      if (!freesUnsettled.isEmpty()) {
-        settling = freesUnsettled;
-        freesUnsettled = new IntList();
-      }
-    }
-    try {
-      mem.commit();
-    } catch (IOException | RuntimeException e) {
-      if (settling != null) {
-        synchronized (table) {
-          for (int i = 0; i < settling.size(); i++) {
-            freesUnsettled.add(settling.get(i));
-          }
-        }
-      }
-      throw e;
-    }
-    if (settling == null) {
-      return;
-    }
-    synchronized (table) {
-      for (int i = 0; i < settling.size(); i++) {
-        table.freed(settling.get(i));
-      }
-      if (table.writersWaiting() > 0) {
-        table.notifyAll();
-      }
-    }
+    frees.commitMemory();
   }
 
-  /**
-   * Makes the frees the last commit left for the next one durable now, if there are any: for
-   * a writer waiting for slots, and for writeback before it stores frees of its own.
-   */
+  /** See {@link DurableFrees#settleFrees}. */
   void settleFrees() throws IOException {
-    settleCommitPoint();
-    boolean unsettled;
-    synchronized (table) {
-      unsettled = !freesUnsettled.isEmpty();
-    }
-    if (unsettled) {
-      commitMemory();
-    }
+    frees.settleFrees();
   }
 
   /**
@@ -505,25 +411,10 @@ final class Epochs {
     }
   }
 
-  /**
-   * Frees both versions of a file slot, the older one durably first: were the newer one freed
-   * alone, a crash would let the older version (stale size and path) win recovery.
-   */
+  /** See {@link DurableFrees#storeFileSlotFree}. */
   void storeFileSlotFree(int fileSlot) throws IOException {
-    // A version the last commit record lists may be among the two (a version stored after
-    // writeback took the file's blocks, committed by a record since): SeqCount first.
-    settleCommitPoint();
-    long seq0 = layout.readFileVersion(fileSlot, 0).seq();
-    long seq1 = layout.readFileVersion(fileSlot, 1).seq();
-    int older = Long.compareUnsigned(seq0 + 1, seq1 + 1) < 0 ? 0 : 1; // FREE (-1) sorts first
-    layout.storeFileVersionFree(fileSlot, older);
-    layout.flushFileVersion(fileSlot, older);
-    mem.commit();
-    layout.storeFileVersionFree(fileSlot, 1 - older);
-    layout.flushFileVersion(fileSlot, 1 - older);
+    frees.storeFileSlotFree(fileSlot);
   }
-
-
 
   /** Needs index. How long the oldest dirty block has been committed. */
   long oldestDirtyAgeNanos(long now) throws IOException {

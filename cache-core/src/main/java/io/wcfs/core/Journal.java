@@ -59,7 +59,7 @@ final class Journal {
   private final FileRegistry files;
   private final Epochs epochs;
   private final Overlay overlay;
-  private final Counters counters;
+  private final Counters.Journal counters;
   private final int capacity;
   /** Set after construction: the applier needs writeback, which is built after this. */
   private JournalApplier applier;
@@ -84,7 +84,7 @@ final class Journal {
   private volatile int pendingCount;
 
   Journal(CacheLayout layout, BackingStore backing, SlotTable table, FileRegistry files,
-      Epochs epochs, Overlay overlay, Counters counters) {
+      Epochs epochs, Overlay overlay, Counters.Journal counters) {
     this.layout = layout;
     this.backing = backing;
     this.table = table;
@@ -137,7 +137,7 @@ final class Journal {
         }
         manual = !applier.writebackRunning();
         if (!manual) {
-          counters.journalFullWaits.increment();
+          counters.fullWaits.increment();
           waitingForRoom++;
           table.notifyAll();
           try {
@@ -189,7 +189,7 @@ final class Journal {
         victim.pendingRecords++; // its slot is named by the record: kept until it goes
       }
     }
-    counters.journalRecords.increment();
+    counters.appended.increment();
     return order;
   }
 
@@ -299,7 +299,7 @@ final class Journal {
         }
       }
       pendingCount = pending.size();
-      counters.journalApplied.add(batch.size());
+      counters.applied.add(batch.size());
       table.notifyAll();
     }
     return release;

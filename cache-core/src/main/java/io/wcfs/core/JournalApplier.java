@@ -46,7 +46,7 @@ final class JournalApplier {
   private final FileRegistry files;
   private final Epochs epochs;
   private final Overlay overlay;
-  private final Counters counters;
+  private final Counters.Journal counters;
   private final Writeback writeback;
   private final DataPath data;
   private final CacheLayout layout;
@@ -54,7 +54,8 @@ final class JournalApplier {
   private final ReentrantLock applyLock = new ReentrantLock();
 
   JournalApplier(Journal journal, CacheLayout layout, BackingStore backing, SlotTable table, FileRegistry files,
-      Epochs epochs, Overlay overlay, Counters counters, Writeback writeback, DataPath data) {
+      Epochs epochs, Overlay overlay, Counters.Journal counters, Writeback writeback,
+      DataPath data) {
     this.journal = journal;
     this.layout = layout;
     this.backing = backing;

@@ -443,38 +443,6 @@ final class LegacyV1Cache {
     return o.lostAndFound();
   }
 
-  /** For {@code wcfs check}: what the cache holds and what the next mount does with it. */
-  String describe() {
-    StringBuilder out = new StringBuilder();
-    out.append(String.format("wcfs cache, format version 1 (written by an older wcfs, before"
-        + " the namespace journal)%n"));
-    out.append(String.format("backing directory  %s (inode %d)%n", backing.path(),
-        backing.ino()));
-    out.append(String.format("blocks             %d x %d bytes%n", geometry.nBlocks(),
-        geometry.blockSize()));
-    out.append(String.format("seq_count          %d%n", seqCount));
-    out.append(String.format("committed blocks   %d%n", committedBlocks));
-    out.append(String.format("uncommitted blocks %d (discarded)%n", uncommittedBlocks));
-    out.append(String.format("files              %d%n", files.size()));
-    for (int i = files.size() - 1; i >= 0; i--) { // by slot, lowest first
-      File f = files.get(i);
-      out.append(String.format("  %-40s size %d, %d blocks, inode %d%s%n", f.path(), f.size(),
-          blocks.getOrDefault(f.slot(), List.of()).size(), f.ino(),
-          f.unlinking() ? ", being unlinked" : ""));
-    }
-    for (String p : problems) {
-      out.append("PROBLEM: ").append(p).append('\n');
-    }
-    if (problems.isEmpty()) {
-      out.append(String.format("the next mount over %s (or `wcfs writeback`) writes these %d"
-          + " committed blocks back there and formats the cache as version %d%n",
-          backing.path(), committedBlocks, CacheLayout.VERSION));
-    } else {
-      out.append("INCONSISTENT: a mount refuses this cache and leaves it unchanged\n");
-    }
-    return out.toString();
-  }
-
   // ---- FROZEN: version 1's checksum and byte helpers -------------------------------------
 
   /** st_dev folded to 32 bits, never 0: version 1's dev hint. */

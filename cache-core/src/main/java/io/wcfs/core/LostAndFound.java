@@ -19,9 +19,10 @@ final class LostAndFound {
   private final BackingStore backing;
   private final SlotTable table;
   private final FileRegistry files;
-  private final Counters counters;
+  private final Counters.Recovery counters;
 
-  LostAndFound(BackingStore backing, SlotTable table, FileRegistry files, Counters counters) {
+  LostAndFound(BackingStore backing, SlotTable table, FileRegistry files,
+      Counters.Recovery counters) {
     this.backing = backing;
     this.table = table;
     this.files = files;

@@ -23,7 +23,7 @@ final class Recovery {
   private final Epochs epochs;
   private final Writeback writeback;
   private final Journal journal;
-  private final Counters counters;
+  private final Counters.Recovery counters;
   /** File slots named by committed journal records (see {@link #recoverFile}). */
   private java.util.Set<Integer> slotsInRecords = java.util.Set.of();
   /** File slots whose file a committed record killed (unlinked, or renamed over). */
@@ -31,7 +31,7 @@ final class Recovery {
 
   Recovery(CacheMemory mem, CacheLayout layout, BackingStore backing, SlotTable table,
       FileRegistry files, Epochs epochs, Writeback writeback, Journal journal,
-      Counters counters) {
+      Counters.Recovery counters) {
     this.mem = mem;
     this.layout = layout;
     this.backing = backing;

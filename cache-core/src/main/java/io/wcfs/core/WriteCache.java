@@ -16,14 +16,15 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * parts, each owning its state: {@link CacheLayout} (the on-device format), {@link CacheScan}
  * (the one read-only pass recovery and {@code wcfs check} share), {@link SlotTable} (slot
  * states and their transitions; the index monitor), {@link FileRegistry} (files by backing
- * identity and by file slot), {@link Epochs} (open epoch, group commit, durable frees,
+ * identity and by file slot), {@link Epochs} (open epoch, group commit, {@link DurableFrees},
  * autocommit clock, sticky error) with {@link BackingSyncs} (the backing fsyncs a commit owes
  * first), {@link DataPath} (write, read, truncate) with {@link Zeroing} (punch hole, zero
  * range), {@link Namespace} (every change of names and attributes) with {@link Journal} (the
  * namespace records and their application) and {@link Overlay} (names as the mount shows
  * them), {@link Writeback} (the thread, batches, frees, drain) with {@link WritebackPolicy},
- * {@link BackingCopier} (one file's copy to its backing file, up to its fsync) and {@link
- * LostAndFound}, {@link Recovery}, and {@link Counters}.
+ * {@link BackingCopier} (one file's copy to its backing file, up to its fsync), {@link
+ * LostAndFound} and {@link WritebackBackoff} (its failures), {@link Recovery}, and {@link
+ * Counters}.
  *
  * <h2>Persistence rules</h2>
  *
@@ -96,19 +97,19 @@ public final class WriteCache implements AutoCloseable {
     this.table = new SlotTable(nBlocks);
     this.files = new FileRegistry(table, backing, layout.geometry().fileSlots());
     BackingSyncs backingSyncs = new BackingSyncs(table, files);
-    this.epochs = new Epochs(mem, layout, backing, config, table, files, counters,
+    this.epochs = new Epochs(mem, layout, backing, config, table, files, counters.commits,
         backingSyncs);
-    this.journal = new Journal(layout, backing, table, files, epochs, overlay, counters);
+    this.journal = new Journal(layout, backing, table, files, epochs, overlay, counters.journal);
     this.writeback = new Writeback(mem, layout, backing, config, table, files, epochs,
-        backingSyncs, counters);
+        backingSyncs, counters.writeback, counters.recovery);
     this.data = new DataPath(mem, layout, config, table, files, epochs, backingSyncs, writeback,
-        counters, namespaceLock);
+        counters.io, namespaceLock);
     this.zeroing = new Zeroing(layout, files, epochs, backingSyncs, writeback, data,
         namespaceLock);
     this.namespace = new Namespace(backing, table, files, epochs, writeback, data, journal,
         overlay, namespaceLock);
     journal.wire(new JournalApplier(journal, layout, backing, table, files, epochs, overlay,
-        counters, writeback, data));
+        counters.journal, writeback, data));
     writeback.wire(journal);
   }
 
@@ -148,9 +149,9 @@ public final class WriteCache implements AutoCloseable {
     }
     CacheLayout layout = CacheLayout.open(mem, backing.identity());
     WriteCache cache = new WriteCache(mem, layout, backing, config);
-    cache.counters.lostAndFound.add(lostAndFound);
+    cache.counters.recovery.lostAndFound.add(lostAndFound);
     new Recovery(mem, layout, backing, cache.table, cache.files, cache.epochs, cache.writeback,
-        cache.journal, cache.counters).run(bootId);
+        cache.journal, cache.counters.recovery).run(bootId);
     layout.storeBoot(bootId); // from here on, a recovery in this boot may take stored writes
     return cache;
   }
@@ -435,8 +436,18 @@ public final class WriteCache implements AutoCloseable {
   // Stats, close
   // =============================================================================================
 
+  /**
+   * The counters, each group with what the engine's state says now. The state is read under
+   * the table lock, so its numbers agree with each other; the commit latencies are sorted
+   * outside it.
+   */
   public CacheStats stats() {
-    Counters.Live live;
+    String error;
+    CacheStats.SpaceStats space;
+    String memory;
+    long deviceFlushes;
+    CacheStats.WritebackStats writebackStats;
+    CacheStats.JournalStats journalStats;
     synchronized (table) {
       long age;
       try {
@@ -444,14 +455,19 @@ public final class WriteCache implements AutoCloseable {
       } catch (IOException e) {
         age = -1;
       }
-      IOException error = epochs.error();
-      live = new Counters.Live(error == null ? null : error.getMessage(), nBlocks, table.free(),
-          writeback.inFlight(), table.dirty(), epochs.uncommittedCount(), age, table.writersWaiting(), blockSize,
-          mem.describe() + epochs.commitMode(), mem.deviceFlushes(), journal.capacity(),
-          journal.pendingCount(),
+      IOException failure = epochs.error();
+      error = failure == null ? null : failure.getMessage();
+      space = new CacheStats.SpaceStats(blockSize, nBlocks, table.free(), table.dirty(),
+          epochs.uncommittedCount(), age, table.writersWaiting());
+      memory = mem.describe() + epochs.commitMode();
+      deviceFlushes = mem.deviceFlushes();
+      writebackStats = counters.writeback.snapshot(writeback.inFlight());
+      journalStats = counters.journal.snapshot(journal.capacity(), journal.pendingCount(),
           overlay.size());
     }
-    return counters.snapshot(live);
+    return new CacheStats(error, space, counters.io.snapshot(),
+        counters.commits.snapshot(memory, deviceFlushes), writebackStats,
+        counters.recovery.snapshot(), journalStats);
   }
 
   /** Heap held by the in-memory index (for the memory benchmark). */

@@ -15,8 +15,9 @@ import org.slf4j.LoggerFactory;
  * mtime), both through {@link BackingCopier}, and only then frees their slots; when it runs
  * is {@link WritebackPolicy}'s decision. Also drains the cache for flush and unmount, writes
  * one file back whole before a rename or unlink needs it, and gives writers waiting for free
- * slots what they wait for. Fields marked "guarded by index" are guarded by the engine's
- * index monitor ({@link SlotTable}).
+ * slots what they wait for. {@link WritebackBackoff} counts, logs and backs off its failures.
+ * Fields marked "guarded by index" are guarded by the engine's index monitor ({@link
+ * SlotTable}).
  */
 final class Writeback implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(Writeback.class);
@@ -31,7 +32,7 @@ final class Writeback implements AutoCloseable {
   private final FileRegistry files;
   private final Epochs epochs;
   private final BackingSyncs backingSyncs;
-  private final Counters counters;
+  private final Counters.Writeback counters;
   private final BackingCopier copier;
   private final Thread thread;
   /** Guarded by index: flushes and unmounts waiting for the cache to drain. */
@@ -40,25 +41,18 @@ final class Writeback implements AutoCloseable {
   private boolean writebackActive;
   /** Guarded by index: the engine is stopping; writeback ends once everything is written. */
   private boolean closing;
-  /** Guarded by index: no writeback batch before this nanoTime (after a backing error). */
-  private long writebackBackoffUntil;
   /** Blocks in the current writeback batch, for status; written under index. */
   private volatile int writebackInFlight;
   /** Set once, before start: records are applied before the data that follows them. */
   private Journal journal;
   /** Guarded by index: the next round applies journal records instead of copying data. */
   private boolean applyJournal;
-  /**
-   * Guarded by index: no journal application before this nanoTime (after one failed). Data of
-   * files no pending record names goes on meanwhile, so a record the backing directory keeps
-   * refusing (EACCES, ENOSPC) does not stop all writeback and fill the cache.
-   */
-  private long journalBackoffUntil;
-  private long journalBackoffMs = 100;
+  /** The writeback thread's failures: counted, logged once, retried with backoff. */
+  private final WritebackBackoff backoff;
 
   Writeback(CacheMemory mem, CacheLayout layout, BackingStore backing, CacheConfig config,
       SlotTable table, FileRegistry files, Epochs epochs, BackingSyncs backingSyncs,
-      Counters counters) {
+      Counters.Writeback counters, Counters.Recovery recoveryCounters) {
     this.mem = mem;
     this.layout = layout;
     this.backing = backing;
@@ -69,8 +63,9 @@ final class Writeback implements AutoCloseable {
     this.backingSyncs = backingSyncs;
     this.counters = counters;
     this.copier = new BackingCopier(mem, layout, files,
-        new LostAndFound(backing, table, files, counters), config.writebackJobs(),
+        new LostAndFound(backing, table, files, recoveryCounters), config.writebackJobs(),
         this::drainRequested);
+    this.backoff = new WritebackBackoff(table, counters);
     this.thread = new Thread(this::writebackLoop, "wcfs-writeback");
     this.thread.setDaemon(true);
   }
@@ -255,10 +250,6 @@ final class Writeback implements AutoCloseable {
   }
 
   private void writebackLoop() {
-    long backoffMs = 100;
-    // Errors logged since writeback last succeeded: one that lasts (a backing file nobody made
-    // writable yet) is logged once, not once per retry; status shows it all along.
-    java.util.Set<String> logged = new java.util.HashSet<>();
     while (true) {
       try {
         List<CachedFile> groupFiles = new ArrayList<>();
@@ -274,43 +265,16 @@ final class Writeback implements AutoCloseable {
         if (applyNow) {
           try {
             journal.apply(false);
-            journalBackoffMs = 100;
+            backoff.journalApplied();
           } catch (IOException | RuntimeException e) {
-            counters.writebackFailed("applying the namespace journal: " + e.getMessage());
-            if (logged.add(e.toString())) {
-              LOG.warn("applying a namespace record to the backing directory failed; it stays"
-                  + " in the cache's journal and is retried with backoff (not logged again"
-                  + " until it works): {}", e.toString());
-            }
-            synchronized (table) {
-              journalBackoffUntil = System.nanoTime()
-                  + TimeUnit.MILLISECONDS.toNanos(journalBackoffMs);
-            }
-            journalBackoffMs = Math.min(5000, journalBackoffMs * 2);
+            backoff.journalFailed(e);
           }
           continue;
         }
         writeBackBatch(groupFiles, groupSlots);
-        backoffMs = 100;
-        if (!logged.isEmpty() && !groupFiles.isEmpty()) {
-          LOG.info("writeback works again");
-          logged.clear();
-        }
+        backoff.batchDone(!groupFiles.isEmpty());
       } catch (IOException | RuntimeException e) {
-        counters.writebackFailed(e.getMessage());
-        if (logged.size() >= 64) {
-          logged.clear(); // errors that differ every time: keep the set small, log anew
-        }
-        if (logged.add(e.toString())) {
-          LOG.warn("writeback failed, blocks stay in the cache, retrying with backoff (this"
-              + " error is not logged again until writeback works): {}", e.toString());
-        } else {
-          LOG.debug("writeback failed again, retrying in {} ms: {}", backoffMs, e.toString());
-        }
-        synchronized (table) {
-          writebackBackoffUntil = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(backoffMs);
-        }
-        backoffMs = Math.min(5000, backoffMs * 2);
+        backoff.batchFailed(e);
       } catch (Error e) {
         LOG.error("writeback thread died", e);
         throw e;
@@ -358,7 +322,7 @@ final class Writeback implements AutoCloseable {
     try {
       writeBackBatch(groupFiles, groupSlots);
     } catch (IOException | RuntimeException e) {
-      counters.writebackFailed(e.getMessage());
+      counters.failed(e.getMessage());
       throw e;
     }
     return taken;
@@ -379,14 +343,14 @@ final class Writeback implements AutoCloseable {
             table.usedPercentAbove(config.highWatermark()),
             table.usedPercentBelow(config.lowWatermark()), writebackActive, draining,
             table.writersWaiting() > 0, TimeUnit.NANOSECONDS.toMillis(epochs.oldestDirtyAgeNanos(now)),
-            now < writebackBackoffUntil, epochs.error() != null), config);
+            backoff.writebackBackingOff(now), epochs.error() != null), config);
         writebackActive = d.active();
         boolean want = d.write();
         long autocommitIn = epochs.autocommitInNanos(now);
         boolean autocommitDue = autocommitIn == 0;
         epochs.writebackWaits(want);
         // Records first: data of files they name waits for them (see collectBatch).
-        if (now >= journalBackoffUntil && epochs.error() == null
+        if (!backoff.journalBackingOff(now) && epochs.error() == null
             && (journal.due(now, config.maxAgeMs(), draining || table.writersWaiting() > 0)
                 || (want && journal.hasCommitted()))) {
           applyJournal = true;
@@ -517,8 +481,8 @@ final class Writeback implements AutoCloseable {
           if (System.nanoTime() > deadline) {
             throw new IOException("writeback did not finish in " + timeoutMs + " ms: "
                 + table.dirty() + " blocks still dirty and kept in the cache"
-                + (counters.lastWritebackError() == null ? ""
-                    : "; last error: " + counters.lastWritebackError()));
+                + (counters.lastError() == null ? ""
+                    : "; last error: " + counters.lastError()));
           }
           table.wait(50);
         }

@@ -47,15 +47,16 @@ class BackingFailureTest {
       IOException e = assertThrows(IOException.class, () -> cache.flush(1500));
       assertTrue(e.getMessage().contains("still dirty"), e.getMessage());
       CacheStats stats = cache.stats();
-      assertTrue(stats.writebackErrors() >= 1, "errors counted: " + stats);
-      assertTrue(stats.lastWritebackError().contains("injected"), stats.lastWritebackError());
-      assertEquals(11, stats.dirtyBlocks(), "blocks stay in the cache");
+      assertTrue(stats.writeback().errors() >= 1, "errors counted: " + stats);
+      assertTrue(stats.writeback().lastError().contains("injected"),
+          stats.writeback().lastError());
+      assertEquals(11, stats.space().dirtyBlocks(), "blocks stay in the cache");
       assertArrayEquals(data, CacheFixture.read(cache, "f"), "reads still see the data");
       assertEquals(0, Files.size(root.resolve("f")));
       store.failing = false;
       cache.flush(30_000);
       assertArrayEquals(data, Files.readAllBytes(root.resolve("f")));
-      assertEquals(0, cache.stats().dirtyBlocks());
+      assertEquals(0, cache.stats().space().dirtyBlocks());
     } finally {
       store.failing = false;
       cache.close();
@@ -84,10 +85,12 @@ class BackingFailureTest {
       });
       writer.start();
       long deadline = System.currentTimeMillis() + 10_000;
-      while (cache.stats().writesBlockedOnFreelist() == 0 && System.currentTimeMillis() < deadline) {
+      while (cache.stats().writeback().writesBlockedOnFreelist() == 0
+          && System.currentTimeMillis() < deadline) {
         Thread.sleep(20);
       }
-      assertTrue(cache.stats().writesBlockedOnFreelist() > 0, "writer waits for free blocks");
+      assertTrue(cache.stats().writeback().writesBlockedOnFreelist() > 0,
+          "writer waits for free blocks");
       assertTrue(writer.isAlive(), "writer still waiting, not failed");
       store.failing = false;
       writer.join(30_000);
@@ -201,14 +204,14 @@ class BackingFailureTest {
         byte[] expected = CacheFixture.apply(before, 200, data);
         assertArrayEquals(expected, CacheFixture.read(cache, "ro"), "reads see the data");
         CacheStats stats = cache.stats();
-        assertEquals(2, stats.dirtyBlocks(), "blocks stay in the cache");
-        String err = stats.lastWritebackError();
+        assertEquals(2, stats.space().dirtyBlocks(), "blocks stay in the cache");
+        String err = stats.writeback().lastError();
         for (String word : List.of(ro.toString(), how.cause, how.fix)) {
           assertTrue(err.contains(word), "status names '" + word + "': " + err);
           assertTrue(e.getMessage().contains(word), "flush names '" + word + "': " + e);
         }
-        assertTrue(stats.writebackErrors() <= 6,
-            "retried with backoff, not in a loop: " + stats.writebackErrors() + " in 1.5 s");
+        assertTrue(stats.writeback().errors() <= 6,
+            "retried with backoff, not in a loop: " + stats.writeback().errors() + " in 1.5 s");
         List<String> lines = Arrays.stream(log.toString(StandardCharsets.UTF_8).split("\n"))
             .filter(l -> l.contains(ro.toString())).toList();
         assertEquals(1, lines.size(), "reported once in the log: " + lines);
@@ -218,7 +221,7 @@ class BackingFailureTest {
         cache.flush(30_000);
         drained = true;
         assertArrayEquals(expected, Files.readAllBytes(real.resolve("ro")));
-        assertEquals(0, cache.stats().dirtyBlocks());
+        assertEquals(0, cache.stats().space().dirtyBlocks());
       } finally {
         System.setErr(stderr);
         if (drained) {

@@ -141,7 +141,7 @@ class ConcurrencyStressTest {
       assertArrayEquals(expected, CacheFixture.read(cache, files[fi]), files[fi] + " via cache");
       assertArrayEquals(expected, Files.readAllBytes(root.resolve(files[fi])), files[fi]);
     }
-    assertEquals(0, cache.stats().dirtyBlocks());
+    assertEquals(0, cache.stats().space().dirtyBlocks());
     cache.close();
   }
 

@@ -50,38 +50,38 @@ class DeviceFlushesTest {
       Files.createFile(root.resolve("f"));
       Files.createFile(root.resolve("g"));
 
-      long before = cache.stats().deviceFlushes();
+      long before = cache.stats().commits().deviceFlushes();
       CacheFixture.write(cache, "f", 0, data);
       cache.commit();
-      long fresh = cache.stats().deviceFlushes() - before;
+      long fresh = cache.stats().commits().deviceFlushes() - before;
       assertTrue(fresh >= 1 && fresh <= 2,
           "commit of " + BLOCKS + " new blocks: " + fresh + " device flushes");
 
       // Overwrite every committed block (each gets a new slot, the old one is freed after
       // the commit) and write a second file: still at most two.
       new Random(2).nextBytes(data);
-      before = cache.stats().deviceFlushes();
+      before = cache.stats().commits().deviceFlushes();
       CacheFixture.write(cache, "f", 0, data);
       CacheFixture.write(cache, "g", 0, data);
       cache.commit();
-      long overwrite = cache.stats().deviceFlushes() - before;
+      long overwrite = cache.stats().commits().deviceFlushes() - before;
       assertTrue(overwrite >= 1 && overwrite <= 2, "commit of " + BLOCKS + " overwritten blocks"
           + " and " + BLOCKS + " new ones: " + overwrite + " device flushes");
 
       // And again, now that the previous commit's frees are pending.
       new Random(3).nextBytes(data);
-      before = cache.stats().deviceFlushes();
+      before = cache.stats().commits().deviceFlushes();
       CacheFixture.write(cache, "f", 0, data);
       cache.commit();
-      long again = cache.stats().deviceFlushes() - before;
+      long again = cache.stats().commits().deviceFlushes() - before;
       assertTrue(again >= 1 && again <= 2,
           "commit of " + BLOCKS + " overwritten blocks: " + again + " device flushes");
       assertArrayEquals(data, CacheFixture.read(cache, "f"));
 
       // An fsync with nothing new to commit costs none.
-      before = cache.stats().deviceFlushes();
+      before = cache.stats().commits().deviceFlushes();
       cache.commit();
-      assertEquals(0, cache.stats().deviceFlushes() - before, "empty commit");
+      assertEquals(0, cache.stats().commits().deviceFlushes() - before, "empty commit");
     } finally {
       cache.abandon(); // as if the daemon were killed: no writeback
       mem.close();

@@ -79,7 +79,7 @@ class IdentityAndOrderTest {
       byte[] expectedOld = CacheFixture.apply(old, 1000, patch);
       assertArrayEquals(fresh, CacheFixture.read(r, "d/new.bin"), "served from the cache");
       assertArrayEquals(expectedOld, CacheFixture.read(r, "old.bin"));
-      assertEquals(2, r.stats().inodeHintMismatches(), "each mismatch counted");
+      assertEquals(2, r.stats().recovery().inodeHintMismatches(), "each mismatch counted");
       r.flush(10_000);
       assertArrayEquals(fresh, Files.readAllBytes(root.resolve("d/new.bin")));
       assertArrayEquals(expectedOld, Files.readAllBytes(root.resolve("old.bin")));
@@ -102,7 +102,7 @@ class IdentityAndOrderTest {
     Files.delete(root.resolve("d"));
     WriteCache r = open();
     try {
-      assertEquals(1, r.stats().lostAndFoundFiles());
+      assertEquals(1, r.stats().recovery().lostAndFoundFiles());
       r.flush(10_000);
       Path lf = root.resolve(WriteCache.LOST_AND_FOUND);
       List<Path> found;
@@ -128,7 +128,7 @@ class IdentityAndOrderTest {
       c.commit();
       Files.delete(root.resolve("a"));
       c.flush(10_000);
-      assertEquals(1, c.stats().lostAndFoundFiles());
+      assertEquals(1, c.stats().recovery().lostAndFoundFiles());
       try (Stream<Path> s = Files.list(root.resolve(WriteCache.LOST_AND_FOUND))) {
         assertArrayEquals(data, Files.readAllBytes(s.findFirst().orElseThrow()));
       }
@@ -225,7 +225,7 @@ class IdentityAndOrderTest {
       store.beforeWriteback = p -> { };
       c.flush(60_000);
       CacheStats s = c.stats();
-      assertEquals(s.blocks(), s.freeBlocks(), "free blocks after a full drain");
+      assertEquals(s.space().blocks(), s.space().freeBlocks(), "free blocks after a full drain");
     } finally {
       c.close();
     }

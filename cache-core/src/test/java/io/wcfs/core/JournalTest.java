@@ -67,7 +67,7 @@ class JournalTest {
       assertFalse(Files.exists(root.resolve("db-journal")));
       assertEquals(5, c.stats().journal().createsElided());
       assertEquals(0, c.stats().journal().pending());
-      assertEquals(0, c.stats().dirtyBlocks(), "its blocks were dropped, not written back");
+      assertEquals(0, c.stats().space().dirtyBlocks(), "its blocks were dropped, not written back");
     } finally {
       c.close();
     }

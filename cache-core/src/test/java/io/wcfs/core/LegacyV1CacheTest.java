@@ -200,8 +200,8 @@ class LegacyV1CacheTest {
     assertEquals(MTIME_A, Files.getLastModifiedTime(s.root.resolve("a")).to(TimeUnit.NANOSECONDS));
     assertEquals(MTIME_B,
         Files.getLastModifiedTime(s.root.resolve("dir/b")).to(TimeUnit.NANOSECONDS));
-    assertEquals(1, cache.stats().lostAndFoundFiles());
-    assertEquals(0, cache.stats().dirtyBlocks());
+    assertEquals(1, cache.stats().recovery().lostAndFoundFiles());
+    assertEquals(0, cache.stats().space().dirtyBlocks());
     assertArrayEquals(expected().get("a"), CacheFixture.read(cache, "a"));
     cache.close();
     assertEmptyVersion2(s.mem, s.store);

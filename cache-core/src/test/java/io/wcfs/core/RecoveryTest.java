@@ -168,7 +168,7 @@ class RecoveryTest {
       System.arraycopy(fill(10, 1), 0, want, BS, 10);
       assertArrayEquals(want, Files.readAllBytes(root.resolve("a")), "written back at once");
       assertArrayEquals(want, CacheFixture.read(c, "a"));
-      assertEquals(0, c.stats().dirtyBlocks());
+      assertEquals(0, c.stats().space().dirtyBlocks());
       c.close();
       assertEquals(CacheLayout.VERSION, (int) (mem.readLong(8) >>> 32));
       open().close(); // and it opens as an ordinary version 2 cache
@@ -259,7 +259,7 @@ class RecoveryTest {
     Files.write(root.resolve("b"), new byte[] {5});
     Files.move(root.resolve("b"), root.resolve("a"), StandardCopyOption.REPLACE_EXISTING);
     WriteCache r = open();
-    assertEquals(1, r.stats().inodeHintMismatches());
+    assertEquals(1, r.stats().recovery().inodeHintMismatches());
     r.flush(10_000);
     assertArrayEquals(fill(BS, 1), Files.readAllBytes(root.resolve("a")));
   }

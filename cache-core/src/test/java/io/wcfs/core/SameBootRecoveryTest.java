@@ -60,7 +60,8 @@ class SameBootRecoveryTest {
     try {
       assertArrayEquals(a, CacheFixture.read(again, "a"));
       assertArrayEquals(fresh, CacheFixture.read(again, "new"));
-      assertTrue(again.stats().recovery().startsWith("same boot"), again.stats().recovery());
+      assertTrue(again.stats().recovery().what().startsWith("same boot"),
+          again.stats().recovery().what());
       again.abandon(); // and they were committed at once: a power failure now keeps them
       mem = mem.crash(new Random(2));
       WriteCache after = WriteCache.openManual(mem, store, CacheFixture.manualConfig(BS),
@@ -68,8 +69,8 @@ class SameBootRecoveryTest {
       try {
         assertArrayEquals(a, CacheFixture.read(after, "a"));
         assertArrayEquals(fresh, CacheFixture.read(after, "new"));
-        assertTrue(after.stats().recovery().startsWith("after a reboot"),
-            after.stats().recovery());
+        assertTrue(after.stats().recovery().what().startsWith("after a reboot"),
+            after.stats().recovery().what());
         after.flush(10_000);
         assertArrayEquals(a, Files.readAllBytes(root.resolve("a")));
         assertArrayEquals(fresh, Files.readAllBytes(root.resolve("new")));
@@ -185,7 +186,7 @@ class SameBootRecoveryTest {
         CacheFixture.nextBoot());
     try {
       assertEquals("first mount: kept committed data only; 0 uncommitted blocks dropped",
-          c.stats().recovery());
+          c.stats().recovery().what());
     } finally {
       c.close();
     }

@@ -43,15 +43,15 @@ class WritebackGuardTest {
       IOException e = assertThrows(IOException.class, cache::writebackStep);
       assertTrue(e.getMessage().contains("claim lost"), e.getMessage());
       assertEquals(0, Files.size(root.resolve("f")), "nothing reached the backing file");
-      assertEquals(8, cache.stats().dirtyBlocks(), "every block stays in the cache");
-      assertTrue(cache.stats().lastWritebackError().contains("claim lost"),
-          "status shows why: " + cache.stats().lastWritebackError());
+      assertEquals(8, cache.stats().space().dirtyBlocks(), "every block stays in the cache");
+      assertTrue(cache.stats().writeback().lastError().contains("claim lost"),
+          "status shows why: " + cache.stats().writeback().lastError());
       assertArrayEquals(data, CacheFixture.read(cache, "f"), "reads still see the data");
 
       store.refuseWriteback = false;
       cache.flush(30_000);
       assertArrayEquals(data, Files.readAllBytes(root.resolve("f")));
-      assertEquals(0, cache.stats().dirtyBlocks());
+      assertEquals(0, cache.stats().space().dirtyBlocks());
     } finally {
       store.refuseWriteback = false;
       cache.close();

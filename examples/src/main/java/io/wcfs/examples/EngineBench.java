@@ -170,8 +170,8 @@ public final class EngineBench {
     long[][] samples = new long[threads][];
     LongAdder ops = new LongAdder();
     List<Thread> ts = new ArrayList<>();
-    long commits0 = cache.stats().flushes();
-    long flushes0 = cache.stats().deviceFlushes();
+    long commits0 = cache.stats().commits().flushes();
+    long flushes0 = cache.stats().commits().deviceFlushes();
     long start = System.nanoTime();
     for (int t = 0; t < threads; t++) {
       final int id = t;
@@ -202,8 +202,8 @@ public final class EngineBench {
       t.join();
     }
     double secs = (System.nanoTime() - start) / 1e9;
-    long commits = cache.stats().flushes() - commits0;
-    long flushes = cache.stats().deviceFlushes() - flushes0;
+    long commits = cache.stats().commits().flushes() - commits0;
+    long flushes = cache.stats().commits().deviceFlushes() - flushes0;
     long[] all = Arrays.stream(samples).flatMapToLong(Arrays::stream).sorted().toArray();
     System.out.printf("%-7s %-6s %7d %12d %,12.0f %10.2f %10.2f %14.2f%n", strategy, where,
         threads, blocksPerCommit, ops.sum() / secs, all[all.length / 2] / 1000.0,
@@ -250,7 +250,7 @@ public final class EngineBench {
       }
     }
     double fillSecs = (System.nanoTime() - t0) / 1e9;
-    long dirty = cache.stats().dirtyBlocks();
+    long dirty = cache.stats().space().dirtyBlocks();
     long heapAfter = usedHeap();
     System.out.printf("filled %,d blocks in %.1f s (%.0f MB/s)%n", dirty, fillSecs,
         dirty * (double) BS / fillSecs / 1e6);
@@ -265,7 +265,7 @@ public final class EngineBench {
         store, cfg);
     double recoverSecs = (System.nanoTime() - r0) / 1e9;
     System.out.printf("recovery (open of the full cache, %,d blocks): %.2f s%n",
-        recovered.stats().dirtyBlocks(), recoverSecs);
+        recovered.stats().space().dirtyBlocks(), recoverSecs);
     recovered.abandon();
     Files.deleteIfExists(f);
     for (int i = 0; i < files; i++) {

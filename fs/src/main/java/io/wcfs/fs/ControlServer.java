@@ -93,7 +93,7 @@ final class ControlServer implements AutoCloseable {
       try {
         while (!Thread.currentThread().isInterrupted()) {
           Thread.sleep(500);
-          send(out, "progress " + cache.stats().dirtyBlocks() + "\n");
+          send(out, "progress " + cache.stats().space().dirtyBlocks() + "\n");
         }
       } catch (InterruptedException | IOException e) {
         // flush finished, or the client went away
@@ -108,8 +108,8 @@ final class ControlServer implements AutoCloseable {
       long nanos = System.nanoTime() - start;
       progress.interrupt();
       progress.join();
-      long bytes = (cache.stats().writtenBackBlocks() - before.writtenBackBlocks())
-          * before.blockSize();
+      long bytes = (cache.stats().writeback().writtenBackBlocks()
+          - before.writeback().writtenBackBlocks()) * before.space().blockSize();
       send(out, "done " + bytes + " " + nanos + "\n");
     } catch (IOException e) {
       progress.interrupt();

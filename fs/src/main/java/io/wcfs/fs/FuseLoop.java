@@ -72,6 +72,8 @@ final class FuseLoop {
   private static final int FUSE_GETATTR = 3;
   private static final int FUSE_SETATTR = 4;
   private static final int FUSE_LINK = 13;
+  private static final int FUSE_FLUSH = 25;
+  private static final int ENOSYS = 38;
   private static final int FUSE_CREATE = 35;
   private static final int FUSE_UNLINK = 10;
   private static final int FUSE_RENAME = 12;
@@ -102,7 +104,6 @@ final class FuseLoop {
   private static final long FLUSH_RELEASE_NANOS = 2_000_000;
   private static final java.util.concurrent.ConcurrentHashMap<Long, Long> FLUSHED =
       new java.util.concurrent.ConcurrentHashMap<>();
-  private static final int FUSE_FLUSH = 25;
   private static final int FATTR_ATIME = 1 << 4;
   private static final int FATTR_MTIME = 1 << 5;
   private static final int FATTR_ATIME_NOW = 1 << 7;
@@ -643,7 +644,16 @@ final class FuseLoop {
           || opcode == FUSE_LINK || opcode == FUSE_CREATE;
       if (uringCh != null) {
         replied = false;
-        if (opcode == FUSE_RELEASE) {
+        if (opcode == FUSE_FLUSH) {
+          // Nothing to do, as below; but answered 0 rather than ENOSYS, so the kernel keeps
+          // sending it: over io_uring a FLUSH tells UNLINK and RENAME that the close's RELEASE
+          // may be on its way on another thread (see RELEASES_IN_FLIGHT).
+          IO.putInt(replyHeader, OUT_HEADER);
+          IO.putInt(replyHeader + 4, 0);
+          IO.putLong(replyHeader + 8, commitId);
+          IO.putInt(replyHeader + URING_PAYLOAD_SZ, 0);
+          replied = true;
+        } else if (opcode == FUSE_RELEASE) {
           try {
             synchronized (HIDE_LOCK) {
               FUSE.fuse_session_process_buf(se, buf, uringCh);
@@ -669,6 +679,11 @@ final class FuseLoop {
           patchAttributes(Pointer.wrap(RT, replyPayload), 0,
               IO.getInt(replyHeader + URING_PAYLOAD_SZ), opcode);
         }
+      } else if (opcode == FUSE_FLUSH) {
+        // close() is not fsync(): what was written is in the cache already, and locks are the
+        // kernel's (we implement none), so FLUSH has nothing to do. ENOSYS makes the kernel
+        // stop sending it (fc->no_flush; close still returns 0): one round trip less per close.
+        replyError(ENOSYS);
       } else if (attrs) {
         processPatchingAttributes(opcode);
       } else if (opcode == FUSE_RELEASE || opcode == FUSE_UNLINK || opcode == FUSE_RENAME
@@ -681,6 +696,18 @@ final class FuseLoop {
       }
       if (pendingCount > 0) {
         sendInvalidations();
+      }
+    }
+
+    /** Answers the request in {@link #mem} with -errno and no payload (fuse_out_header). */
+    private void replyError(int errno) {
+      reply.putInt(0, OUT_HEADER);
+      reply.putInt(4, -errno);
+      reply.putLong(8, mem.getLong(8)); // fuse_in_header.unique
+      long n = LibC.write(fd, reply.address(), OUT_HEADER);
+      if (n < 0 && n != -ENOENT) { // ENOENT: the request was interrupted meanwhile
+        LOG.warn("sending error {} for FUSE opcode {} failed: {}", errno, mem.getInt(4),
+            LibC.strerror((int) -n));
       }
     }
 
@@ -738,11 +765,6 @@ final class FuseLoop {
       }
     }
 
-    /**
-     * Processes the request that a ring entry received, rebuilt contiguous at {@code start}
-     * ({@code len} bytes, in header first); the reply goes into the entry: its out header at
-     * {@code header}, its body into {@code payload} ({@code cap} bytes).
-     */
     /** Called by a ring thread as soon as it sees a request: tracks closes in flight. */
     static void received(int opcode, long nodeid) {
       if (opcode == FUSE_RELEASE) {
@@ -769,6 +791,11 @@ final class FuseLoop {
       }
     }
 
+    /**
+     * Processes the request that a ring entry received, rebuilt contiguous at {@code start}
+     * ({@code len} bytes, in header first); the reply goes into the entry: its out header at
+     * {@code header}, its body into {@code payload} ({@code cap} bytes).
+     */
     void processFromRing(long start, int len, long header, long payload, long cap, long id) {
       mem = Pointer.wrap(RT, start);
       buf.putAddress(FUSE_BUF_MEM, start);

@@ -822,7 +822,7 @@ public final class Main {
         store.setWriteGuard(claim::checkMayWrite);
         WriteCache wc = CacheSetup.open(file, store, CacheConfig.DEFAULTS, FlushStrategy.AUTO,
             () -> {});
-        long blocks = wc.stats().dirtyBlocks();
+        long blocks = wc.stats().space().dirtyBlocks();
         try {
           BackingClaim.drain(wc, claim, TimeUnit.HOURS.toMillis(24));
         } catch (IOException e) {

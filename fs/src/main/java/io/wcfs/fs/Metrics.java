@@ -108,64 +108,64 @@ final class Metrics implements AutoCloseable {
         .labelNames("mountpoint", "backing", "cache", "backend").register(registry);
     info.addLabelValues(String.valueOf(mountInfo.get("mountpoint")),
         String.valueOf(mountInfo.get("backing")), String.valueOf(mountInfo.get("cache")),
-        stats.get().memory());
+        stats.get().commits().memory());
 
     gauge("wcfs_error", "1 once the cache memory failed (writes and fsyncs then fail with EIO,"
         + " reads go on), else 0", stats, s -> s.error() == null ? 0 : 1);
-    gauge("wcfs_block_size_bytes", "Cache block size", stats, CacheStats::blockSize);
-    gauge("wcfs_blocks", "Cache blocks in all", stats, CacheStats::blocks);
-    gauge("wcfs_free_blocks", "Cache blocks free", stats, CacheStats::freeBlocks);
-    gauge("wcfs_dirty_blocks", "Blocks not yet written back", stats, CacheStats::dirtyBlocks);
+    gauge("wcfs_block_size_bytes", "Cache block size", stats, s -> s.space().blockSize());
+    gauge("wcfs_blocks", "Cache blocks in all", stats, s -> s.space().blocks());
+    gauge("wcfs_free_blocks", "Cache blocks free", stats, s -> s.space().freeBlocks());
+    gauge("wcfs_dirty_blocks", "Blocks not yet written back", stats, s -> s.space().dirtyBlocks());
     gauge("wcfs_dirty_bytes", "Bytes not yet written back", stats,
-        s -> (double) s.dirtyBlocks() * s.blockSize());
+        s -> (double) s.space().dirtyBlocks() * s.space().blockSize());
     gauge("wcfs_uncommitted_blocks", "Blocks written but not yet committed", stats,
-        CacheStats::uncommittedBlocks);
+        s -> s.space().uncommittedBlocks());
     gauge("wcfs_oldest_dirty_age_seconds", "Age of the oldest block not yet written back",
-        stats, s -> s.oldestDirtyAgeMs() / 1e3);
+        stats, s -> s.space().oldestDirtyAgeMs() / 1e3);
     gauge("wcfs_writeback_blocks_in_flight", "Blocks being written back now", stats,
-        CacheStats::writebackBlocks);
+        s -> s.writeback().inFlightBlocks());
     gauge("wcfs_writers_waiting", "Writers waiting for free cache blocks now", stats,
-        CacheStats::blockedWriters);
+        s -> s.space().writersWaiting());
     gauge("wcfs_commit_latency_p50_seconds", "Median commit latency over the last 4096"
-        + " commits (the engine's own)", stats, s -> s.commitP50Nanos() / 1e9);
+        + " commits (the engine's own)", stats, s -> s.commits().p50Nanos() / 1e9);
     gauge("wcfs_commit_latency_p99_seconds", "99th percentile commit latency over the last"
-        + " 4096 commits", stats, s -> s.commitP99Nanos() / 1e9);
+        + " 4096 commits", stats, s -> s.commits().p99Nanos() / 1e9);
     gauge("wcfs_commit_latency_max_seconds", "Largest commit latency over the last 4096"
-        + " commits", stats, s -> s.commitMaxNanos() / 1e9);
+        + " commits", stats, s -> s.commits().maxNanos() / 1e9);
     gauge("wcfs_largest_write_request_bytes", "Largest write request the kernel sent (1 MiB"
         + " once the large-request negotiation took)", stats, s -> fs.largestWrite());
 
     counter("wcfs_written_back_blocks", "Blocks written back to the backing directory", stats,
-        CacheStats::writtenBackBlocks);
+        s -> s.writeback().writtenBackBlocks());
     counter("wcfs_written_back_bytes", "Bytes written back to the backing directory", stats,
-        s -> (double) s.writtenBackBlocks() * s.blockSize());
+        s -> (double) s.writeback().writtenBackBlocks() * s.space().blockSize());
     counter("wcfs_writeback_errors", "Backing-store failures during writeback (retried)",
-        stats, CacheStats::writebackErrors);
+        stats, s -> s.writeback().errors());
     counter("wcfs_inode_hint_mismatches", "Files recovered at a path that now shows another"
-        + " inode number", stats, CacheStats::inodeHintMismatches);
+        + " inode number", stats, s -> s.recovery().inodeHintMismatches());
     counter("wcfs_lost_and_found_files", "Files whose data went to .wcfs-lost+found", stats,
-        CacheStats::lostAndFoundFiles);
+        s -> s.recovery().lostAndFoundFiles());
     gauge("wcfs_journal_pending_records", "Namespace records not yet applied to the backing"
         + " directory", stats, s -> s.journal().pending());
     counter("wcfs_journal_applied_records", "Namespace records applied to the backing directory",
         stats, s -> s.journal().applied());
     counter("wcfs_creates_elided", "Files created and removed before writeback reached them"
         + " (they never touched the backing directory)", stats, s -> s.journal().createsElided());
-    counter("wcfs_reads", "Block reads", stats, CacheStats::reads);
-    counter("wcfs_read_hits", "Block reads served from the cache", stats, CacheStats::readHits);
-    counter("wcfs_writes", "Block writes", stats, CacheStats::writes);
+    counter("wcfs_reads", "Block reads", stats, s -> s.io().reads());
+    counter("wcfs_read_hits", "Block reads served from the cache", stats, s -> s.io().readHits());
+    counter("wcfs_writes", "Block writes", stats, s -> s.io().writes());
     counter("wcfs_write_hits_uncommitted", "Block writes over an uncommitted block (in place)",
-        stats, CacheStats::writeHitsUncommitted);
+        stats, s -> s.io().writeHitsUncommitted());
     counter("wcfs_write_hits_committed", "Block writes over a committed block (copy-on-write)",
-        stats, CacheStats::writeHitsCommitted);
+        stats, s -> s.io().writeHitsCommitted());
     counter("wcfs_writes_allocated", "Block writes that took a free block", stats,
-        CacheStats::writesAllocated);
+        s -> s.io().writesAllocated());
     counter("wcfs_writes_blocked_on_freelist", "Writers that had to wait for writeback", stats,
-        CacheStats::writesBlockedOnFreelist);
+        s -> s.writeback().writesBlockedOnFreelist());
     counter("wcfs_commits", "Commits of the cache (fsync, fdatasync, O_SYNC, autocommit)",
-        stats, CacheStats::flushes);
+        stats, s -> s.commits().flushes());
     counter("wcfs_device_flushes", "Device cache flushes the cache memory issued (fdatasyncs of"
-        + " a cache file on a disk; 0 on pmem)", stats, CacheStats::deviceFlushes);
+        + " a cache file on a disk; 0 on pmem)", stats, s -> s.commits().deviceFlushes());
 
     Xattrs x = fs.xattrs();
     counter("wcfs_fuse_getxattr_requests", "GETXATTR requests from the kernel", stats,

@@ -46,6 +46,7 @@ import ru.serce.jnrfuse.struct.Timespec;
  * ENOSYS instead, as wcfs did before.
  */
 final class WcfsFileSystem extends FuseStubFS {
+  private static final int ENOSYS = 38;
   private static final Logger LOG = LoggerFactory.getLogger(WcfsFileSystem.class);
   private static final int O_ACCMODE = 3;
   private static final int O_CREAT = 0100;
@@ -580,11 +581,6 @@ final class WcfsFileSystem extends FuseStubFS {
   }
 
   @Override
-  public int flush(String path, FuseFileInfo fi) {
-    return 0; // close() is not fsync(); data is in the cache already
-  }
-
-  @Override
   public int release(String path, FuseFileInfo fi) {
     return guard(Op.RELEASE, path, () -> {
       Handle h = handles.remove(fi.fh.get());
@@ -671,31 +667,40 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int getxattr(String path, String name, Pointer value, @size_t long size) {
-    return guard(Op.GETXATTR, path, () -> {
-      if (settleXattrs(path, true)) {
-        return -ErrorCodes.ENODATA(); // not in the backing directory yet: none set
-      }
-      return (int) xattrs.get(at(path), FuseLoop.currentNodeId(), name,
-          value == null ? 0 : value.address(), size);
-    });
+    // A file not in the backing directory yet has none set.
+    return xattrCall(Op.GETXATTR, path, true, -ErrorCodes.ENODATA(), () -> (int) xattrs.get(
+        at(path), FuseLoop.currentNodeId(), name, value == null ? 0 : value.address(), size));
   }
 
   @Override
   public int setxattr(String path, String name, Pointer value, @size_t long size, int flags) {
-    return guard(Op.SETXATTR, path, () -> settleXattrs(path, false) ? 0 : xattrs.set(at(path), name,
+    return xattrCall(Op.SETXATTR, path, false, 0, () -> xattrs.set(at(path), name,
         value == null ? 0 : value.address(), size, flags));
   }
 
   @Override
   public int listxattr(String path, Pointer list, @size_t long size) {
-    return guard(Op.LISTXATTR, path, () -> settleXattrs(path, true) ? 0 : (int) xattrs.list(at(path),
+    return xattrCall(Op.LISTXATTR, path, true, 0, () -> (int) xattrs.list(at(path),
         list == null ? 0 : list.address(), size));
   }
 
   @Override
   public int removexattr(String path, String name) {
-    return guard(Op.REMOVEXATTR, path, () -> settleXattrs(path, false) ? 0
-        : xattrs.remove(at(path), name));
+    return xattrCall(Op.REMOVEXATTR, path, false, 0, () -> xattrs.remove(at(path), name));
+  }
+
+  /**
+   * An extended-attribute call: ENOSYS for every name when they are off (-o noxattr: the
+   * kernel then stops asking, the security.capability probes before writes included), else
+   * {@code absent} for a name only the journal holds yet when {@code reading}, else the call.
+   */
+  private int xattrCall(Op op, String path, boolean reading, int absent, IoCall call) {
+    return guard(op, path, () -> {
+      if (!xattrs.enabled()) {
+        return -ENOSYS;
+      }
+      return settleXattrs(path, reading) ? absent : call.run();
+    });
   }
 
   /**

@@ -96,6 +96,13 @@ public final class LibC {
     int munmap(long addr, @size_t long length);
 
     @SaveError
+    int madvise(long addr, @size_t long length, int advice);
+
+    /** Returns the error number itself (0 on success), not -1 and errno. */
+    @IgnoreError
+    int posix_fadvise(int fd, @off_t long offset, @off_t long len, int advice);
+
+    @SaveError
     long sysconf(int name);
 
     @SaveError
@@ -354,6 +361,19 @@ public final class LibC {
     if (API.munmap(address, length) != 0) {
       throw error("munmap");
     }
+  }
+
+  public static final int MADV_RANDOM = 1;
+  public static final int POSIX_FADV_DONTNEED = 4;
+
+  /** madvise(2): 0 or -errno. */
+  public static int madvise(long address, long length, int advice) {
+    return rc(API.madvise(address, length, advice));
+  }
+
+  /** posix_fadvise(2) of the whole file: 0 or -errno. */
+  public static int fadviseWholeFile(int fd, int advice) {
+    return -API.posix_fadvise(fd, 0, 0, advice);
   }
 
   /** sysconf(_SC_PAGESIZE): what the kernel maps, writes back and aligns in. */

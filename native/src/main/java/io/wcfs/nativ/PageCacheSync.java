@@ -88,6 +88,11 @@ final class PageCacheSync implements AutoCloseable {
     return pageMask + 1;
   }
 
+  /** The cache file's descriptor the stores and commits use. */
+  int fd() {
+    return fd;
+  }
+
   /** A store into the cache file's pages: pwrite of {@code length} bytes at {@code src}. */
   void store(long offset, long src, long length) throws NativeIOException {
     kernel.pwrite(fd, src, length, offset);

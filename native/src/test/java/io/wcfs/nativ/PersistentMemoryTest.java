@@ -244,6 +244,32 @@ class PersistentMemoryTest {
     }
   }
 
+  @DisplayName("a page-cache mapping faults single pages: no read-around (MADV_RANDOM)")
+  @ParameterizedTest(name = "fallback={0}")
+  @ValueSource(booleans = {false, true})
+  void pageCacheMappingWithoutReadAround(boolean fallback) throws IOException {
+    try (PersistentMemory pm = PersistentMemory.map(cacheFile(1 << 20), FlushStrategy.MSYNC,
+        fallback)) {
+      String start = Long.toHexString(pm.address()) + "-";
+      List<String> smaps = Files.readAllLines(Path.of("/proc/self/smaps"));
+      String flags = null;
+      for (int i = 0; i < smaps.size() && flags == null; i++) {
+        if (smaps.get(i).startsWith(start)) {
+          for (int j = i + 1; j < smaps.size(); j++) {
+            if (smaps.get(j).startsWith("VmFlags:")) {
+              flags = smaps.get(j);
+              break;
+            }
+          }
+        }
+      }
+      // Read-around fills ext4's page cache with large folios, into which every small pwrite
+      // of a commit is an order of magnitude dearer (PersistentMemory.smallPages).
+      assertTrue(flags != null && List.of(flags.split(" ")).contains("rr"),
+          "the mapping at " + start + " lacks the random-read flag: " + flags);
+    }
+  }
+
   @Test
   @DisplayName("a failed fdatasync fails that commit and every later one")
   void failedCommitIsSticky() throws IOException {

@@ -1,0 +1,70 @@
+package io.wcfs.fs;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * FUSE round trips wcfs saves the kernel, each with the behaviour it must keep: every request
+ * costs more than the engine's work for it, so requests with nothing to do are not asked for.
+ */
+@Timeout(120)
+class RoundTripsTest extends OwnMountTest {
+
+  @Test
+  void closeSendsNoFlush() throws Exception {
+    wcfs.mount();
+    Path f = wcfs.mountpoint.resolve("f");
+    byte[] data = new byte[5000];
+    for (int i = 0; i < 50; i++) {
+      data[i] = (byte) (i + 1);
+      Files.write(f, data); // open, write, close
+    }
+    long flushes = requests("fuse_flush");
+    assertTrue(flushes <= 1, "FLUSH requests for 50 closes: " + flushes
+        + " (the first one's ENOSYS should have stopped them)");
+    assertArrayEquals(data, Files.readAllBytes(f));
+    wcfs.umount();
+    assertArrayEquals(data, Files.readAllBytes(wcfs.backing.resolve("f")),
+        "closed without FLUSH, the data still reaches the backing directory");
+  }
+
+  @Test
+  void missingNamesAreRememberedUntilCreated() throws Exception {
+    wcfs.mount();
+    Path j = wcfs.mountpoint.resolve("db-journal");
+    assertFalse(Files.exists(j));
+    long before = requests("fuse_lookup");
+    for (int i = 0; i < 20; i++) {
+      assertFalse(Files.exists(j));
+    }
+    long lookups = requests("fuse_lookup") - before;
+    assertTrue(lookups <= 2, "LOOKUPs for 20 checks of a missing name: " + lookups);
+    // A remembered "no such name" must not hide what the mount itself creates, renames or
+    // removes.
+    Files.writeString(j, "x");
+    assertTrue(Files.exists(j));
+    Files.delete(j);
+    assertFalse(Files.exists(j));
+    Path t = wcfs.mountpoint.resolve("t");
+    assertFalse(Files.exists(t));
+    Files.writeString(t, "y");
+    Files.move(t, j);
+    assertTrue(Files.exists(j));
+    assertFalse(Files.exists(t));
+  }
+
+  /** A FUSE request counter of status; 0 while its opcode was never seen. */
+  private long requests(String field) throws Exception {
+    String out = WcfsProcess.run(30, "status", "--json", wcfs.mountpoint.toString()).out();
+    Matcher m = Pattern.compile("\"" + field + "\": (\\d+)").matcher(out);
+    return m.find() ? Long.parseLong(m.group(1)) : 0;
+  }
+}
