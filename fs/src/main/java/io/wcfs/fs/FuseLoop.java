@@ -771,7 +771,11 @@ final class FuseLoop {
         RELEASES_IN_FLIGHT.incrementAndGet();
         FLUSHED.remove(nodeid);
       } else if (opcode == FUSE_FLUSH) {
-        FLUSHED.put(nodeid, System.nanoTime());
+        long now = System.nanoTime();
+        FLUSHED.put(nodeid, now);
+        if (FLUSHED.size() > 1024) { // closes that were not the last: no RELEASE removes them
+          FLUSHED.values().removeIf(t -> now - t > FLUSH_RELEASE_NANOS);
+        }
       }
     }
 
