@@ -374,6 +374,10 @@ final class FuseUring {
           worker.processFromRing(start, len, header, payload, payloadSize, id);
         }
         sqe = ring.nextSqe();
+        if (sqe == 0) { // cannot happen (one command in flight, two slots): never write at 0
+          LOG.error("the SQ ring of FUSE queue {} is full; ending this thread", qid);
+          return;
+        }
         IO.putByte(sqe + IoUring.SQE_OPCODE, (byte) IoUring.OP_URING_CMD);
         IO.putInt(sqe + IoUring.SQE_FD, fd);
         IO.putInt(sqe + IoUring.SQE_CMD_OP, FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
