@@ -139,7 +139,7 @@ final class Daemon {
       // (the kernel then asks for security.capability before every write), not for use.
       boolean killPriv = spec.xattrs() && !"1".equals(System.getenv("WCFS_NO_KILLPRIV"));
       FuseLoop.serve(fs.operations(), spec.mountpoint(), fuseArgs(spec), spec.threads(),
-          spec.spinMicros(), killPriv);
+          spec.spinMicros(), killPriv, spec.transport());
       served = true;
     } finally {
       watcher.interrupt();
@@ -236,6 +236,8 @@ final class Daemon {
     // how far the backing directory may lag below the watermark (0: without bound)
     m.put("max_age_ms", spec.config().maxAgeMs());
     m.put("xattrs", fs.xattrs().enabled() ? "on" : "off (-o noxattr)");
+    m.put("fuse_transport", FuseLoop.transport());
+    m.put("fuse_ring_requests", FuseUring.ringRequests());
     m.put("kill_priv_v2", FuseLoop.killPrivV2() ? "on" : "off");
     m.put("getxattr_requests", FuseLoop.getxattrRequests());
     m.putAll(FuseLoop.requestCounts()); // fuse_requests, and fuse_<opcode> for each one seen

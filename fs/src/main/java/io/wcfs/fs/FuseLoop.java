@@ -56,6 +56,11 @@ final class FuseLoop {
   private static final int KILLPRIV_V2_MINOR = 33;
   private static final int FUSE_HANDLE_KILLPRIV_V2 = 1 << 28;
   private static final int FUSE_WRITE_KILL_SUIDGID = 1 << 2;
+  private static final int FUSE_INIT_EXT = 1 << 30;
+  /** FUSE_OVER_IO_URING is bit 41 of the 64-bit flags: bit 9 of flags2. */
+  private static final int FUSE_OVER_IO_URING_FLAGS2 = 1 << (41 - 32);
+  /** The kernel's smallest ring payload buffer (FUSE_MIN_READ_BUFFER). */
+  private static final long FUSE_MIN_READ_BUFFER = 8192;
   private static final int FATTR_KILL_SUIDGID = 1 << 11;
 
   // Opcodes and layouts (fuse_kernel.h) of the requests and replies patched below.
@@ -70,6 +75,35 @@ final class FuseLoop {
   private static final int FUSE_FLUSH = 25;
   private static final int ENOSYS = 38;
   private static final int FUSE_CREATE = 35;
+  private static final int FUSE_UNLINK = 10;
+  private static final int FUSE_RENAME = 12;
+  private static final int FUSE_RELEASE = 18;
+  private static final int FUSE_RENAME2 = 45;
+  /**
+   * Held by RELEASE and by the namespace operations that may hide an open file (UNLINK,
+   * RENAME): libfuse2's high-level layer checks whether the name is open, then renames it to
+   * .fuse_hidden and marks it hidden, while RELEASE lowers the open count and removes the hidden
+   * file if it was the last. A RELEASE between that check and the mark (the kernel sends it
+   * asynchronously, so it can run beside the caller's next unlink) left a .fuse_hidden file for
+   * good. Mostly seen over io_uring, where every entry has its own thread.
+   */
+  private static final Object HIDE_LOCK = new Object();
+  /**
+   * RELEASEs a ring thread has received and not finished. Over io_uring the kernel hands a
+   * RELEASE (sent asynchronously at the last close) and the caller's next UNLINK to different
+   * threads, and the UNLINK's may run first: libfuse2 then hides the still-open file, and the
+   * .fuse_hidden name stays visible until the RELEASE removes it. So UNLINK and RENAME wait
+   * (at most {@link #RELEASE_WAIT_NANOS}) for RELEASEs received and not finished, and for the
+   * RELEASE that may follow a recent FLUSH (every close sends a FLUSH, synchronously, before
+   * the last one's RELEASE): {@link #FLUSHED}, by node id, until its RELEASE arrives or
+   * {@link #FLUSH_RELEASE_NANOS} passed (a close that was not the last sends none).
+   */
+  private static final java.util.concurrent.atomic.AtomicInteger RELEASES_IN_FLIGHT =
+      new java.util.concurrent.atomic.AtomicInteger();
+  private static final long RELEASE_WAIT_NANOS = 5_000_000;
+  private static final long FLUSH_RELEASE_NANOS = 2_000_000;
+  private static final java.util.concurrent.ConcurrentHashMap<Long, Long> FLUSHED =
+      new java.util.concurrent.ConcurrentHashMap<>();
   private static final int FATTR_ATIME = 1 << 4;
   private static final int FATTR_MTIME = 1 << 5;
   private static final int FATTR_ATIME_NOW = 1 << 7;
@@ -89,6 +123,9 @@ final class FuseLoop {
   private static final int S_IFDIR = 0040000;
 
   private static final LibFuse.Api FUSE = LibFuse.api();
+  private static final com.kenai.jffi.MemoryIO IO = com.kenai.jffi.MemoryIO.getInstance();
+  /** fuse_uring_req_header.ring_ent_in_out.payload_sz: after in_out and op_in (128 each). */
+  static final int URING_PAYLOAD_SZ = 256 + 16;
   private static final Runtime RT = Runtime.getRuntime(FUSE);
   /** The worker serving the current thread, for callbacks that act after the reply. */
   private static final ThreadLocal<Worker> WORKER = new ThreadLocal<>();
@@ -99,6 +136,10 @@ final class FuseLoop {
   private static volatile long spinBudget;
   /** One mount per process, so one leadership. */
   private static final Leadership LEAD = new Leadership();
+  /** Whether INIT was answered with FUSE_OVER_IO_URING (requests then come over rings). */
+  private static volatile boolean uringAgreed;
+  /** What carries the requests, for the log and status. */
+  private static volatile String transportName = "/dev/fuse";
   /** Whether the kernel agreed that we clear set-ID bits and capabilities ourselves. */
   private static volatile boolean killPrivV2;
   /** The kernel's FUSE opcodes by number (fuse_opcode in include/uapi/linux/fuse.h). */
@@ -148,8 +189,10 @@ final class FuseLoop {
    * returns once the filesystem is unmounted and every thread has finished its request.
    */
   static void serve(Struct ops, Path mountpoint, List<String> args, int threads, int spinMicros,
-      boolean wantKillPrivV2) throws IOException {
+      boolean wantKillPrivV2, FuseUring.Mode transport) throws IOException {
     long spinNanos = spinMicros * 1000L;
+    // Before the mount: the kernel offers io_uring in INIT only if enable_uring is set then.
+    boolean offerUring = FuseUring.prepareKernel(transport);
     spinBudget = spinNanos;
     // -f: fuse_setup must not daemonize; the wcfs launcher already did.
     List<String> argv = new ArrayList<>(List.of("wcfs", mountpoint.toString(), "-f"));
@@ -181,8 +224,23 @@ final class FuseLoop {
     int fd = FUSE.fuse_chan_fd(ch);
     LibC.setNonBlocking(fd);
     fuseFd = fd;
-    long maxWrite = negotiateInit(se, ch, fd, spinNanos, wantKillPrivV2);
+    long maxWrite = negotiateInit(se, ch, fd, spinNanos, wantKillPrivV2, offerUring);
     long bufSize = Math.max(FUSE.fuse_chan_bufsize(ch), maxWrite + HEADER_ROOM);
+    List<Thread> uringThreads = List.of();
+    if (uringAgreed) {
+      // Requests now wait in the kernel until every queue has an entry: start at once.
+      uringThreads = FuseUring.start(se, fd, Math.max(maxWrite, FUSE_MIN_READ_BUFFER), threads,
+          spinNanos);
+      if (FuseUring.working()) {
+        transportName = "io_uring (" + FuseUring.describe() + ")";
+        spinNanos = 0; // /dev/fuse now carries only forgets and interrupts: not worth a spin
+        spinBudget = 0;
+      }
+    } else if (transport != FuseUring.Mode.DEV && offerUring) {
+      LOG.info("the kernel did not offer FUSE over io_uring in INIT; serving over /dev/fuse");
+    }
+    LOG.info("FUSE transport: {}", transportName);
+    long devSpin = spinNanos;
     List<Thread> workers = new ArrayList<>();
     Thread watchdog = new Thread(() -> {
       while (!Thread.currentThread().isInterrupted()) {
@@ -193,7 +251,7 @@ final class FuseLoop {
     watchdog.setDaemon(true);
     watchdog.start();
     for (int i = 0; i < threads; i++) {
-      Thread t = new Thread(() -> work(se, ch, fd, bufSize, spinNanos, mountpoint),
+      Thread t = new Thread(() -> work(se, ch, fd, bufSize, devSpin, mountpoint),
           "wcfs-fuse-" + i);
       t.setDaemon(true);
       workers.add(t);
@@ -210,6 +268,16 @@ final class FuseLoop {
       }
     }
     watchdog.interrupt();
+    for (Thread t : uringThreads) { // their entries end with the connection (ENOTCONN)
+      try {
+        t.join(5000);
+      } catch (InterruptedException e) {
+        interrupted = true;
+      }
+      if (t.isAlive()) {
+        LOG.warn("{} did not end within 5 s of the unmount", t.getName());
+      }
+    }
     FUSE.fuse_teardown(fuse, mountpointOut.getPointer(0)); // closes /dev/fuse, frees the session
     if (interrupted) {
       Thread.currentThread().interrupt();
@@ -299,7 +367,7 @@ final class FuseLoop {
    * the reply sets them; we set none but max_pages. Returns the negotiated max_write.
    */
   private static long negotiateInit(Pointer se, Pointer ch, int fd, long spinNanos,
-      boolean wantKillPrivV2) throws IOException {
+      boolean wantKillPrivV2, boolean offerUring) throws IOException {
     long size = FUSE.fuse_chan_bufsize(ch);
     Pointer mem = Memory.allocateDirect(RT, size, true);
     Pointer buf = Memory.allocateDirect(RT, FUSE_BUF_SIZE, true);
@@ -315,6 +383,8 @@ final class FuseLoop {
     }
     int kernelMinor = mem.getInt(IN_HEADER + 4);
     int kernelFlags = mem.getInt(IN_HEADER + 12);
+    // fuse_init_in.flags2 (protocol 7.36), present when flags has FUSE_INIT_EXT
+    int kernelFlags2 = (kernelFlags & FUSE_INIT_EXT) != 0 ? mem.getInt(IN_HEADER + 16) : 0;
     int[] pipe = LibC.pipe();
     Pointer pipeCh = FUSE.fuse_kern_chan_new(pipe[1]); // closes pipe[1] when destroyed
     Pointer reply = Memory.allocateDirect(RT, OUT_HEADER + INIT_OUT, true);
@@ -357,6 +427,14 @@ final class FuseLoop {
         reply.putInt(OUT_HEADER + 12, reply.getInt(OUT_HEADER + 12) | FUSE_HANDLE_KILLPRIV_V2);
         killPrivV2 = true;
       }
+      // FUSE over io_uring: flags2 of fuse_init_out (at 32), read by the kernel when flags
+      // has FUSE_INIT_EXT; no newer minor needed. The kernel then holds every new request
+      // until each of its queues has a ring entry registered (FuseUring.start).
+      if (offerUring && (kernelFlags2 & FUSE_OVER_IO_URING_FLAGS2) != 0) {
+        reply.putInt(OUT_HEADER + 12, reply.getInt(OUT_HEADER + 12) | FUSE_INIT_EXT);
+        reply.putInt(OUT_HEADER + 32, FUSE_OVER_IO_URING_FLAGS2);
+        uringAgreed = true;
+      }
     }
     if (wantKillPrivV2 && !killPrivV2) {
       LOG.warn("the kernel (FUSE 7.{}) does not offer FUSE_HANDLE_KILLPRIV_V2: with extended"
@@ -364,8 +442,10 @@ final class FuseLoop {
           + " memory); mount with -o noxattr to turn them off", kernelMinor);
     }
     LOG.info("FUSE protocol: kernel 7.{}, libfuse 7.{}, agreed 7.{}; writes of up to {} KiB per"
-        + " request; kill-priv v2 {}", kernelMinor, libfuseMinor, reply.getInt(OUT_HEADER + 4),
-        maxWrite / 1024, killPrivV2 ? "on" : "off");
+        + " request; kill-priv v2 {}; io_uring {}", kernelMinor, libfuseMinor,
+        reply.getInt(OUT_HEADER + 4), maxWrite / 1024, killPrivV2 ? "on" : "off",
+        uringAgreed ? "agreed" : (kernelFlags2 & FUSE_OVER_IO_URING_FLAGS2) != 0
+            ? "offered, not taken" : "not offered");
     LibC.writeMessage(fd, reply.address(), len, "the FUSE INIT reply");
     return maxWrite;
   }
@@ -417,6 +497,11 @@ final class FuseLoop {
     }
   }
 
+  /** The FUSE transport in use: "/dev/fuse" or "io_uring (...)". */
+  static String transport() {
+    return transportName;
+  }
+
   /** Whether kill-priv v2 was agreed: the kernel's kill flags in requests are then meaningful. */
   static boolean killPrivV2() {
     return killPrivV2;
@@ -428,6 +513,15 @@ final class FuseLoop {
 
   static void onForget(java.util.function.LongConsumer listener) {
     forgetListener = listener;
+  }
+
+  /** Makes {@code w} this thread's worker (for the callbacks below). */
+  static void setWorker(Worker w) {
+    WORKER.set(w);
+  }
+
+  static Worker worker() {
+    return WORKER.get();
   }
 
   /** The FUSE node id of the request being processed on this thread; -1 outside a worker. */
@@ -475,11 +569,12 @@ final class FuseLoop {
    * <p>Notifications queued by callbacks ({@link #invalidateAttributesAfterReply}) go out after
    * the reply, when the kernel no longer waits on this request.
    */
-  private static final class Worker {
+  static final class Worker {
     private final Pointer se;
     private final Pointer ch;
     private final int fd;
-    final Pointer mem;
+    /** The request being processed (in header first); moves with each ring entry's request. */
+    Pointer mem;
     private final Pointer buf;
     private final int pipeRead;
     private final Pointer pipeCh;
@@ -492,8 +587,25 @@ final class FuseLoop {
      * SETATTR's valid bits to those it knows, in the request buffer itself.
      */
     boolean killSuidGid;
+    /**
+     * io_uring transport only: the channel whose send puts the reply into the current ring
+     * entry (out header into its header area, the rest into its payload buffer); null on the
+     * /dev/fuse transport.
+     */
+    private final Pointer uringCh;
+    private long replyHeader;
+    private long replyPayload;
+    private long replyCap;
+    private long commitId;
+    private boolean replied;
 
     Worker(Pointer se, Pointer ch, int fd, Pointer mem, Pointer buf) throws IOException {
+      this(se, ch, fd, mem, buf, null);
+    }
+
+    Worker(Pointer se, Pointer ch, int fd, Pointer mem, Pointer buf, Pointer uringCh)
+        throws IOException {
+      this.uringCh = uringCh;
       this.se = se;
       this.ch = ch;
       this.fd = fd;
@@ -528,14 +640,57 @@ final class FuseLoop {
         }
         default -> { }
       }
-      if (opcode == FUSE_FLUSH) {
+      boolean attrs = opcode == FUSE_LOOKUP || opcode == FUSE_GETATTR || opcode == FUSE_SETATTR
+          || opcode == FUSE_LINK || opcode == FUSE_CREATE;
+      if (uringCh != null) {
+        replied = false;
+        if (opcode == FUSE_FLUSH) {
+          // Nothing to do, as below; but answered 0 rather than ENOSYS, so the kernel keeps
+          // sending it: over io_uring a FLUSH tells UNLINK and RENAME that the close's RELEASE
+          // may be on its way on another thread (see RELEASES_IN_FLIGHT).
+          IO.putInt(replyHeader, OUT_HEADER);
+          IO.putInt(replyHeader + 4, 0);
+          IO.putLong(replyHeader + 8, commitId);
+          IO.putInt(replyHeader + URING_PAYLOAD_SZ, 0);
+          replied = true;
+        } else if (opcode == FUSE_RELEASE) {
+          try {
+            synchronized (HIDE_LOCK) {
+              FUSE.fuse_session_process_buf(se, buf, uringCh);
+            }
+          } finally {
+            RELEASES_IN_FLIGHT.decrementAndGet();
+          }
+        } else if (opcode == FUSE_UNLINK || opcode == FUSE_RENAME || opcode == FUSE_RENAME2) {
+          awaitReleases();
+          synchronized (HIDE_LOCK) {
+            FUSE.fuse_session_process_buf(se, buf, uringCh);
+          }
+        } else {
+          FUSE.fuse_session_process_buf(se, buf, uringCh);
+        }
+        if (!replied) { // libfuse answered nothing: the entry must still be committed
+          IO.putInt(replyHeader, OUT_HEADER);
+          IO.putInt(replyHeader + 4, -LibC.EIO);
+          IO.putLong(replyHeader + 8, commitId);
+          IO.putInt(replyHeader + URING_PAYLOAD_SZ, 0);
+          LOG.debug("libfuse sent no reply to FUSE opcode {}; answered EIO", opcode);
+        } else if (attrs && IO.getInt(replyHeader + 4) == 0) {
+          patchAttributes(Pointer.wrap(RT, replyPayload), 0,
+              IO.getInt(replyHeader + URING_PAYLOAD_SZ), opcode);
+        }
+      } else if (opcode == FUSE_FLUSH) {
         // close() is not fsync(): what was written is in the cache already, and locks are the
         // kernel's (we implement none), so FLUSH has nothing to do. ENOSYS makes the kernel
         // stop sending it (fc->no_flush; close still returns 0): one round trip less per close.
         replyError(ENOSYS);
-      } else if (opcode == FUSE_LOOKUP || opcode == FUSE_GETATTR || opcode == FUSE_SETATTR
-          || opcode == FUSE_LINK || opcode == FUSE_CREATE) {
+      } else if (attrs) {
         processPatchingAttributes(opcode);
+      } else if (opcode == FUSE_RELEASE || opcode == FUSE_UNLINK || opcode == FUSE_RENAME
+          || opcode == FUSE_RENAME2) {
+        synchronized (HIDE_LOCK) {
+          FUSE.fuse_session_process_buf(se, buf, ch);
+        }
       } else {
         FUSE.fuse_session_process_buf(se, buf, ch);
       }
@@ -583,22 +738,113 @@ final class FuseLoop {
         return; // no reply was sent (nothing to forward)
       }
       if (reply.getInt(4) == 0) { // fuse_out_header.error
-        boolean entry = opcode != FUSE_GETATTR && opcode != FUSE_SETATTR;
-        int attr = OUT_HEADER + (entry ? ENTRY_OUT_ATTR : ATTR_OUT_ATTR);
-        if (len >= attr + ATTR_SIZE && (!entry || reply.getLong(OUT_HEADER) != 0)) {
-          int mode = reply.getInt(attr + ATTR_MODE);
-          if ((mode & S_IFMT) != S_IFDIR && reply.getInt(attr + ATTR_NLINK) > 1) {
-            // attr_valid and attr_valid_nsec, in fuse_entry_out or fuse_attr_out
-            reply.putLong(OUT_HEADER + (entry ? 24 : 0), 0);
-            reply.putInt(OUT_HEADER + (entry ? 36 : 8), 0);
-          }
-        }
+        patchAttributes(reply, OUT_HEADER, len - OUT_HEADER, opcode);
       }
       long n = LibC.write(fd, reply.address(), len);
       if (n < 0 && n != -ENOENT) { // ENOENT: the request was interrupted meanwhile
         LOG.warn("sending the reply to FUSE opcode {} failed: {}", opcode,
             LibC.strerror((int) -n));
       }
+    }
+
+    /**
+     * A successful reply's body ({@code bodyLen} bytes at {@code body} of {@code r}) that
+     * carries the attributes of a non-directory with more than one link is marked valid for no
+     * time; see the class comment.
+     */
+    private static void patchAttributes(Pointer r, long body, long bodyLen, int opcode) {
+      boolean entry = opcode != FUSE_GETATTR && opcode != FUSE_SETATTR;
+      int attr = entry ? ENTRY_OUT_ATTR : ATTR_OUT_ATTR;
+      if (bodyLen >= attr + ATTR_SIZE && (!entry || r.getLong(body) != 0)) {
+        int mode = r.getInt(body + attr + ATTR_MODE);
+        if ((mode & S_IFMT) != S_IFDIR && r.getInt(body + attr + ATTR_NLINK) > 1) {
+          // attr_valid and attr_valid_nsec, in fuse_entry_out or fuse_attr_out
+          r.putLong(body + (entry ? 24 : 0), 0);
+          r.putInt(body + (entry ? 36 : 8), 0);
+        }
+      }
+    }
+
+    /** Called by a ring thread as soon as it sees a request: tracks closes in flight. */
+    static void received(int opcode, long nodeid) {
+      if (opcode == FUSE_RELEASE) {
+        RELEASES_IN_FLIGHT.incrementAndGet();
+        FLUSHED.remove(nodeid);
+      } else if (opcode == FUSE_FLUSH) {
+        long now = System.nanoTime();
+        FLUSHED.put(nodeid, now);
+        if (FLUSHED.size() > 1024) { // closes that were not the last: no RELEASE removes them
+          FLUSHED.values().removeIf(t -> now - t > FLUSH_RELEASE_NANOS);
+        }
+      }
+    }
+
+    /** See {@link #RELEASES_IN_FLIGHT}. */
+    private static void awaitReleases() {
+      long start = System.nanoTime();
+      while (true) {
+        long now = System.nanoTime();
+        if (now - start > RELEASE_WAIT_NANOS) {
+          return;
+        }
+        FLUSHED.values().removeIf(t -> now - t > FLUSH_RELEASE_NANOS);
+        if (RELEASES_IN_FLIGHT.get() == 0 && FLUSHED.isEmpty()) {
+          return;
+        }
+        Thread.onSpinWait();
+      }
+    }
+
+    /**
+     * Processes the request that a ring entry received, rebuilt contiguous at {@code start}
+     * ({@code len} bytes, in header first); the reply goes into the entry: its out header at
+     * {@code header}, its body into {@code payload} ({@code cap} bytes).
+     */
+    void processFromRing(long start, int len, long header, long payload, long cap, long id) {
+      mem = Pointer.wrap(RT, start);
+      buf.putAddress(FUSE_BUF_MEM, start);
+      buf.putLong(0, len);
+      replyHeader = header;
+      replyPayload = payload;
+      replyCap = cap;
+      commitId = id;
+      process();
+    }
+
+    /** fuse_chan_ops.send of the ring channel: gathers libfuse's reply into the entry. */
+    int sendToRing(long iov, long count) {
+      long pos = 0;
+      boolean overflow = false;
+      for (long i = 0; i < count; i++) {
+        long base = IO.getAddress(iov + 16 * i);
+        long n = IO.getLong(iov + 16 * i + 8);
+        if (pos < OUT_HEADER) {
+          long h = Math.min(n, OUT_HEADER - pos);
+          IO.copyMemory(base, replyHeader + pos, h);
+          base += h;
+          n -= h;
+          pos += h;
+        }
+        if (n > 0) {
+          if (pos - OUT_HEADER + n > replyCap) {
+            overflow = true;
+          } else {
+            IO.copyMemory(base, replyPayload + pos - OUT_HEADER, n);
+          }
+          pos += n;
+        }
+      }
+      if (pos < OUT_HEADER || overflow) {
+        LOG.warn("a reply of {} bytes does not fit a ring entry ({} bytes); answered EIO", pos,
+            replyCap);
+        IO.putInt(replyHeader, OUT_HEADER);
+        IO.putInt(replyHeader + 4, -LibC.EIO);
+        IO.putLong(replyHeader + 8, commitId);
+        pos = OUT_HEADER;
+      }
+      IO.putInt(replyHeader + URING_PAYLOAD_SZ, (int) (pos - OUT_HEADER));
+      replied = true;
+      return 0;
     }
 
     void invalidateAfterReply(long nodeid) {

@@ -36,9 +36,24 @@ final class LibFuse {
 
     void fuse_chan_destroy(Pointer ch);
 
+    /**
+     * A channel whose replies go to {@code ops} (struct fuse_chan_ops {receive, send, destroy},
+     * copied): the io_uring transport's, whose send puts each reply into a ring entry.
+     */
+    Pointer fuse_chan_new(Pointer ops, int fd, long bufsize, Pointer data);
+
     int fuse_session_exited(Pointer se);
 
     void fuse_session_exit(Pointer se);
+  }
+
+  /**
+   * fuse_chan_ops.send: {@code int (*send)(struct fuse_chan *ch, const struct iovec iov[],
+   * size_t count)}; 0 or -errno. Called on the thread that processes the request.
+   */
+  public interface SendCallback {
+    @jnr.ffi.annotations.Delegate
+    int send(long ch, long iov, long count);
   }
 
   /** Loaded on first use: the library, every symbol of {@link Api} resolved. */

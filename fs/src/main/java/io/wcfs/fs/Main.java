@@ -232,6 +232,13 @@ public final class Main {
         + " spares a wakeup per request under load, 0 turns it off.")
     int spinMicros = 50;
 
+    @Option(names = "--fuse-transport", paramLabel = "auto|uring|dev", description = "How"
+        + " FUSE requests reach wcfs: dev reads and writes /dev/fuse; uring takes them from"
+        + " io_uring rings (Linux 6.14+; as root wcfs sets the fuse module's enable_uring"
+        + " parameter to Y, machine-wide); auto uses uring where the kernel offers it. A kernel"
+        + " without it falls back to /dev/fuse. Default: ${DEFAULT-VALUE}.")
+    String fuseTransport = "dev";
+
     @Option(names = "--take-over", description = "Take BACKING over from a wcfs (on this or"
         + " another machine) that stopped without releasing it, e.g. on a dead machine: waits"
         + " out its lease; whatever its cache had not written back is lost to BACKING.")
@@ -302,6 +309,7 @@ public final class Main {
           case "flush-strategy" -> engine.flushStrategy = v;
           case "threads" -> threads = intOption(name, v);
           case "spin-us" -> spinMicros = intOption(name, v);
+          case "fuse-transport" -> fuseTransport = v;
           case "log-file" -> logFile = Path.of(v);
           case "metrics" -> metrics = v;
           case "cleaner" -> engine.cleaner = true;
@@ -331,6 +339,7 @@ public final class Main {
       if (threads < 1 || threads > 64) {
         throw new UsageException("--threads " + threads + " is out of range: give 1 to 64");
       }
+      FuseUring.Mode transportMode = FuseUring.Mode.parse(fuseTransport);
       if (spinMicros < 0 || spinMicros > 10_000) {
         throw new UsageException("--spin-us " + spinMicros + " is out of range: give 0 to 10000");
       }
@@ -412,7 +421,7 @@ public final class Main {
       }
       return new MountSpec(cacheReal, back, mp, config, strategy, size, opts, allowOther,
           threads, spinMicros, log, takeOver, singleMachine, leaseMs, !noXattr,
-          metricsAddress);
+          metricsAddress, transportMode);
     }
 
     /**
@@ -468,6 +477,7 @@ public final class Main {
         cmd.add("--cleaner");
       }
       cmd.addAll(List.of("--threads", "" + threads, "--spin-us", "" + spinMicros));
+      cmd.addAll(List.of("--fuse-transport", fuseTransport));
       cmd.addAll(List.of("--lease", "" + leaseMs));
       if (takeOver) {
         cmd.add("--take-over");

@@ -20,7 +20,8 @@ final class MountOptions {
   /** wcfs's options that take a value, by their long option's name without "--". */
   static final Set<String> VALUED = Set.of("cache-size", "block-size", "high-watermark",
       "low-watermark", "writeback-jobs", "autocommit-blocks", "autocommit-time", "max-age",
-      "flush-strategy", "threads", "spin-us", "log-file", "metrics", "cache", "lease");
+      "flush-strategy", "threads", "spin-us", "log-file", "metrics", "cache", "lease",
+      "fuse-transport");
   /** wcfs's options that are switches. */
   static final Set<String> SWITCHES = Set.of("cleaner", "noxattr", "no-xattr", "take-over",
       "single-machine");
@@ -100,7 +101,8 @@ final class MountOptions {
           throw new UsageException("unknown mount option '" + one + "': give a wcfs option as"
               + " name=value (cache_size, block_size, high_watermark, low_watermark,"
               + " writeback_jobs, autocommit_blocks, autocommit_time, max_age, cleaner,"
-              + " flush_strategy, threads, spin_us, log_file, metrics, noxattr) or a FUSE option"
+              + " flush_strategy, threads, spin_us, fuse_transport, log_file, metrics, noxattr)"
+              + " or a FUSE option"
               + " (allow_other, default_permissions, ro, nosuid, nodev, noexec, ...); see"
               + " `wcfs mount --help`");
         }
@@ -116,6 +118,7 @@ final class MountOptions {
       case "flush-strategy" -> "flush_strategy=auto";
       case "log-file" -> "log_file=/var/log/wcfs.log";
       case "metrics" -> "metrics=127.0.0.1:9567";
+      case "fuse-transport" -> "fuse_transport=auto";
       case "cache" -> "cache=/mnt/pmem/wcfs.cache";
       case "high-watermark", "low-watermark" -> canon.replace('-', '_') + "=50";
       default -> canon.replace('-', '_') + "=1";

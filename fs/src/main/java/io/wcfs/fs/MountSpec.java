@@ -12,7 +12,8 @@ import java.util.List;
 record MountSpec(Path cacheFile, Path backing, Path mountpoint, CacheConfig config,
     FlushStrategy strategy, long cacheSize, List<String> fuseOptions, boolean allowOther,
     int threads, int spinMicros, Path logFile, boolean takeOver, boolean singleMachine,
-    long leaseMs, boolean xattrs, java.net.InetSocketAddress metrics) {
+    long leaseMs, boolean xattrs, java.net.InetSocketAddress metrics,
+    FuseUring.Mode transport) {
 
   /** What the claim of the backing directory needs from the command line. */
   BackingClaim.Options claimOptions() {

@@ -91,6 +91,12 @@ final class WcfsProcess implements AutoCloseable {
     if (!List.of(extra).contains("--cache-size")) {
       args.addAll(List.of("--cache-size", "64M"));
     }
+    // -Dwcfs.fuseTransport=uring runs the mount tests over another FUSE transport
+    String transport = System.getProperty("wcfs.fuseTransport");
+    if (transport != null && !transport.isEmpty()
+        && !List.of(extra).contains("--fuse-transport")) {
+      args.addAll(List.of("--fuse-transport", transport));
+    }
     args.addAll(List.of(extra));
     args.addAll(List.of(cacheDir.toString(), backing.toString(), mountpoint.toString()));
     Result r = run(env, 60, args.toArray(String[]::new));

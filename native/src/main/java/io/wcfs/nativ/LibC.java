@@ -36,6 +36,8 @@ public final class LibC {
   public static final int PROT_READ = 1;
   public static final int PROT_WRITE = 2;
   public static final int MAP_SHARED = 1;
+  /** The same on x86-64 and arm64. */
+  public static final int MAP_POPULATE = 0x8000;
   /** sysconf name of the page size; the same number in glibc on x86-64 and arm64. */
   private static final int SC_PAGESIZE = 30;
 
@@ -339,6 +341,16 @@ public final class LibC {
 
   public static long mmapShared(int fd, long length) throws NativeIOException {
     jnr.ffi.Pointer p = API.mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == null || p.address() == -1) {
+      throw error("mmap");
+    }
+    return p.address();
+  }
+
+  /** mmap of {@code length} bytes at {@code offset} of {@code fd}, shared, populated. */
+  public static long mmapShared(int fd, long length, long offset) throws NativeIOException {
+    jnr.ffi.Pointer p = API.mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
+        fd, offset);
     if (p == null || p.address() == -1) {
       throw error("mmap");
     }
