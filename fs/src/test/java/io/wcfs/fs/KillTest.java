@@ -26,7 +26,7 @@ import org.junit.jupiter.api.Timeout;
 @Timeout(900)
 class KillTest extends OwnMountTest {
   private static final int RECORD = 64;
-  private static final int ROUNDS = Integer.getInteger("wcfs.kill.rounds", 30);
+  private static final int ROUNDS = Integer.getInteger("wcfs.kill.rounds", 24);
   private static final int SQLITE_ROUNDS = Integer.getInteger("wcfs.kill.sqliteRounds", 8);
 
   @Test

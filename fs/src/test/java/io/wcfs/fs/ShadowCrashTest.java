@@ -27,7 +27,7 @@ import org.junit.jupiter.api.Timeout;
  */
 @Timeout(600)
 class ShadowCrashTest extends OwnMountTest {
-  private static final int ROUNDS = Integer.getInteger("wcfs.shadow.rounds", 10);
+  private static final int ROUNDS = Integer.getInteger("wcfs.shadow.rounds", 8);
   @BeforeEach
   void shadowMode() {
     wcfs.env.put("WCFS_TEST_CRASH_SHADOW", "1");
