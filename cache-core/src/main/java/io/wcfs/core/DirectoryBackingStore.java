@@ -102,14 +102,6 @@ public final class DirectoryBackingStore implements BackingStore {
     }
   }
 
-  /**
-   * The root's descriptor, for what the FUSE layer still reads itself: lstat into the kernel's
-   * struct stat (getattr) and extended attributes. It changes no name or attribute through it.
-   */
-  public int rootFd() {
-    return rootFd;
-  }
-
   /** A path relative to the root as the *at calls take it: "" (the root itself) is ".". */
   public static String atPath(String path) {
     return path.isEmpty() ? "." : path;
