@@ -9,7 +9,11 @@ import java.util.function.Predicate;
  * ("" is the root, no leading slash). Owned by the engine so that every ordering rule can be
  * tested in-process, including with a store that fails. Names, modes, owners and times change
  * only through the engine (the filesystem layer asks {@link WriteCache}, whose namespace part
- * settles the journal's records first); extended attributes are still the filesystem layer's.
+ * settles the journal's records first). The filesystem layer reaches the backing directory
+ * only through this interface: besides those, it looks itself ({@link #list}, {@link
+ * #readlink}, {@link #access}, {@link #statfs}, {@link #statInto}) and passes extended
+ * attributes on ({@link #getXattr} and the rest), after settling the journal's records on the
+ * name through {@link WriteCache}.
  *
  * <p>Errors: a failed call throws an IOException that says which errno it stands for, so that
  * the filesystem can answer it: {@link io.wcfs.nativ.NativeIOException} with the call's own
@@ -146,6 +150,57 @@ public interface BackingStore {
 
   /** statvfs(3) of the filesystem holding the backing directory. */
   FsStats statfs() throws IOException;
+
+  /**
+   * lstat(2) of {@code path} into the caller's native {@code struct stat} at {@code statBuf}
+   * (the kernel's layout for this architecture, room for at least {@code io.wcfs.nativ.LibC
+   * .STAT_SIZE} bytes): FUSE's getattr, the most frequent request, fills the kernel's buffer in
+   * place, with no copy and no allocation. Returns 0 or -errno, not an exception: ENOENT is an
+   * ordinary answer there (negative lookups). Runs no hand-off hook (getattr is answered
+   * without handing the request loop on; see the FUSE layer's Op table).
+   */
+  int statInto(String path, long statBuf);
+
+  // ---- extended attributes, passed to the backing node as they are --------------------------
+  //
+  // As the *xattr(2) calls on the node itself (a final symlink not followed): each returns what
+  // the call returns, a length or 0, or -errno (ENODATA, ERANGE and ENOTSUP are ordinary
+  // answers, and the FUSE layer hands the number to the kernel as it is). Buffers are native
+  // addresses; a size of 0 asks for the length. None runs a hand-off hook or asks the write
+  // guard: the FUSE layer does both per operation (a write's removal of security.capability
+  // neither hands off nor fails with the claim; a setxattr does both), and the caller settles
+  // the journal's records on the name first ({@link WriteCache#settle}).
+
+  /** getxattr(2): the value's length, or -errno (ENODATA: none of that name). */
+  long getXattr(String path, String name, long buf, long size);
+
+  /** listxattr(2): the length of the NUL-separated names, or -errno. */
+  long listXattrs(String path, long buf, long size);
+
+  /** setxattr(2) with its flags (XATTR_CREATE, XATTR_REPLACE): 0 or -errno. */
+  int setXattr(String path, String name, long value, long size, int flags);
+
+  /** removexattr(2): 0 or -errno (ENODATA: none of that name). */
+  int removeXattr(String path, String name);
+
+  /** A backing node held open so that a change of its attributes can be made durable later. */
+  interface HeldNode extends AutoCloseable {
+    /** fsync(2) of the node. */
+    void sync() throws IOException;
+
+    @Override
+    void close() throws IOException;
+  }
+
+  /**
+   * Opens the regular file or directory at {@code path} (read-only, whatever its mode allows
+   * the daemon; a final symlink not followed, a FIFO not waited for) to fsync it after a
+   * change of its extended attributes. Null when the node cannot be synced by itself: a
+   * symlink, a device or socket, or a node this process may not open; its directory's fsync
+   * then makes the change durable. Throws when it is gone or cannot be opened otherwise. Runs
+   * no hand-off hook, like the xattr calls.
+   */
+  HeldNode holdToSync(String path) throws IOException;
 
   /**
    * Asked before every writeback batch: throws when this cache may not write to the backing

@@ -3,6 +3,7 @@ package io.wcfs.core;
 import io.wcfs.nativ.LibC;
 import io.wcfs.nativ.NativeBuffer;
 import io.wcfs.nativ.NativeIOException;
+import io.wcfs.nativ.Xattr;
 import java.io.IOException;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.NoSuchFileException;
@@ -22,6 +23,9 @@ public final class DirectoryBackingStore implements BackingStore {
   private static final int EINVAL = 22;
   private static final int EROFS = 30;
   private static final int ENOSYS = 38;
+  private static final int ENXIO = 6;
+  private static final int ELOOP = 40;
+  private static final int O_NONBLOCK = 04000;
   private final Path root;
   /** O_PATH descriptor of the root, for the process's lifetime: every path is relative to it. */
   private final int rootFd;
@@ -96,14 +100,6 @@ public final class DirectoryBackingStore implements BackingStore {
       closed = true;
       LibC.close(rootFd);
     }
-  }
-
-  /**
-   * The root's descriptor, for what the FUSE layer still reads itself: lstat into the kernel's
-   * struct stat (getattr) and extended attributes. It changes no name or attribute through it.
-   */
-  public int rootFd() {
-    return rootFd;
   }
 
   /** A path relative to the root as the *at calls take it: "" (the root itself) is ".". */
@@ -392,6 +388,62 @@ public final class DirectoryBackingStore implements BackingStore {
           buf.getLong(32), buf.getLong(40), buf.getLong(48), buf.getLong(56), buf.getLong(64),
           buf.getLong(72), buf.getLong(80));
     }
+  }
+
+  @Override
+  public int statInto(String path, long statBuf) {
+    return LibC.fstatat(rootFd, atPath(path), statBuf, LibC.AT_SYMLINK_NOFOLLOW);
+  }
+
+  // Extended attributes: through an O_PATH descriptor of the node (see Xattr#getxattrAt), so
+  // that a symlink gets its own and a path near PATH_MAX below the root works.
+
+  @Override
+  public long getXattr(String path, String name, long buf, long size) {
+    return Xattr.getxattrAt(rootFd, atPath(path), name, buf, size);
+  }
+
+  @Override
+  public long listXattrs(String path, long buf, long size) {
+    return Xattr.listxattrAt(rootFd, atPath(path), buf, size);
+  }
+
+  @Override
+  public int setXattr(String path, String name, long value, long size, int flags) {
+    return Xattr.setxattrAt(rootFd, atPath(path), name, value, size, flags);
+  }
+
+  @Override
+  public int removeXattr(String path, String name) {
+    return Xattr.removexattrAt(rootFd, atPath(path), name);
+  }
+
+  /**
+   * O_RDONLY | O_NOFOLLOW | O_NONBLOCK: ELOOP for a symlink, ENXIO or EACCES for a special file
+   * (or one the daemon may not read) are the nodes that cannot be synced by themselves.
+   */
+  @Override
+  public HeldNode holdToSync(String path) throws IOException {
+    int fd;
+    try {
+      fd = LibC.openat(rootFd, atPath(path), LibC.O_RDONLY | LibC.O_NOFOLLOW | O_NONBLOCK, 0);
+    } catch (NativeIOException e) {
+      if (e.errno() == ELOOP || e.errno() == ENXIO || e.errno() == EACCES) {
+        return null;
+      }
+      throw e;
+    }
+    return new HeldNode() {
+      @Override
+      public void sync() throws IOException {
+        LibC.fsync(fd);
+      }
+
+      @Override
+      public void close() throws IOException {
+        LibC.close(fd);
+      }
+    };
   }
 
   @Override

@@ -188,6 +188,36 @@ final class FailingBackingStore implements BackingStore {
   }
 
   @Override
+  public int statInto(String path, long statBuf) {
+    return real.statInto(path, statBuf);
+  }
+
+  @Override
+  public long getXattr(String path, String name, long buf, long size) {
+    return real.getXattr(path, name, buf, size);
+  }
+
+  @Override
+  public long listXattrs(String path, long buf, long size) {
+    return real.listXattrs(path, buf, size);
+  }
+
+  @Override
+  public int setXattr(String path, String name, long value, long size, int flags) {
+    return real.setXattr(path, name, value, size, flags);
+  }
+
+  @Override
+  public int removeXattr(String path, String name) {
+    return real.removeXattr(path, name);
+  }
+
+  @Override
+  public HeldNode holdToSync(String path) throws IOException {
+    return real.holdToSync(path);
+  }
+
+  @Override
   public CacheLayout.BackingIdentity identity() throws IOException {
     return real.identity();
   }

@@ -68,7 +68,9 @@ import java.util.TreeMap;
  *       the times of symlinks and special files (setTimes refuses them).
  *   <li><b>Modes and owners</b> are not modelled, since {@link Stat} shows neither: chmod and
  *       chown look the name up and count as a mutating call (a crash point), and access
- *       allows whatever exists.
+ *       allows whatever exists. Nor are extended attributes (every xattr call answers
+ *       ENOTSUP) or the struct stat the FUSE layer's getattr reads (statInto throws
+ *       UnsupportedOperationException; the engine never calls it).
  *   <li>Inode numbers survive a power loss (the inode is the same); new inodes never reuse a
  *       number. {@code dev} is {@link #DEV}. A directory's nlink is always 2.
  * </ul>
@@ -917,6 +919,46 @@ final class PowerLossBackingStore implements BackingStore {
   }
 
   /** Stable across power losses: the root's inode and the store's label. */
+  /**
+   * Not modelled: getattr is the FUSE layer's, whose tests run on a DirectoryBackingStore; the
+   * engine never calls it, so no test here does.
+   */
+  @Override
+  public int statInto(String path, long statBuf) {
+    throw new UnsupportedOperationException("struct stat is not modelled");
+  }
+
+  // Extended attributes are not modelled: the store answers as a filesystem without them
+  // (ENOTSUP), so nothing is ever held to be synced. The engine calls none of these.
+
+  private static final int ENOTSUP = 95;
+
+  @Override
+  public long getXattr(String path, String name, long buf, long size) {
+    return -ENOTSUP;
+  }
+
+  @Override
+  public long listXattrs(String path, long buf, long size) {
+    return -ENOTSUP;
+  }
+
+  @Override
+  public int setXattr(String path, String name, long value, long size, int flags) {
+    return -ENOTSUP;
+  }
+
+  @Override
+  public int removeXattr(String path, String name) {
+    return -ENOTSUP;
+  }
+
+  /** Never called: no attribute change succeeds here (see above). */
+  @Override
+  public HeldNode holdToSync(String path) {
+    throw new UnsupportedOperationException("extended attributes are not modelled");
+  }
+
   @Override
   public CacheLayout.BackingIdentity identity() {
     return new CacheLayout.BackingIdentity(ROOT_INO, "powerloss:" + label);

@@ -1,7 +1,9 @@
 package io.wcfs.fs;
 
+import io.wcfs.core.BackingStore;
 import io.wcfs.core.WriteCache;
 import io.wcfs.nativ.LibC;
+import io.wcfs.nativ.NativeBuffer;
 import java.io.IOException;
 import java.time.Instant;
 import jnr.ffi.Struct;
@@ -13,27 +15,27 @@ import ru.serce.jnrfuse.struct.Timespec;
  * moved or removed that writeback has not applied yet), else the backing directory, with a
  * cached file's size, mtime and first-shown inode number over the backing values.
  *
- * <p>It reads the backing directory through the root's descriptor itself, not through the
- * engine's {@link io.wcfs.core.BackingStore}: getattr, the most frequent request, fills the
- * kernel's struct stat in place with one fstatat, and BackingStore.Stat holds only what the
- * engine needs (no mode, owner, times or device). It changes nothing.
+ * <p>It reads the backing directory through {@link BackingStore#statInto}, which fills the
+ * kernel's struct stat in place: getattr, the most frequent request, costs one fstatat and no
+ * copy ({@link BackingStore.Stat} holds only what the engine needs: no mode, owner, times or
+ * device). It changes nothing.
  */
 final class ShownAttributes {
   private static final long UTIME_NOW = (1L << 30) - 1;
   private static final long UTIME_OMIT = (1L << 30) - 2;
 
   private final WriteCache cache;
-  /** The backing root (O_PATH): every name below it is reached relative to this. */
-  private final int rootFd;
+  private final BackingStore backing;
   /** st_dev of the backing root: what files not in the backing directory yet show. */
   private final long rootDev;
 
-  ShownAttributes(WriteCache cache, int rootFd) {
+  ShownAttributes(WriteCache cache, BackingStore backing) {
     this.cache = cache;
-    this.rootFd = rootFd;
+    this.backing = backing;
     long dev;
     try {
-      dev = LibC.fstatat(rootFd, ".", LibC.AT_SYMLINK_NOFOLLOW).dev();
+      BackingStore.Stat root = backing.stat("");
+      dev = root == null ? 0 : root.dev();
     } catch (IOException e) {
       dev = 0;
     }
@@ -58,7 +60,7 @@ final class ShownAttributes {
     if (rc != null) {
       return rc;
     }
-    int r = LibC.fstatat(rootFd, WcfsFileSystem.at(path), address(stat), LibC.AT_SYMLINK_NOFOLLOW);
+    int r = backing.statInto(WcfsFileSystem.rel(path), address(stat));
     if (r == 0) {
       overlayCachedAttributes(stat);
     }
@@ -68,8 +70,7 @@ final class ShownAttributes {
   /** statShown for a name the overlay decides; runs under the file's lock (withShown). */
   private int statOverlaid(WriteCache.Shown shown, FileStat stat) throws IOException {
     if (shown.backingPath() != null) {
-      int rc = LibC.fstatat(rootFd, WcfsFileSystem.at("/" + shown.backingPath()), address(stat),
-          LibC.AT_SYMLINK_NOFOLLOW);
+      int rc = backing.statInto(shown.backingPath(), address(stat));
       if (rc == 0) {
         overlayCachedAttributes(stat);
         stat.st_ino.set(shown.ino());
@@ -102,16 +103,23 @@ final class ShownAttributes {
    * shows there: after a change made in the backing directory.
    */
   LibC.FileStatus backingStatus(String path) throws IOException {
-    return LibC.fstatat(rootFd, WcfsFileSystem.at(path), LibC.AT_SYMLINK_NOFOLLOW);
+    return backingStatusAt(WcfsFileSystem.rel(path));
+  }
+
+  /** lstat of the backing node at {@code rel}, relative to the backing root. */
+  private LibC.FileStatus backingStatusAt(String rel) throws IOException {
+    try (NativeBuffer buf = new NativeBuffer(LibC.STAT_SIZE)) {
+      LibC.check(backing.statInto(rel, buf.address()), "stat " + rel);
+      return LibC.decodeStat(buf.address());
+    }
   }
 
   /** The mode the mount shows for {@code path}. */
   int mode(String path) throws IOException {
     Integer mode = cache.withShown(WcfsFileSystem.rel(path), shown -> shown.backingPath() == null
         ? FileStat.S_IFREG | shown.mode()
-        : LibC.fstatat(rootFd, WcfsFileSystem.at("/" + shown.backingPath()), LibC.AT_SYMLINK_NOFOLLOW).mode());
-    return mode != null ? mode
-        : LibC.fstatat(rootFd, WcfsFileSystem.at(path), LibC.AT_SYMLINK_NOFOLLOW).mode();
+        : backingStatusAt(shown.backingPath()).mode());
+    return mode != null ? mode : backingStatus(path).mode();
   }
 
 

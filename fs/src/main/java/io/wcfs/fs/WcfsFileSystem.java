@@ -2,7 +2,6 @@ package io.wcfs.fs;
 
 import io.wcfs.core.BackingStore;
 import io.wcfs.core.CacheErrorException;
-import io.wcfs.core.DirectoryBackingStore;
 import io.wcfs.core.WriteCache;
 import io.wcfs.nativ.LibC;
 import io.wcfs.nativ.NativeIOException;
@@ -38,11 +37,11 @@ import ru.serce.jnrfuse.struct.Timespec;
  * directory. Every callback returns 0 or -errno and never lets an exception reach native code:
  * unexpected ones are logged with the path and become EIO.
  *
- * <p>Lookups the journal does not decide (readdir, readlink, access, statfs) ask the {@link
- * BackingStore}; getattr and extended attributes still read the backing directory here, through
- * the root's descriptor ({@link ShownAttributes}, {@link Xattrs}). Every name is reached
- * relative to that descriptor (the *at calls, as libfuse's passthrough_ll does): a path below
- * the mount may be as long as the kernel allows, although the backing root's path plus it is
+ * <p>Lookups the journal does not decide (getattr, readdir, readlink, access, statfs) and
+ * extended attributes ask the {@link BackingStore} ({@link ShownAttributes}, {@link Xattrs}):
+ * this layer makes no call on a backing path itself. The store reaches every name relative to
+ * a descriptor of its root (the *at calls, as libfuse's passthrough_ll does): a path below the
+ * mount may be as long as the kernel allows, although the backing root's path plus it is
  * longer than PATH_MAX.
  *
  * <p>Extended attributes are passed to the backing node ({@link Xattrs}); with them answered,
@@ -73,7 +72,7 @@ final class WcfsFileSystem extends FuseStubFS {
    * for what the mount shows of names the journal does not decide. Changes go through {@link
    * #cache}.
    */
-  private final DirectoryBackingStore backing;
+  private final BackingStore backing;
   /** The attributes the mount shows (the namespace journal's overlay first). */
   private final ShownAttributes attributes;
   /** Owners and modes as a local filesystem keeps them. */
@@ -108,17 +107,16 @@ final class WcfsFileSystem extends FuseStubFS {
     return largestWrite.get();
   }
 
-  WcfsFileSystem(WriteCache cache, DirectoryBackingStore backing) {
+  WcfsFileSystem(WriteCache cache, BackingStore backing) {
     this(cache, backing, true);
   }
 
-  WcfsFileSystem(WriteCache cache, DirectoryBackingStore backing, boolean xattrsOn) {
+  WcfsFileSystem(WriteCache cache, BackingStore backing, boolean xattrsOn) {
     this.cache = cache;
     this.backing = backing;
-    this.attributes = new ShownAttributes(cache, backing.rootFd());
+    this.attributes = new ShownAttributes(cache, backing);
     this.permissions = new PermissionRules(cache, attributes);
-    this.xattrs = new Xattrs(backing.rootFd(), xattrsOn, at -> cache.namespaceChanged(
-        at.equals(".") ? "" : at));
+    this.xattrs = new Xattrs(backing, xattrsOn, cache::namespaceChanged);
     FuseLoop.onForget(xattrs::forget);
   }
 
@@ -153,10 +151,6 @@ final class WcfsFileSystem extends FuseStubFS {
     return path.length() <= 1 ? "" : path.substring(1);
   }
 
-  /** "/a/b" -> "a/b", "/" -> ".": the path for an *at call relative to the backing root. */
-  static String at(String path) {
-    return path.length() <= 1 ? "." : path.substring(1);
-  }
 
   /**
    * {@code BACKING/.wcfs} (the claim, see {@link BackingClaim}) is wcfs's own: the mount does
@@ -321,7 +315,7 @@ final class WcfsFileSystem extends FuseStubFS {
       if (attributes.backingStatus(path).type() != FileStat.S_IFDIR) {
         // The backing kernel removed it too when it ran the chown (local filesystems do); a
         // backing store that does not must not keep a capability for the new owner.
-        xattrs.dropCapability(at(path), FuseLoop.currentNodeId());
+        xattrs.dropCapability(rel(path), FuseLoop.currentNodeId());
       }
       return 0;
     });
@@ -590,7 +584,7 @@ final class WcfsFileSystem extends FuseStubFS {
       Handle h = handle(fi);
       largestWrite.accumulate(size);
       checkSetIdBits(h, path);
-      xattrs.dropCapability(at(path), FuseLoop.currentNodeId());
+      xattrs.dropCapability(rel(path), FuseLoop.currentNodeId());
       cache.write(h.file, offset, buf.address(), size);
       if (h.sync) {
         commitForCaller(); // O_SYNC / O_DSYNC: durable before the write returns
@@ -632,7 +626,7 @@ final class WcfsFileSystem extends FuseStubFS {
   public int truncate(String path, @off_t long size) {
     return guard(Op.TRUNCATE, path, () -> {
       permissions.clearSetIdBits(path, -1, caller()); // not a hot path: truncate by name checks every time
-      xattrs.dropCapability(at(path), FuseLoop.currentNodeId());
+      xattrs.dropCapability(rel(path), FuseLoop.currentNodeId());
       cache.truncate(rel(path), size);
       return 0;
     });
@@ -643,7 +637,7 @@ final class WcfsFileSystem extends FuseStubFS {
     return guard(Op.FTRUNCATE, path, () -> {
       Handle h = handle(fi);
       checkSetIdBits(h, path);
-      xattrs.dropCapability(at(path), FuseLoop.currentNodeId());
+      xattrs.dropCapability(rel(path), FuseLoop.currentNodeId());
       cache.truncate(h.file, size);
       return 0;
     });
@@ -688,24 +682,24 @@ final class WcfsFileSystem extends FuseStubFS {
   public int getxattr(String path, String name, Pointer value, @size_t long size) {
     // A file not in the backing directory yet has none set.
     return xattrCall(Op.GETXATTR, path, true, -ErrorCodes.ENODATA(), () -> (int) xattrs.get(
-        at(path), FuseLoop.currentNodeId(), name, value == null ? 0 : value.address(), size));
+        rel(path), FuseLoop.currentNodeId(), name, value == null ? 0 : value.address(), size));
   }
 
   @Override
   public int setxattr(String path, String name, Pointer value, @size_t long size, int flags) {
-    return xattrCall(Op.SETXATTR, path, false, 0, () -> xattrs.set(at(path), name,
+    return xattrCall(Op.SETXATTR, path, false, 0, () -> xattrs.set(rel(path), name,
         value == null ? 0 : value.address(), size, flags));
   }
 
   @Override
   public int listxattr(String path, Pointer list, @size_t long size) {
-    return xattrCall(Op.LISTXATTR, path, true, 0, () -> (int) xattrs.list(at(path),
+    return xattrCall(Op.LISTXATTR, path, true, 0, () -> (int) xattrs.list(rel(path),
         list == null ? 0 : list.address(), size));
   }
 
   @Override
   public int removexattr(String path, String name) {
-    return xattrCall(Op.REMOVEXATTR, path, false, 0, () -> xattrs.remove(at(path), name));
+    return xattrCall(Op.REMOVEXATTR, path, false, 0, () -> xattrs.remove(rel(path), name));
   }
 
   /**

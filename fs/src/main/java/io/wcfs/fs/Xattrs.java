@@ -1,8 +1,8 @@
 package io.wcfs.fs;
 
+import io.wcfs.core.BackingStore;
 import io.wcfs.nativ.LibC;
 import io.wcfs.nativ.Xattr;
-import io.wcfs.nativ.NativeIOException;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.List;
@@ -18,16 +18,17 @@ import org.slf4j.LoggerFactory;
  * Extended attributes passed to the backing node, and the file capability that writes,
  * truncates and chowns must remove.
  *
- * <p>Every call reaches the node relative to the backing root's descriptor through an O_PATH
- * descriptor of it (see {@link LibC#getxattrAt}), so symlinks get their own attributes and
- * paths near PATH_MAX work. Errors are the backing filesystem's errno, unchanged.
+ * <p>Every call goes to the {@link BackingStore} ({@link BackingStore#getXattr} and the rest),
+ * which reaches the node itself (a symlink gets its own attributes; paths near PATH_MAX below
+ * the root work). Paths are relative to the backing root ("" is the root). Errors are the
+ * backing filesystem's errno, unchanged.
  *
  * <p><b>Ordering.</b> Attribute changes go to the backing node at once, like chmod. They are
  * made durable before the next commit a caller waits for ({@link #syncPending}: fsync,
- * fdatasync, O_SYNC writes): a changed regular file or directory is held open and fsync'd
- * then; for other nodes (symlinks, devices) the parent directory is fsync'd by the next
- * commit, like a new name. So an xattr set before an acknowledged fsync survives a crash with
- * the data that fsync covered.
+ * fdatasync, O_SYNC writes): a changed regular file or directory is held open ({@link
+ * BackingStore#holdToSync}) and fsync'd then; for other nodes (symlinks, devices) the parent
+ * directory is fsync'd by the next commit, like a new name. So an xattr set before an
+ * acknowledged fsync survives a crash with the data that fsync covered.
  *
  * <p><b>security.capability.</b> With xattrs answered the kernel asks for it before a write
  * (once per inode with kill-priv v2, until the inode's attributes are refreshed; see
@@ -44,13 +45,10 @@ final class Xattrs {
   /** Past this many held descriptors, they are fsync'd and closed at once. */
   private static final int MAX_PENDING = 256;
   private static final int ENOSYS = 38;
-  private static final int ELOOP = 40;
-  private static final int ENXIO = 6;
-  private static final int O_NONBLOCK = 04000;
   /** Remembered "no capability" answers beyond this are forgotten (a bound, not a policy). */
   private static final int MAX_REMEMBERED = 1 << 16;
 
-  private final int rootFd;
+  private final BackingStore backing;
   private final boolean enabled;
   /** Called with a changed node's path when its parent directory must be fsync'd instead. */
   private final Consumer<String> parentDirty;
@@ -59,8 +57,8 @@ final class Xattrs {
   private final Map<Long, Long> noCapability = new ConcurrentHashMap<>();
   private final AtomicLong epoch = new AtomicLong();
 
-  /** Backing nodes changed since the last commit, held open (path -> fd) to be fsync'd. */
-  private final Map<String, Integer> pending = new ConcurrentHashMap<>();
+  /** Backing nodes changed since the last commit, held open to be fsync'd. */
+  private final Map<String, BackingStore.HeldNode> pending = new ConcurrentHashMap<>();
 
   private final LongAdder capabilityProbes = new LongAdder();
   private final LongAdder capabilityProbesFromMemory = new LongAdder();
@@ -71,8 +69,8 @@ final class Xattrs {
    *     had them: the kernel then never asks again)
    * @param parentDirty told the path of a changed node that cannot be fsync'd itself
    */
-  Xattrs(int rootFd, boolean enabled, Consumer<String> parentDirty) {
-    this.rootFd = rootFd;
+  Xattrs(BackingStore backing, boolean enabled, Consumer<String> parentDirty) {
+    this.backing = backing;
     this.enabled = enabled;
     this.parentDirty = parentDirty;
   }
@@ -121,7 +119,7 @@ final class Xattrs {
 
   // ---- the four FUSE calls; each returns what FUSE expects, or -errno -----------------------
 
-  long get(String at, long node, String name, long buf, long size) {
+  long get(String path, long node, String name, long buf, long size) {
     if (!enabled) {
       return -ENOSYS; // the kernel remembers it and asks no more
     }
@@ -134,21 +132,21 @@ final class Xattrs {
         return -Xattr.ENODATA;
       }
     }
-    long n = Xattr.getxattrAt(rootFd, at, name, buf, size);
+    long n = backing.getXattr(path, name, buf, size);
     if (capability && (n == -Xattr.ENODATA || n == -Xattr.ENOTSUP)) {
       rememberAbsent(node, learntIn);
     }
     return n;
   }
 
-  long list(String at, long buf, long size) {
+  long list(String path, long buf, long size) {
     if (!enabled) {
       return -ENOSYS;
     }
-    return Xattr.listxattrAt(rootFd, at, buf, size);
+    return backing.listXattrs(path, buf, size);
   }
 
-  int set(String at, String name, long value, long size, int flags) {
+  int set(String path, String name, long value, long size, int flags) {
     if (!enabled) {
       return -ENOSYS;
     }
@@ -156,67 +154,68 @@ final class Xattrs {
     if (capability) {
       epoch.incrementAndGet(); // before the change: no probe may remember "none" across it
     }
-    int rc = Xattr.setxattrAt(rootFd, at, name, value, size, flags);
+    int rc = backing.setXattr(path, name, value, size, flags);
     if (rc == 0) {
-      changed(at);
+      changed(path);
     }
     return rc;
   }
 
-  int remove(String at, String name) {
+  int remove(String path, String name) {
     if (!enabled) {
       return -ENOSYS;
     }
-    int rc = Xattr.removexattrAt(rootFd, at, name);
+    int rc = backing.removeXattr(path, name);
     if (rc == 0) {
-      changed(at);
+      changed(path);
     }
     return rc;
   }
 
   /**
-   * Removes the file capability of the node at {@code at} (FUSE node {@code node}, -1 if
+   * Removes the file capability of the node at {@code path} (FUSE node {@code node}, -1 if
    * unknown), as the kernel does on a write, truncate or chown of a local file. Free for a node
    * known to have none. Done whether or not xattrs are answered: the capability would still
    * grant privileges to whoever runs the changed file from the backing directory.
    */
-  void dropCapability(String at, long node) throws IOException {
+  void dropCapability(String path, long node) throws IOException {
     if (knownAbsent(node)) {
       return;
     }
     long learntIn = epoch.get();
-    int rc = Xattr.removexattrAt(rootFd, at, CAPABILITY);
+    int rc = backing.removeXattr(path, CAPABILITY);
     if (rc == 0) {
       capabilitiesCleared.increment();
-      LOG.info("removed the file capability of {} (changed through the mount)", at);
-      changed(at);
+      LOG.info("removed the file capability of {} (changed through the mount)", path);
+      changed(path);
       rememberAbsent(node, learntIn);
     } else if (rc == -Xattr.ENODATA || rc == -Xattr.ENOTSUP || rc == -2) {
       // ENOENT: unlinked while open, or created in the cache and not in the backing directory
       // yet (it will be created there without attributes): nothing to remove either way.
       rememberAbsent(node, learntIn);
     } else {
-      LibC.check(rc, "removing security.capability of " + at);
+      LibC.check(rc, "removing security.capability of " + path);
     }
   }
 
   /** A backing node's attributes changed: make it durable by the next commit. */
-  private void changed(String at) {
-    if (pending.containsKey(at)) {
+  private void changed(String path) {
+    if (pending.containsKey(path)) {
       return;
     }
-    int fd;
+    BackingStore.HeldNode node;
     try {
-      fd = LibC.openat(rootFd, at, LibC.O_RDONLY | LibC.O_NOFOLLOW | O_NONBLOCK, 0);
-    } catch (NativeIOException e) {
-      if (e.errno() == ELOOP || e.errno() == ENXIO || e.errno() == 13 /* EACCES */) {
-        parentDirty.accept(at); // a symlink or a special file: its directory's fsync
-      }
+      node = backing.holdToSync(path);
+    } catch (IOException e) {
       return; // ENOENT: gone already; its directory's change is synced with it
     }
-    Integer old = pending.putIfAbsent(at, fd);
+    if (node == null) {
+      parentDirty.accept(path); // a symlink or a special file: its directory's fsync
+      return;
+    }
+    BackingStore.HeldNode old = pending.putIfAbsent(path, node);
     if (old != null) {
-      closeQuietly(fd);
+      closeQuietly(node);
     }
     if (pending.size() > MAX_PENDING) {
       try {
@@ -232,18 +231,18 @@ final class Xattrs {
     if (pending.isEmpty()) {
       return;
     }
-    List<Map.Entry<String, Integer>> taken = new ArrayList<>();
-    for (String at : List.copyOf(pending.keySet())) {
-      Integer fd = pending.remove(at);
-      if (fd != null) {
-        taken.add(Map.entry(at, fd));
+    List<Map.Entry<String, BackingStore.HeldNode>> taken = new ArrayList<>();
+    for (String path : List.copyOf(pending.keySet())) {
+      BackingStore.HeldNode node = pending.remove(path);
+      if (node != null) {
+        taken.add(Map.entry(path, node));
       }
     }
     IOException failure = null;
-    for (Map.Entry<String, Integer> e : taken) {
+    for (Map.Entry<String, BackingStore.HeldNode> e : taken) {
       try {
-        LibC.fsync(e.getValue());
-      } catch (NativeIOException ex) {
+        e.getValue().sync();
+      } catch (IOException ex) {
         failure = failure == null ? new IOException("fsync of " + e.getKey()
             + " after an attribute change: " + ex.getMessage(), ex) : failure;
       } finally {
@@ -255,10 +254,10 @@ final class Xattrs {
     }
   }
 
-  private static void closeQuietly(int fd) {
+  private static void closeQuietly(BackingStore.HeldNode node) {
     try {
-      LibC.close(fd);
-    } catch (NativeIOException e) {
+      node.close();
+    } catch (IOException e) {
       // nothing to do: the descriptor is gone either way
     }
   }

@@ -580,7 +580,7 @@ public final class LibC {
   }
 
   /** struct stat is 144 bytes on x86-64 and 128 on arm64; room for either. */
-  private static final int STAT_SIZE = 256;
+  public static final int STAT_SIZE = 256;
 
   /** fstatat(2), by default following no symlink at the end; throws ENOENT and the rest. */
   public static FileStatus fstatat(int dirfd, String path, int flags) throws NativeIOException {
@@ -607,8 +607,11 @@ public final class LibC {
     }
   }
 
-  /** The kernel's struct stat layouts (asm/stat.h on x86-64, asm-generic/stat.h on arm64). */
-  private static FileStatus decodeStat(long b) {
+  /**
+   * The struct stat at {@code b}, as fstatat filled it: the kernel's layouts (asm/stat.h on
+   * x86-64, asm-generic/stat.h on arm64).
+   */
+  public static FileStatus decodeStat(long b) {
     long nlink;
     int mode;
     int uid;
