@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -20,6 +21,8 @@ class RoundTripsTest extends OwnMountTest {
 
   @Test
   void closeSendsNoFlush() throws Exception {
+    Assumptions.assumeFalse("uring".equals(System.getProperty("wcfs.fuseTransport")),
+        "over io_uring FLUSH stays answered: ordering a RELEASE before the next unlink needs it");
     wcfs.mount();
     Path f = wcfs.mountpoint.resolve("f");
     byte[] data = new byte[5000];
