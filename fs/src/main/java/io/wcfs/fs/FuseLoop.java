@@ -7,8 +7,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.Semaphore;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 import jnr.ffi.Memory;
 import jnr.ffi.Pointer;
@@ -210,14 +208,14 @@ final class FuseLoop {
     Pointer multithreaded = Memory.allocateDirect(RT, 4, true);
     Pointer fuse;
     String said;
-    try (StderrCapture capture = new StderrCapture()) {
+    try (MountFailure.StderrCapture capture = new MountFailure.StderrCapture()) {
       fuse = FUSE.fuse_setup(argv.size(), argvMem, Struct.getMemory(ops), Struct.size(ops),
           mountpointOut, multithreaded, null);
       said = capture.restore();
     }
     Reference.reachabilityFence(strings);
     if (fuse == null) {
-      throw new IOException(mountFailure(mountpoint, args, said));
+      throw new IOException(MountFailure.explain(mountpoint, args, said));
     }
     Pointer se = FUSE.fuse_get_session(fuse);
     Pointer ch = FUSE.fuse_session_next_chan(se, null);
@@ -281,78 +279,6 @@ final class FuseLoop {
     FUSE.fuse_teardown(fuse, mountpointOut.getPointer(0)); // closes /dev/fuse, frees the session
     if (interrupted) {
       Thread.currentThread().interrupt();
-    }
-  }
-
-  /**
-   * Why libfuse could not mount, in one sentence: what libfuse (or fusermount, which it runs
-   * for users other than root) printed, and the fix for the reasons users meet.
-   */
-  static String mountFailure(Path mountpoint, List<String> args, String said) {
-    String reason = said.strip().replaceAll("\\s*\\R\\s*", "; ");
-    String fix = "";
-    if (said.contains("/dev/fuse") && (said.contains("Permission denied")
-        || said.contains("Operation not permitted"))) {
-      fix = "; this user (uid " + LibC.geteuid() + ") may not open /dev/fuse: let it (chmod"
-          + " 0666 /dev/fuse, its usual mode, or add the user to the group owning it) or mount"
-          + " as root";
-    } else if (said.contains("allow_other") && said.contains("user_allow_other")) {
-      fix = "; add the line user_allow_other to /etc/fuse.conf, or mount without allow_other";
-    } else if (said.contains("unknown option")) {
-      fix = "; check the -o options";
-    } else if (said.contains("no write access to mountpoint")) {
-      fix = "; mount on a directory this user owns";
-    }
-    return "libfuse could not mount " + mountpoint + ": "
-        + (reason.isEmpty() ? "it gave no reason" : reason) + fix + " (FUSE options: "
-        + String.join(" ", args) + ")";
-  }
-
-  /**
-   * libfuse2 and fusermount say why a mount failed only on standard error (fd 2), which for a
-   * daemon is its log: for the duration of fuse_setup fd 2 is a file of our own, and what
-   * landed there is copied to the real stderr afterwards and returned for the error message.
-   * Anything else written to stderr meanwhile is copied over too.
-   */
-  private static final class StderrCapture implements AutoCloseable {
-    private final Path file;
-    private final int fd;
-    private int saved = -1;
-
-    StderrCapture() throws IOException {
-      file = java.nio.file.Files.createTempFile("wcfs-fuse-setup", ".txt");
-      try {
-        fd = LibC.open(file.toString(), LibC.O_RDWR, 0);
-      } finally {
-        java.nio.file.Files.delete(file);
-      }
-      System.err.flush();
-      saved = LibC.dup(2);
-      LibC.dup2(fd, 2);
-    }
-
-    /** Puts the real stderr back; returns what was written meanwhile, also copied there. */
-    String restore() throws IOException {
-      if (saved < 0) {
-        return "";
-      }
-      System.err.flush();
-      LibC.dup2(saved, 2);
-      LibC.close(saved);
-      saved = -1;
-      byte[] text = java.nio.file.Files.readAllBytes(Path.of("/proc/self/fd/" + fd));
-      System.err.write(text, 0, text.length);
-      System.err.flush();
-      return new String(text, StandardCharsets.UTF_8);
-    }
-
-    @Override
-    public void close() throws IOException {
-      try {
-        restore();
-      } finally {
-        LibC.close(fd);
-      }
     }
   }
 
@@ -889,7 +815,7 @@ final class FuseLoop {
    */
   static void handOffIfPending() {
     int fd = fuseFd;
-    if (fd >= 0 && LEAD.holderThread == Thread.currentThread() && LibC.readableNow(fd)) {
+    if (fd >= 0 && LEAD.heldBy(Thread.currentThread()) && LibC.readableNow(fd)) {
       handOff();
     }
   }
@@ -897,65 +823,7 @@ final class FuseLoop {
   /** The /dev/fuse descriptor of the one mount of this process; -1 before it is mounted. */
   private static volatile int fuseFd = -1;
 
-  /**
-   * Who receives the next request. The leader processes what it receives itself and stays
-   * leader, so in-memory requests (cache writes, commits) run back to back on one thread with
-   * no handoff and no wakeup between them, and only the leader waits on /dev/fuse, so a request
-   * wakes one thread, not all. A request that may wait for the disk gives the leadership up
-   * first ({@link #handOff}); the watchdog takes it from a request stuck longer than
-   * {@link #STALL_NANOS} (a writer waiting for cache space, a file lock held by a rename's
-   * writeback), so one slow request never holds up the others for long. Exclusivity is only
-   * an optimization: were two workers receiving at once, both would just get requests.
-   */
-  private static final class Leadership {
-    private final Semaphore token = new Semaphore(1);
-    private final AtomicLong tickets = new AtomicLong();
-    /** The ticket of the current leader; 0 while nobody holds the token. */
-    private final AtomicLong holder = new AtomicLong();
-    private volatile Thread holderThread;
-    /** When the leader began processing its current request; 0 while it is receiving. */
-    private volatile long busySince;
 
-    long acquire() {
-      token.acquireUninterruptibly();
-      long t = tickets.incrementAndGet();
-      holderThread = Thread.currentThread();
-      holder.set(t);
-      return t;
-    }
-
-    boolean holds(long ticket) {
-      return ticket != 0 && holder.get() == ticket;
-    }
-
-    void busy(long ticket, boolean processing) {
-      if (holds(ticket)) {
-        busySince = processing ? System.nanoTime() : 0;
-      }
-    }
-
-    void release(long ticket) {
-      if (ticket != 0 && holder.compareAndSet(ticket, 0)) {
-        busySince = 0;
-        token.release();
-      }
-    }
-
-    void handOff(Thread thread) {
-      long t = holder.get();
-      if (holderThread == thread) {
-        release(t);
-      }
-    }
-
-    void releaseIfStalled(long stallNanos) {
-      long t = holder.get();
-      long since = busySince;
-      if (t != 0 && since != 0 && System.nanoTime() - since > stallNanos) {
-        release(t);
-      }
-    }
-  }
 
   /**
    * The next request's length; 0 once the connection ended (unmounted), or -errno. Spins on
