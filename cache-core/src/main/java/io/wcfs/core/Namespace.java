@@ -62,7 +62,7 @@ final class Namespace {
       return null;
     }
     if (n.file() == null) {
-      throw new NoSuchFileException(path);
+      throw new NameRemoved(path);
     }
     return n.file();
   }
