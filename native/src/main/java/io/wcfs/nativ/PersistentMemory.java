@@ -107,7 +107,8 @@ public final class PersistentMemory implements AutoCloseable {
           // Not pmem_msync: it is msync(MS_SYNC), a device flush per range (see PageCacheSync).
           // libpmem mapped the file from offset 0, so mapping offsets are file offsets.
           pages = new PageCacheSync(LibC.open(file.toString(), LibC.O_RDWR, 0), kernel);
-          smallPages(file, pages.fd(), m.address(), m.length());
+          dropCachedPages(file, pages.fd());
+          noReadAround(file, m.address(), m.length());
         }
         PersistentMemory pm =
             new PersistentMemory(
@@ -132,11 +133,11 @@ public final class PersistentMemory implements AutoCloseable {
     long addr = 0;
     try {
       if (strategy == FlushStrategy.MSYNC) {
-        smallPages(file, fd, 0, 0);
+        dropCachedPages(file, fd);
       }
       addr = LibC.mmapShared(fd, length);
       if (strategy == FlushStrategy.MSYNC) {
-        smallPages(file, -1, addr, length);
+        noReadAround(file, addr, length);
       }
       // The descriptor stays open for the commits' sync_file_range and fdatasync.
       PersistentMemory pm =
@@ -154,9 +155,8 @@ public final class PersistentMemory implements AutoCloseable {
   }
 
   /**
-   * Keeps a page-cache mapping's file in single pages: drops what the page cache holds of it
-   * (after fdatasync, so nothing is dropped unwritten) and turns off read-around for faults of
-   * the mapping ({@code fd} -1 or {@code length} 0 skips a step).
+   * A page-cache mapping's file is kept in single pages: {@link #dropCachedPages} at map, then
+   * {@link #noReadAround} on the mapping.
    *
    * <p>Why: ext4 caches a file in large folios (up to 2 MiB) after read-around or a large
    * write, and a pwrite of a few bytes into one walks all its buffer heads: 45-49 us per 16-byte
@@ -166,23 +166,23 @@ public final class PersistentMemory implements AutoCloseable {
    * daemon's samples. Faults without read-around, and pwrites of a block or less, bring single
    * pages. Only a cost to performance if it fails, so a failure is logged, not thrown.
    */
-  private static void smallPages(Path file, int fd, long address, long length) {
-    if (fd >= 0) {
-      int rc = LibC.fdatasync(fd);
-      if (rc == 0) {
-        rc = LibC.fadviseWholeFile(fd, LibC.POSIX_FADV_DONTNEED);
-      }
-      if (rc != 0) {
-        LOG.warn("{}: dropping its cached pages failed ({}); writes into it may be slower",
-            file, LibC.strerror(-rc));
-      }
+  private static void dropCachedPages(Path file, int fd) {
+    int rc = LibC.fdatasync(fd); // first: nothing is dropped unwritten
+    if (rc == 0) {
+      rc = LibC.fadviseWholeFile(fd, LibC.POSIX_FADV_DONTNEED);
     }
-    if (length > 0) {
-      int rc = LibC.madvise(address, length, LibC.MADV_RANDOM);
-      if (rc != 0) {
-        LOG.warn("{}: madvise(MADV_RANDOM) failed ({}); writes into it may be slower",
-            file, LibC.strerror(-rc));
-      }
+    if (rc != 0) {
+      LOG.warn("{}: dropping its cached pages failed ({}); writes into it may be slower",
+          file, LibC.strerror(-rc));
+    }
+  }
+
+  /** Faults of the mapping read one page, not a read-around window; see dropCachedPages. */
+  private static void noReadAround(Path file, long address, long length) {
+    int rc = LibC.madvise(address, length, LibC.MADV_RANDOM);
+    if (rc != 0) {
+      LOG.warn("{}: madvise(MADV_RANDOM) failed ({}); writes into it may be slower",
+          file, LibC.strerror(-rc));
     }
   }
 

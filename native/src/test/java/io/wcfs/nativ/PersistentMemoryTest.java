@@ -264,7 +264,7 @@ class PersistentMemoryTest {
         }
       }
       // Read-around fills ext4's page cache with large folios, into which every small pwrite
-      // of a commit is an order of magnitude dearer (PersistentMemory.smallPages).
+      // of a commit is an order of magnitude dearer (PersistentMemory.dropCachedPages, noReadAround).
       assertTrue(flags != null && List.of(flags.split(" ")).contains("rr"),
           "the mapping at " + start + " lacks the random-read flag: " + flags);
     }
