@@ -34,22 +34,16 @@ class PunchHoleCrashTest {
    * {@code sync} (what a disk has not been told to make durable may be lost), and {@link
    * #powerLoss} forgets whatever is pending.
    */
-  static final class PowerLossStore implements BackingStore {
-    final DirectoryBackingStore real;
+  static final class PowerLossStore extends ForwardingBackingStore {
     final List<Runnable> pending = new ArrayList<>();
     final List<String> events = new ArrayList<>();
 
     PowerLossStore(Path root) throws IOException {
-      real = new DirectoryBackingStore(root);
+      super(new DirectoryBackingStore(root));
     }
 
     synchronized void powerLoss() {
       pending.clear();
-    }
-
-    @Override
-    public Stat stat(String path) throws IOException {
-      return real.stat(path);
     }
 
     @Override
@@ -125,124 +119,9 @@ class PunchHoleCrashTest {
       return open(path);
     }
 
-    @Override
-    public void createFile(String path) throws IOException {
-      real.createFile(path);
-    }
-
-    @Override
-    public void syncDirectory(String path) throws IOException {
-      real.syncDirectory(path);
-    }
-
-    @Override
-    public void unlink(String path) throws IOException {
-      real.unlink(path);
-    }
-
-    @Override
-    public void rename(String from, String to) throws IOException {
-      real.rename(from, to);
-    }
-
     // Names and attributes: passed through (this store defers only zeroed ranges).
 
-    @Override
-    public void mkdir(String path, int mode) throws IOException {
-      real.mkdir(path, mode);
-    }
-
-    @Override
-    public void rmdir(String path) throws IOException {
-      real.rmdir(path);
-    }
-
-    @Override
-    public void link(String from, String to) throws IOException {
-      real.link(from, to);
-    }
-
-    @Override
-    public void symlink(String target, String path) throws IOException {
-      real.symlink(target, path);
-    }
-
-    @Override
-    public void mknod(String path, int mode, long rdev) throws IOException {
-      real.mknod(path, mode, rdev);
-    }
-
-    @Override
-    public void chmod(String path, int mode) throws IOException {
-      real.chmod(path, mode);
-    }
-
-    @Override
-    public void chown(String path, int uid, int gid) throws IOException {
-      real.chown(path, uid, gid);
-    }
-
-    @Override
-    public void setTimes(String path, TimeSpec atime, TimeSpec mtime) throws IOException {
-      real.setTimes(path, atime, mtime);
-    }
-
-    @Override
-    public void list(String dir, java.util.function.Predicate<String> each) throws IOException {
-      real.list(dir, each);
-    }
-
-    @Override
-    public byte[] readlink(String path) throws IOException {
-      return real.readlink(path);
-    }
-
-    @Override
-    public void access(String path, int mask) throws IOException {
-      real.access(path, mask);
-    }
-
-    @Override
-    public FsStats statfs() throws IOException {
-      return real.statfs();
-    }
-
-  
-    @Override
-    public int statInto(String path, long statBuf) {
-      return real.statInto(path, statBuf);
-    }
-  
-    @Override
-    public long getXattr(String path, String name, long buf, long size) {
-      return real.getXattr(path, name, buf, size);
-    }
-  
-    @Override
-    public long listXattrs(String path, long buf, long size) {
-      return real.listXattrs(path, buf, size);
-    }
-  
-    @Override
-    public int setXattr(String path, String name, long value, long size, int flags) {
-      return real.setXattr(path, name, value, size, flags);
-    }
-  
-    @Override
-    public int removeXattr(String path, String name) {
-      return real.removeXattr(path, name);
-    }
-  
-    @Override
-    public HeldNode holdToSync(String path) throws IOException {
-      return real.holdToSync(path);
-    }
-
-    @Override
-    public CacheLayout.BackingIdentity identity() throws IOException {
-      return real.identity();
-    }
-  }
+              }
 
   private static byte[] filled(int blocks, char c) {
     byte[] b = new byte[blocks * BS];

@@ -11,12 +11,11 @@ import java.util.List;
  * inode as a remounted network filesystem does, and can run a hook inside file fsyncs and
  * directory fsyncs (to hold one up or fail it, and to look at the cache at that moment).
  */
-final class RecordingBackingStore implements BackingStore {
+final class RecordingBackingStore extends ForwardingBackingStore {
   interface Hook {
     void run(String path) throws IOException;
   }
 
-  private final DirectoryBackingStore real;
   final List<String> events = new ArrayList<>();
   /** Added to every inode number stat reports: a remount of sshfs, NFS, GlusterFS. */
   volatile long inodeOffset;
@@ -31,7 +30,7 @@ final class RecordingBackingStore implements BackingStore {
   }
 
   RecordingBackingStore(Path root) throws IOException {
-    real = new DirectoryBackingStore(root);
+    super(new DirectoryBackingStore(root));
   }
 
   private synchronized void record(String event) {
@@ -185,60 +184,5 @@ final class RecordingBackingStore implements BackingStore {
   public void setTimes(String path, TimeSpec atime, TimeSpec mtime) throws IOException {
     record("utimens " + path);
     real.setTimes(path, atime, mtime);
-  }
-
-  @Override
-  public void list(String dir, java.util.function.Predicate<String> each) throws IOException {
-    real.list(dir, each);
-  }
-
-  @Override
-  public byte[] readlink(String path) throws IOException {
-    return real.readlink(path);
-  }
-
-  @Override
-  public void access(String path, int mask) throws IOException {
-    real.access(path, mask);
-  }
-
-  @Override
-  public FsStats statfs() throws IOException {
-    return real.statfs();
-  }
-
-  @Override
-  public int statInto(String path, long statBuf) {
-    return real.statInto(path, statBuf);
-  }
-
-  @Override
-  public long getXattr(String path, String name, long buf, long size) {
-    return real.getXattr(path, name, buf, size);
-  }
-
-  @Override
-  public long listXattrs(String path, long buf, long size) {
-    return real.listXattrs(path, buf, size);
-  }
-
-  @Override
-  public int setXattr(String path, String name, long value, long size, int flags) {
-    return real.setXattr(path, name, value, size, flags);
-  }
-
-  @Override
-  public int removeXattr(String path, String name) {
-    return real.removeXattr(path, name);
-  }
-
-  @Override
-  public HeldNode holdToSync(String path) throws IOException {
-    return real.holdToSync(path);
-  }
-
-  @Override
-  public CacheLayout.BackingIdentity identity() throws IOException {
-    return real.identity();
   }
 }
