@@ -395,7 +395,7 @@ final class FuseLoop {
     buf.putPointer(FUSE_BUF_MEM, mem); // libfuse only reads the struct; size is set per request
     Worker worker;
     try {
-      worker = new Worker(se, ch, fd, mem, buf, bufSize);
+      worker = new Worker(se, ch, fd, mem, buf);
     } catch (IOException e) {
       LOG.error("FUSE worker {} cannot start: {}", Thread.currentThread().getName(), e.toString());
       return;
@@ -519,28 +519,18 @@ final class FuseLoop {
      * /dev/fuse transport.
      */
     private final Pointer uringCh;
-    /** The data path without libfuse2; null on the io_uring transport. */
-    private final DataRequests data;
     private long replyHeader;
     private long replyPayload;
     private long replyCap;
     private long commitId;
     private boolean replied;
 
-    /** A /dev/fuse worker, receiving requests of up to {@code bufSize} bytes into mem. */
-    Worker(Pointer se, Pointer ch, int fd, Pointer mem, Pointer buf, long bufSize)
-        throws IOException {
-      this(se, ch, fd, mem, buf, null, new DataRequests(fd, bufSize));
+    Worker(Pointer se, Pointer ch, int fd, Pointer mem, Pointer buf) throws IOException {
+      this(se, ch, fd, mem, buf, null);
     }
 
     Worker(Pointer se, Pointer ch, int fd, Pointer mem, Pointer buf, Pointer uringCh)
         throws IOException {
-      this(se, ch, fd, mem, buf, uringCh, null);
-    }
-
-    private Worker(Pointer se, Pointer ch, int fd, Pointer mem, Pointer buf, Pointer uringCh,
-        DataRequests data) throws IOException {
-      this.data = data;
       this.uringCh = uringCh;
       this.se = se;
       this.ch = ch;
@@ -615,8 +605,6 @@ final class FuseLoop {
           patchAttributes(Pointer.wrap(RT, replyPayload), 0,
               IO.getInt(replyHeader + URING_PAYLOAD_SZ), opcode);
         }
-      } else if (data != null && data.answer(opcode, mem)) {
-        // answered without libfuse2's high-level layer
       } else if (opcode == FUSE_FLUSH) {
         // close() is not fsync(): what was written is in the cache already, and locks are the
         // kernel's (we implement none), so FLUSH has nothing to do. ENOSYS makes the kernel
