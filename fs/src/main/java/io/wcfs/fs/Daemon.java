@@ -239,8 +239,8 @@ final class Daemon {
     m.put("fuse_transport", FuseLoop.transport());
     m.put("fuse_ring_requests", FuseUring.ringRequests());
     m.put("kill_priv_v2", FuseLoop.killPrivV2() ? "on" : "off");
-    m.put("getxattr_requests", FuseLoop.getxattrRequests());
-    m.putAll(FuseLoop.requestCounts()); // fuse_requests, and fuse_<opcode> for each one seen
+    m.put("getxattr_requests", FuseWorker.getxattrRequests());
+    m.putAll(FuseWorker.requestCounts()); // fuse_requests, and fuse_<opcode> for each one seen
     m.put("capability_probes", fs.xattrs().capabilityProbes());
     m.put("capability_probes_from_memory", fs.xattrs().capabilityProbesFromMemory());
     m.put("capabilities_cleared", fs.xattrs().capabilitiesCleared());

@@ -1,5 +1,7 @@
 package io.wcfs.fs;
 
+import static io.wcfs.fs.FuseProtocol.*;
+
 import io.wcfs.nativ.IoUring;
 import io.wcfs.nativ.LibC;
 import io.wcfs.nativ.NativeIOException;
@@ -42,13 +44,6 @@ final class FuseUring {
   static final Path PARAMETER = Path.of("/sys/module/fuse/parameters/enable_uring");
   private static final Runtime RT = Runtime.getRuntime(LibFuse.api());
   private static final com.kenai.jffi.MemoryIO IO = com.kenai.jffi.MemoryIO.getInstance();
-  private static final int FUSE_IO_URING_CMD_REGISTER = 1;
-  private static final int FUSE_IO_URING_CMD_COMMIT_AND_FETCH = 2;
-  /** sizeof(struct fuse_uring_req_header): in_out[128], op_in[128], ring_ent_in_out (32). */
-  private static final int REQ_HEADER = 288;
-  private static final int OP_IN = 128;
-  private static final int COMMIT_ID = 256 + 8;
-  private static final int IN_HEADER = 40;
   /** Room ahead of the payload for the in header and the opcode's header (at most 128). */
   private static final int HEADER_ROOM = 4096;
   /** fuse_uring_cmd_req in the SQE's command bytes: flags, commit_id, qid. */
@@ -105,7 +100,7 @@ final class FuseUring {
   public static final class Send implements LibFuse.SendCallback {
     @Override
     public int send(long ch, long iov, long count) {
-      FuseLoop.Worker w = FuseLoop.worker();
+      FuseWorker w = FuseWorker.current();
       return w == null ? -LibC.EIO : w.sendToRing(iov, count);
     }
   }
@@ -272,9 +267,9 @@ final class FuseUring {
     boolean counted = false;
     try {
       Pointer bufStruct = Memory.allocateDirect(RT, 40, true); // struct fuse_buf
-      FuseLoop.Worker worker = new FuseLoop.Worker(se, ch, fd, Pointer.wrap(RT, buffer),
+      FuseWorker worker = new FuseWorker(se, ch, fd, Pointer.wrap(RT, buffer),
           bufStruct, ch);
-      FuseLoop.setWorker(worker);
+      FuseWorker.setCurrent(worker);
       ring = IoUring.create(2, ringFlags);
       long sqe = ring.nextSqe();
       IO.putByte(sqe + IoUring.SQE_OPCODE, (byte) IoUring.OP_URING_CMD);
@@ -356,7 +351,7 @@ final class FuseUring {
         }
         RING_REQUESTS.increment();
         int len = IO.getInt(header);
-        int payloadLen = IO.getInt(header + FuseLoop.URING_PAYLOAD_SZ);
+        int payloadLen = IO.getInt(header + URING_PAYLOAD_SZ);
         long id = IO.getLong(header + COMMIT_ID);
         int opLen = len - IN_HEADER - payloadLen;
         if (opLen < 0 || opLen > OP_IN) {
@@ -365,9 +360,9 @@ final class FuseUring {
           IO.putInt(header, 16);
           IO.putInt(header + 4, -LibC.EIO);
           IO.putLong(header + 8, id);
-          IO.putInt(header + FuseLoop.URING_PAYLOAD_SZ, 0);
+          IO.putInt(header + URING_PAYLOAD_SZ, 0);
         } else {
-          FuseLoop.Worker.received(IO.getInt(header + 4), IO.getLong(header + 16)); // opcode, nodeid
+          FuseWorker.received(IO.getInt(header + 4), IO.getLong(header + 16)); // opcode, nodeid
           long start = payload - IN_HEADER - opLen;
           IO.copyMemory(header, start, IN_HEADER);
           IO.copyMemory(header + OP_IN, start + IN_HEADER, opLen);

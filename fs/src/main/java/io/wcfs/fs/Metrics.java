@@ -169,7 +169,7 @@ final class Metrics implements AutoCloseable {
 
     Xattrs x = fs.xattrs();
     counter("wcfs_fuse_getxattr_requests", "GETXATTR requests from the kernel", stats,
-        s -> FuseLoop.getxattrRequests());
+        s -> FuseWorker.getxattrRequests());
     counter("wcfs_capability_probes", "getxattr(security.capability) requests (the kernel's"
         + " check before writes)", stats, s -> x.capabilityProbes());
     counter("wcfs_capability_probes_from_memory", "security.capability probes answered from"

@@ -113,7 +113,7 @@ final class PermissionRules {
   boolean clearSetIdBits(String path, long ino, Caller ctx) throws IOException {
     // With kill-priv v2 the kernel says whether the caller lacks CAP_FSETID; without it, root
     // is taken to have it.
-    boolean mustClear = FuseLoop.killPrivV2() ? FuseLoop.killSuidGidRequested()
+    boolean mustClear = FuseLoop.killPrivV2() ? FuseWorker.killSuidGidRequested()
         : ctx.uid() != 0;
     if (!mustClear) {
       return true; // the caller may keep them (CAP_FSETID); the next writer may not
@@ -144,7 +144,7 @@ final class PermissionRules {
       }
       // A write's reply carries no attributes: the kernel would show the old mode until its
       // copy times out.
-      FuseLoop.invalidateAttributesAfterReply();
+      FuseWorker.invalidateAttributesAfterReply();
     }
     return (mode & ~kill & (S_ISUID | S_ISGID)) != 0;
   }

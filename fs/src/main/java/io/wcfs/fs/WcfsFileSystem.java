@@ -117,7 +117,7 @@ final class WcfsFileSystem extends FuseStubFS {
     this.attributes = new ShownAttributes(cache, backing);
     this.permissions = new PermissionRules(cache, attributes);
     this.xattrs = new Xattrs(backing, xattrsOn, cache::namespaceChanged);
-    FuseLoop.onForget(xattrs::forget);
+    FuseWorker.onForget(xattrs::forget);
   }
 
   Xattrs xattrs() {
@@ -315,7 +315,7 @@ final class WcfsFileSystem extends FuseStubFS {
       if (attributes.backingStatus(path).type() != FileStat.S_IFDIR) {
         // The backing kernel removed it too when it ran the chown (local filesystems do); a
         // backing store that does not must not keep a capability for the new owner.
-        xattrs.dropCapability(rel(path), FuseLoop.currentNodeId());
+        xattrs.dropCapability(rel(path), FuseWorker.currentNodeId());
       }
       return 0;
     });
@@ -584,7 +584,7 @@ final class WcfsFileSystem extends FuseStubFS {
       Handle h = handle(fi);
       largestWrite.accumulate(size);
       checkSetIdBits(h, path);
-      xattrs.dropCapability(rel(path), FuseLoop.currentNodeId());
+      xattrs.dropCapability(rel(path), FuseWorker.currentNodeId());
       cache.write(h.file, offset, buf.address(), size);
       if (h.sync) {
         commitForCaller(); // O_SYNC / O_DSYNC: durable before the write returns
@@ -626,7 +626,7 @@ final class WcfsFileSystem extends FuseStubFS {
   public int truncate(String path, @off_t long size) {
     return guard(Op.TRUNCATE, path, () -> {
       permissions.clearSetIdBits(path, -1, caller()); // not a hot path: truncate by name checks every time
-      xattrs.dropCapability(rel(path), FuseLoop.currentNodeId());
+      xattrs.dropCapability(rel(path), FuseWorker.currentNodeId());
       cache.truncate(rel(path), size);
       return 0;
     });
@@ -637,7 +637,7 @@ final class WcfsFileSystem extends FuseStubFS {
     return guard(Op.FTRUNCATE, path, () -> {
       Handle h = handle(fi);
       checkSetIdBits(h, path);
-      xattrs.dropCapability(rel(path), FuseLoop.currentNodeId());
+      xattrs.dropCapability(rel(path), FuseWorker.currentNodeId());
       cache.truncate(h.file, size);
       return 0;
     });
@@ -682,7 +682,7 @@ final class WcfsFileSystem extends FuseStubFS {
   public int getxattr(String path, String name, Pointer value, @size_t long size) {
     // A file not in the backing directory yet has none set.
     return xattrCall(Op.GETXATTR, path, true, -ErrorCodes.ENODATA(), () -> (int) xattrs.get(
-        rel(path), FuseLoop.currentNodeId(), name, value == null ? 0 : value.address(), size));
+        rel(path), FuseWorker.currentNodeId(), name, value == null ? 0 : value.address(), size));
   }
 
   @Override
