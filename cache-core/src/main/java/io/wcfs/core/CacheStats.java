@@ -53,8 +53,9 @@ public record CacheStats(String error, SpaceStats space, IoStats io, CommitStats
    * The namespace journal: its size in records, records waiting to be applied to the backing
    * directory, records appended and applied since mount, files created and removed before
    * writeback reached them (they never touched the backing directory), namespace operations
-   * that waited for room, and names the overlay holds.
+   * that waited for room, names the overlay holds, and files it showed after the engine had
+   * dropped them (a bug, logged; they were taken back, nothing lost).
    */
   public record JournalStats(long records, long pending, long appended, long applied,
-      long createsElided, long fullWaits, long overlayNames) {}
+      long createsElided, long fullWaits, long overlayNames, long strayFiles) {}
 }

@@ -103,11 +103,13 @@ final class Counters {
     final LongAdder applied = new LongAdder();
     final LongAdder createsElided = new LongAdder();
     final LongAdder fullWaits = new LongAdder();
+    /** Files the overlay showed after the engine had dropped them: a bug, each one logged. */
+    final LongAdder strayFiles = new LongAdder();
 
     /** The journal's size in records, records not yet applied, names the overlay holds. */
     CacheStats.JournalStats snapshot(long records, long pending, long overlayNames) {
       return new CacheStats.JournalStats(records, pending, appended.sum(), applied.sum(),
-          createsElided.sum(), fullWaits.sum(), overlayNames);
+          createsElided.sum(), fullWaits.sum(), overlayNames, strayFiles.sum());
     }
   }
 }

@@ -42,6 +42,14 @@ final class FileRegistry {
     if (!st.regularFile()) {
       throw new IOException(path + " is not a regular file");
     }
+    return open(path, st);
+  }
+
+  /**
+   * The file at {@code path} ({@code st}, a regular file), with one more handle on it: known
+   * from now on, and kept in memory until the handle goes ({@link #release}).
+   */
+  CachedFile open(String path, BackingStore.Stat st) {
     CachedFile.Key key = new CachedFile.Key(st.dev(), st.ino());
     synchronized (index) {
       CachedFile f = files.get(key);
@@ -59,17 +67,44 @@ final class FileRegistry {
     }
   }
 
-  /** The file at {@code path} ({@code st}, a regular file), known from now on, no handle. */
-  CachedFile openIdle(String path, BackingStore.Stat st) {
-    CachedFile.Key key = new CachedFile.Key(st.dev(), st.ino());
+  /**
+   * One more handle on {@code f}, a file looked up without index (in the namespace overlay),
+   * if the engine still knows it; false if it was dropped from memory meanwhile ({@link
+   * #forgetIfUnused}: the overlay retired its name and it held nothing more). A handle on a
+   * dropped file would be on a file nobody else finds: its writes shown by no getattr, and a
+   * second file made for the same backing file by the next open.
+   */
+  boolean hold(CachedFile f) {
     synchronized (index) {
-      CachedFile f = files.get(key);
-      if (f == null) {
-        f = new CachedFile(st.dev(), st.ino(), path, st.size(), st.mtimeNanos());
-        f.writeThrough = !CacheLayout.pathFits(path);
-        files.put(key, f);
+      if (files.get(f.key()) != f) {
+        return false;
       }
-      return f;
+      f.handles++;
+      return true;
+    }
+  }
+
+  /**
+   * One more handle on {@code f} whatever happened to it: known again by its key unless
+   * another file took that meanwhile. For a file {@link #hold} refused that is still in use.
+   */
+  void adopt(CachedFile f) {
+    synchronized (index) {
+      files.putIfAbsent(f.key(), f);
+      f.handles++;
+    }
+  }
+
+  /** Gives back a handle {@link #open} or {@link #hold} took; drops the file if it was the last use. */
+  void release(CachedFile f) throws IOException {
+    f.lock.writeLock().lock();
+    try {
+      synchronized (index) {
+        f.handles--;
+        forgetIfUnused(f);
+      }
+    } finally {
+      f.lock.writeLock().unlock();
     }
   }
 

@@ -5,6 +5,8 @@ import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.NotDirectoryException;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Every change of names and attributes goes through here. create, unlink and rename of
@@ -18,6 +20,7 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * are made durable by the next commit's directory fsyncs.
  */
 final class Namespace {
+  private static final Logger LOG = LoggerFactory.getLogger(Namespace.class);
   private final BackingStore backing;
   private final SlotTable table;
   private final FileRegistry files;
@@ -31,12 +34,14 @@ final class Namespace {
    * them); rename and unlink exclude writers that record a path.
    */
   private final ReentrantReadWriteLock namespaceLock;
+  private final Counters.Journal counters;
   /** The synchronous unlink and rename, for what the journal does not take. */
   private final DirectNamespace direct;
 
   Namespace(BackingStore backing, SlotTable table, FileRegistry files, Epochs epochs,
       Writeback writeback, DataPath data, Journal journal, Overlay overlay,
-      ReentrantReadWriteLock namespaceLock) {
+      ReentrantReadWriteLock namespaceLock, Counters.Journal counters) {
+    this.counters = counters;
     this.backing = backing;
     this.table = table;
     this.files = files;
@@ -69,15 +74,49 @@ final class Namespace {
 
   /** The regular file at {@code path}, with one more handle on it. */
   CachedFile open(String path) throws IOException {
-    CachedFile f = shown(path);
-    if (f == null) {
-      return files.open(path);
-    }
-    synchronized (table) {
-      f.handles++;
-    }
-    return f;
+    CachedFile f = holdShown(path);
+    return f != null ? f : files.open(path);
   }
+
+  /**
+   * The file the overlay shows at {@code path}, with one more handle on it (give it back with
+   * {@link FileRegistry#release}); null when the backing directory decides. The overlay is
+   * read without a lock while the applier retires names and writeback drops files that hold
+   * nothing more: a file dropped between the look and the handle is looked up again, and the
+   * overlay no longer shows it by then (the applier retires a name before the file can go).
+   */
+  private CachedFile holdShown(String path) throws NoSuchFileException {
+    long deadline = 0;
+    while (true) {
+      CachedFile f = shown(path);
+      if (f == null) {
+        return null;
+      }
+      afterOverlayRead.run();
+      if (files.hold(f)) {
+        return f;
+      }
+      long now = System.nanoTime();
+      if (deadline == 0) {
+        deadline = now + STRAY_NANOS;
+      } else if (now - deadline > 0) {
+        // Not a window any more: the overlay shows a file the engine dropped. Keep it (its
+        // writes are the name's), known again by its backing file, and say so.
+        LOG.error("{}: the namespace overlay shows a file (cache slot {}) the engine no longer"
+            + " knew; taking it back. Please report this with the log.", path, f.fileSlot);
+        files.adopt(f);
+        counters.strayFiles.increment();
+        return f;
+      }
+      Thread.yield();
+    }
+  }
+
+  /** How long the overlay may show a file the engine dropped before that is taken as a bug. */
+  private static final long STRAY_NANOS = 1_000_000_000L;
+
+  /** Tests: runs between the overlay's answer and the handle in {@link #holdShown}. */
+  volatile Runnable afterOverlayRead = () -> { };
 
   /**
    * Applies every pending record that touches {@code paths} or names below them (all pending
@@ -228,8 +267,11 @@ final class Namespace {
    */
   void rename(String from, String to) throws IOException {
     lockWithRoom();
+    CachedFile f = null;
     try {
-      CachedFile f = shown(from);
+      // A handle for the operation's length: the file is moved by the record, so it must be
+      // the one the engine knows (writeback may drop an idle file at any time).
+      f = holdShown(from);
       if (f == null) {
         BackingStore.Stat st = backing.stat(from);
         if (st == null) {
@@ -239,10 +281,7 @@ final class Namespace {
           renameNow(from, to);
           return;
         }
-        f = files.known(st);
-        if (f == null) {
-          f = files.openIdle(from, st);
-        }
+        f = files.open(from, st);
       }
       checkParent(to);
       CachedFile victim = null;
@@ -279,7 +318,13 @@ final class Namespace {
       }
       removeName(CacheLayout.Op.RENAME, f, from, to, victim);
     } finally {
-      namespaceLock.writeLock().unlock();
+      try {
+        if (f != null) {
+          files.release(f);
+        }
+      } finally {
+        namespaceLock.writeLock().unlock();
+      }
     }
   }
 

@@ -107,7 +107,7 @@ public final class WriteCache implements AutoCloseable {
     this.zeroing = new Zeroing(layout, files, epochs, backingSyncs, writeback, data,
         namespaceLock);
     this.namespace = new Namespace(backing, table, files, epochs, writeback, data, journal,
-        overlay, namespaceLock);
+        overlay, namespaceLock, counters.journal);
     journal.wire(new JournalApplier(journal, layout, backing, table, files, epochs, overlay,
         counters.journal, writeback, data));
     writeback.wire(journal);
@@ -243,6 +243,11 @@ public final class WriteCache implements AutoCloseable {
     } finally {
       f.lock.readLock().unlock();
     }
+  }
+
+  /** Tests: runs in an open between the overlay's answer and the handle taken on its file. */
+  void afterOverlayRead(Runnable hook) {
+    namespace.afterOverlayRead = hook;
   }
 
   /** See {@link #withShown}. */

@@ -197,4 +197,79 @@ class ConcurrencyStressTest {
     assertArrayEquals(expected, Files.readAllBytes(root.resolve("f")), "backing file");
     cache.close();
   }
+
+  @Test
+  @DisplayName("an open whose file writeback drops after the overlay answered: the file the engine knows")
+  void openRacesTheApplier() throws Exception {
+    // The overlay is read without a lock; the applier may retire the name and writeback drop
+    // the file from memory before the open takes its handle. A handle on the dropped file wrote
+    // where no getattr looked: RandomOpsTest through the mount saw a file's size shown short.
+    raceTheApplier(false);
+  }
+
+  @Test
+  @DisplayName("a rename whose file writeback drops after the overlay answered: the file the engine knows")
+  void renameRacesTheApplier() throws Exception {
+    // The same for the file a rename moves: the record and the overlay would name a file the
+    // engine no longer knows by its backing file, and the name's next getattr misses its writes.
+    raceTheApplier(true);
+  }
+
+  private void raceTheApplier(boolean renameInRace) throws Exception {
+    Path root = Files.createDirectories(tmp.resolve("o"));
+    Files.write(root.resolve("a"), new byte[] {1});
+    DirectoryBackingStore store = new DirectoryBackingStore(root);
+    CrashingMemory mem = CacheFixture.memoryFor(64, BS);
+    CacheLayout.format(mem, BS, store.identity());
+    WriteCache cache = WriteCache.open(mem, store, CacheConfig.DEFAULTS.withBlockSize(BS)
+        .withWritebackJobs(1).withAutocommit(1_000_000, 60_000));
+    try (NativeBuffer nb = new NativeBuffer(100)) {
+      cache.rename("a", "b"); // journaled: the overlay shows "b"
+      cache.commit();
+      java.util.concurrent.atomic.AtomicBoolean raced = new java.util.concurrent.atomic.AtomicBoolean();
+      cache.afterOverlayRead(() -> {
+        cache.afterOverlayRead(() -> { });
+        raced.set(true);
+        try {
+          cache.settle("b"); // applied: the name retired, the idle file dropped
+        } catch (java.io.IOException e) {
+          throw new java.io.UncheckedIOException(e);
+        }
+      });
+      String name = "b";
+      if (renameInRace) {
+        cache.rename("b", "c");
+        name = "c";
+      }
+      WriteCache.OpenFile h = cache.open(name);
+      assertEquals(true, raced.get(), "the overlay was read before the record was applied");
+      nb.put(0, new byte[100], 0, 100);
+      cache.write(h, 10, nb.address(), 100);
+      cache.close(h);
+      assertEquals(110, shownSize(cache, store, name), "size the mount shows");
+      cache.settle(name);
+      assertEquals(110, shownSize(cache, store, name), "size the mount shows, record applied");
+      cache.commit();
+      cache.flush(60_000);
+      assertEquals(110, Files.size(root.resolve(name)), "backing file");
+      assertEquals(0, cache.stats().journal().strayFiles(), "files the overlay showed, dropped");
+    } finally {
+      cache.close();
+    }
+  }
+
+  /**
+   * The size the mount shows at {@code path}, as ShownAttributes finds it: the overlay's file,
+   * else the backing file with the engine's size for it by (st_dev, st_ino), else its own.
+   */
+  private static long shownSize(WriteCache cache, BackingStore store, String path)
+      throws java.io.IOException {
+    Long overlay = cache.withShown(path, s -> s.size());
+    if (overlay != null) {
+      return overlay;
+    }
+    BackingStore.Stat st = store.stat(path);
+    long cached = cache.cachedSize(st.dev(), st.ino());
+    return cached >= 0 ? cached : st.size();
+  }
 }

@@ -151,6 +151,9 @@ final class Metrics implements AutoCloseable {
         stats, s -> s.journal().applied());
     counter("wcfs_creates_elided", "Files created and removed before writeback reached them"
         + " (they never touched the backing directory)", stats, s -> s.journal().createsElided());
+    counter("wcfs_stray_files_taken_back", "Files the namespace overlay showed after the engine"
+        + " had dropped them (a bug, logged; taken back, nothing lost)", stats,
+        s -> s.journal().strayFiles());
     counter("wcfs_reads", "Block reads", stats, s -> s.io().reads());
     counter("wcfs_read_hits", "Block reads served from the cache", stats, s -> s.io().readHits());
     counter("wcfs_writes", "Block writes", stats, s -> s.io().writes());

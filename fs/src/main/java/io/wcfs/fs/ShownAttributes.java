@@ -72,7 +72,8 @@ final class ShownAttributes {
     if (shown.backingPath() != null) {
       int rc = backing.statInto(shown.backingPath(), address(stat));
       if (rc == 0) {
-        overlayCachedAttributes(stat);
+        // The overlay's file itself, not what the engine finds by (st_dev, st_ino), a hint.
+        showCached(stat, shown.size(), shown.mtimeNanos());
         stat.st_ino.set(shown.ino());
       }
       return rc;
@@ -133,12 +134,14 @@ final class ShownAttributes {
     long size = cache.cachedSize(dev, ino);
     stat.st_ino.set(cache.shownIno(dev, ino));
     if (size >= 0) {
-      stat.st_size.set(size);
-      stat.st_blocks.set((size + 511) / 512);
-      long mtime = cache.cachedMtime(dev, ino);
-      stat.st_mtim.tv_sec.set(Math.floorDiv(mtime, 1_000_000_000L));
-      stat.st_mtim.tv_nsec.set(Math.floorMod(mtime, 1_000_000_000L));
+      showCached(stat, size, cache.cachedMtime(dev, ino));
     }
+  }
+
+  private static void showCached(FileStat stat, long size, long mtimeNanos) {
+    stat.st_size.set(size);
+    stat.st_blocks.set((size + 511) / 512);
+    setTime(stat.st_mtim, mtimeNanos);
   }
 
 

@@ -39,6 +39,7 @@ final class StatusReport {
     m.put("creates_elided", j.createsElided());
     m.put("journal_full_waits", j.fullWaits());
     m.put("overlay_names", j.overlayNames());
+    m.put("stray_files_taken_back", j.strayFiles());
     m.put("reads", io.reads());
     m.put("read_hits", io.readHits());
     m.put("writes", io.writes());
