@@ -112,20 +112,25 @@ public final class DirectoryBackingStore implements BackingStore {
     return path.isEmpty() ? root : root.resolve(path);
   }
 
+  /**
+   * lstat. Like {@link #statInto}, a lookup the kernel mostly answers from its inode cache:
+   * the leader is handed on only when another request waits (a namespace operation stats its
+   * name and parent, and a hand-off each time cost more than the operation), and a missing
+   * name is a null, not an exception (most creates look up a name that is not there).
+   */
   @Override
   public Stat stat(String path) throws IOException {
-    beforeIo.run();
-    LibC.FileStatus st;
-    try {
-      st = LibC.fstatat(rootFd, atPath(path), LibC.AT_SYMLINK_NOFOLLOW);
-    } catch (NativeIOException e) {
-      if (e.errno() == ENOENT) {
+    beforeRead.run();
+    try (NativeBuffer buf = new NativeBuffer(LibC.STAT_SIZE)) {
+      int rc = LibC.fstatat(rootFd, atPath(path), buf.address(), LibC.AT_SYMLINK_NOFOLLOW);
+      if (rc == -ENOENT) {
         return null;
       }
-      throw e;
+      LibC.check(rc, "stat " + display(path));
+      LibC.FileStatus st = LibC.decodeStat(buf.address());
+      return new Stat(st.dev(), st.ino(), st.size(), st.mtimeNanos(), (int) st.nlink(),
+          st.type() == 0100000, st.type() == 0040000);
     }
-    return new Stat(st.dev(), st.ino(), st.size(), st.mtimeNanos(), (int) st.nlink(),
-        st.type() == 0100000, st.type() == 0040000);
   }
 
   /**
@@ -405,16 +410,19 @@ public final class DirectoryBackingStore implements BackingStore {
 
   @Override
   public long listXattrs(String path, long buf, long size) {
+    beforeRead.run();
     return Xattr.listxattrAt(rootFd, atPath(path), buf, size);
   }
 
   @Override
   public int setXattr(String path, String name, long value, long size, int flags) {
+    beforeIo.run();
     return Xattr.setxattrAt(rootFd, atPath(path), name, value, size, flags);
   }
 
   @Override
   public int removeXattr(String path, String name) {
+    beforeIo.run();
     return Xattr.removexattrAt(rootFd, atPath(path), name);
   }
 
@@ -424,6 +432,7 @@ public final class DirectoryBackingStore implements BackingStore {
    */
   @Override
   public HeldNode holdToSync(String path) throws IOException {
+    beforeRead.run();
     int fd;
     try {
       fd = LibC.openat(rootFd, atPath(path), LibC.O_RDONLY | LibC.O_NOFOLLOW | O_NONBLOCK, 0);

@@ -162,53 +162,51 @@ final class WcfsFileSystem extends FuseStubFS {
   }
 
   /**
-   * What the filesystem does, with what each operation needs of the request loop: whether it
-   * may wait for the backing disk (the loop hands its leadership on first, so that requests
-   * answered from memory go on), whether it changes the backing directory synchronously (only
+   * What the filesystem does: whether it changes the backing directory synchronously (only
    * while the claim on it holds: checked before anything, so that it fails whole even where the
    * engine would keep the change in the cache), and whether it only looks (ENOENT, not EPERM,
-   * in wcfs's own reserved directory).
+   * in wcfs's own reserved directory). Which operation may wait for the backing disk is not
+   * decided here: the backing store hands the request loop's leadership on right before each
+   * call that may wait (Daemon's store does), so an operation the namespace journal answers
+   * from memory (a chown of a file not written back yet) keeps the leader.
    */
   enum Op {
-    // (mayBlock, changesBacking, looksOnly)
-    ACCESS(true, false, true),
-    CHMOD(true, true, false),
-    CHOWN(true, true, false),
-    CREATE(false, false, false), // journaled: memory only (DESIGN.md, namespace journal)
-    FALLOCATE(true, false, false),
-    FSYNC(false, false, false),
-    FSYNCDIR(false, false, false), // a cache commit, like fsync
-    FTRUNCATE(true, false, false),
-    GETATTR(false, false, true),
-    GETXATTR(false, false, false),
-    LINK(true, true, false),
-    LISTXATTR(true, false, false),
-    MKDIR(true, true, false),
-    MKNOD(true, true, false),
-    OPEN(false, false, true),
-    READ(false, false, false),
-    READDIR(true, false, true),
-    READLINK(true, false, true),
-    RELEASE(false, false, true),
-    REMOVEXATTR(true, true, false),
-    RENAME(false, false, false),
-    RMDIR(true, true, false),
-    SETXATTR(true, true, false),
-    STATFS(true, false, false),
-    SYMLINK(true, true, false),
-    TRUNCATE(true, false, false),
-    UNLINK(false, false, false),
-    UTIMENS(true, true, false),
-    WRITE(false, false, false);
+    // (changesBacking, looksOnly)
+    ACCESS(false, true),
+    CHMOD(true, false),
+    CHOWN(true, false),
+    CREATE(false, false), // journaled: memory only (DESIGN.md, namespace journal)
+    FALLOCATE(false, false),
+    FSYNC(false, false),
+    FSYNCDIR(false, false), // a cache commit, like fsync
+    FTRUNCATE(false, false),
+    GETATTR(false, true),
+    GETXATTR(false, false),
+    LINK(true, false),
+    LISTXATTR(false, false),
+    MKDIR(true, false),
+    MKNOD(true, false),
+    OPEN(false, true),
+    READ(false, false),
+    READDIR(false, true),
+    READLINK(false, true),
+    RELEASE(false, true),
+    REMOVEXATTR(true, false),
+    RENAME(false, false),
+    RMDIR(true, false),
+    SETXATTR(true, false),
+    STATFS(false, false),
+    SYMLINK(true, false),
+    TRUNCATE(false, false),
+    UNLINK(false, false),
+    UTIMENS(true, false),
+    WRITE(false, false);
 
-    /** Hand off before running: it may wait for the backing disk in this layer. */
-    final boolean mayBlock;
     /** Changes the backing directory synchronously, not through the journal. */
     final boolean changesBacking;
     final boolean looksOnly;
 
-    Op(boolean mayBlock, boolean changesBacking, boolean looksOnly) {
-      this.mayBlock = mayBlock;
+    Op(boolean changesBacking, boolean looksOnly) {
       this.changesBacking = changesBacking;
       this.looksOnly = looksOnly;
     }
@@ -223,11 +221,6 @@ final class WcfsFileSystem extends FuseStubFS {
   private int guard(Op op, String path, IoCall call) {
     if (reserved(path)) {
       return op.looksOnly ? -ErrorCodes.ENOENT() : -ErrorCodes.EPERM();
-    }
-    // The engine's own calls to the backing disk hand off in its store (Daemon's does); the
-    // kernel's capability probes (getxattr) are mostly answered from memory.
-    if (op.mayBlock) {
-      FuseLoop.handOff();
     }
     try {
       if (op.changesBacking) {
