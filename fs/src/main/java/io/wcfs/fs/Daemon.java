@@ -241,6 +241,7 @@ final class Daemon {
     m.put("kill_priv_v2", FuseLoop.killPrivV2() ? "on" : "off");
     m.put("getxattr_requests", FuseWorker.getxattrRequests());
     m.putAll(FuseWorker.requestCounts()); // fuse_requests, and fuse_<opcode> for each one seen
+    m.put("fuse_requests_direct", DataRequests.answered()); // without libfuse2's layer
     m.put("capability_probes", fs.xattrs().capabilityProbes());
     m.put("capability_probes_from_memory", fs.xattrs().capabilityProbesFromMemory());
     m.put("capabilities_cleared", fs.xattrs().capabilitiesCleared());

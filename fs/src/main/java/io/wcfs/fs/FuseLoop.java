@@ -274,7 +274,7 @@ final class FuseLoop {
     buf.putPointer(FUSE_BUF_MEM, mem); // libfuse only reads the struct; size is set per request
     FuseWorker worker;
     try {
-      worker = new FuseWorker(se, ch, fd, mem, buf);
+      worker = new FuseWorker(se, ch, fd, mem, buf, bufSize);
     } catch (IOException e) {
       LOG.error("FUSE worker {} cannot start: {}", Thread.currentThread().getName(), e.toString());
       return;

@@ -174,18 +174,29 @@ final class FuseWorker {
    * /dev/fuse transport.
    */
   private final Pointer uringCh;
+  /** The data path without libfuse2; null on the io_uring transport. */
+  private final DataRequests data;
   private long replyHeader;
   private long replyPayload;
   private long replyCap;
   private long commitId;
   private boolean replied;
 
-  FuseWorker(Pointer se, Pointer ch, int fd, Pointer mem, Pointer buf) throws IOException {
-    this(se, ch, fd, mem, buf, null);
+  /** A /dev/fuse worker, receiving requests of up to {@code bufSize} bytes into mem. */
+  FuseWorker(Pointer se, Pointer ch, int fd, Pointer mem, Pointer buf, long bufSize)
+      throws IOException {
+    this(se, ch, fd, mem, buf, null, new DataRequests(fd, bufSize));
   }
 
+  /** An io_uring worker: replies go into ring entries through {@code uringCh}. */
   FuseWorker(Pointer se, Pointer ch, int fd, Pointer mem, Pointer buf, Pointer uringCh)
       throws IOException {
+    this(se, ch, fd, mem, buf, uringCh, null);
+  }
+
+  private FuseWorker(Pointer se, Pointer ch, int fd, Pointer mem, Pointer buf, Pointer uringCh,
+      DataRequests data) throws IOException {
+    this.data = data;
     this.uringCh = uringCh;
     this.se = se;
     this.ch = ch;
@@ -260,6 +271,8 @@ final class FuseWorker {
         patchAttributes(Pointer.wrap(RT, replyPayload), 0,
             IO.getInt(replyHeader + URING_PAYLOAD_SZ), opcode);
       }
+    } else if (data != null && data.answer(opcode, mem)) {
+      // answered without libfuse2's high-level layer
     } else if (opcode == FUSE_FLUSH) {
       // close() is not fsync(): what was written is in the cache already, and locks are the
       // kernel's (we implement none), so FLUSH has nothing to do. ENOSYS makes the kernel

@@ -118,6 +118,7 @@ final class WcfsFileSystem extends FuseStubFS {
     this.permissions = new PermissionRules(cache, attributes);
     this.xattrs = new Xattrs(backing, xattrsOn, cache::namespaceChanged);
     FuseWorker.onForget(xattrs::forget);
+    DataRequests.register(new DataHandler());
   }
 
   Xattrs xattrs() {
@@ -584,6 +585,52 @@ final class WcfsFileSystem extends FuseStubFS {
       }
       return (int) size;
     });
+  }
+
+  /**
+   * The data path by handle and node, for {@link DataRequests}: the same as read, write and
+   * fsync above, minus what needs a path, which is declined (the first write to a file, that
+   * must learn whether a capability is to be removed, and every write to one that may carry
+   * set-ID bits).
+   */
+  private final class DataHandler implements DataRequests.Handler {
+    private static final String BY_HANDLE = "(by handle)";
+
+    @Override
+    public int write(long fh, long node, long offset, long data, int size) {
+      Handle h = handles.get(fh);
+      if (h == null || h.mayHaveSetId || !xattrs.capabilityKnownAbsent(node)) {
+        return DECLINE;
+      }
+      return guard(Op.WRITE, BY_HANDLE, () -> {
+        largestWrite.accumulate(size);
+        cache.write(h.file, offset, data, size);
+        if (h.sync) {
+          commitForCaller(); // O_SYNC / O_DSYNC: durable before the write returns
+        }
+        return size;
+      });
+    }
+
+    @Override
+    public int read(long fh, long offset, long dst, int size) {
+      Handle h = handles.get(fh);
+      return h == null ? DECLINE
+          : guard(Op.READ, BY_HANDLE, () -> cache.read(h.file, offset, dst, size));
+    }
+
+    @Override
+    public int fsync(long fh) {
+      return guard(Op.FSYNC, BY_HANDLE, () -> {
+        commitForCaller();
+        return 0;
+      });
+    }
+
+    @Override
+    public int probeCapability(long node) {
+      return xattrs.probeFromMemory(node) ? -ErrorCodes.ENODATA() : DECLINE;
+    }
   }
 
   @Override

@@ -112,6 +112,24 @@ final class Xattrs {
     }
   }
 
+  /** Whether {@code node} is known to have no file capability (as of the last change). */
+  boolean capabilityKnownAbsent(long node) {
+    return knownAbsent(node);
+  }
+
+  /**
+   * The kernel's capability probe of {@code node} answered from memory, as {@link #get} would:
+   * true (and counted) if the node is known to have none.
+   */
+  boolean probeFromMemory(long node) {
+    if (!enabled || !knownAbsent(node)) {
+      return false;
+    }
+    capabilityProbes.increment();
+    capabilityProbesFromMemory.increment();
+    return true;
+  }
+
   /** The kernel forgot a node: its id may name another file later. */
   void forget(long node) {
     noCapability.remove(node);

@@ -64,6 +64,44 @@ class RoundTripsTest extends OwnMountTest {
     assertFalse(Files.exists(t));
   }
 
+  /**
+   * Writes, fsyncs and reads of an open file are answered without libfuse2's high-level layer
+   * (DataRequests), except a file's first write, which learns that it has no file capability
+   * to remove, and they do what the general path does.
+   */
+  @Test
+  void dataRequestsAreAnsweredDirectly() throws Exception {
+    Assumptions.assumeFalse("uring".equals(System.getProperty("wcfs.fuseTransport")),
+        "over io_uring every request goes through libfuse2");
+    byte[] old = new byte[256 * 1024];
+    new java.util.Random(7).nextBytes(old);
+    Files.write(wcfs.backing.resolve("old"), old); // read cold through the mount
+    wcfs.mount();
+    long before = requests("fuse_requests_direct");
+    byte[] expect = new byte[64 * 4096];
+    try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(
+        wcfs.mountpoint.resolve("f"), java.nio.file.StandardOpenOption.CREATE,
+        java.nio.file.StandardOpenOption.WRITE)) {
+      for (int i = 0; i < 64; i++) {
+        byte[] b = new byte[4096];
+        java.util.Arrays.fill(b, (byte) (i + 1));
+        int block = (i * 37) % 64;
+        System.arraycopy(b, 0, expect, block * 4096, 4096);
+        ch.write(java.nio.ByteBuffer.wrap(b), block * 4096L);
+        if (i % 8 == 7) {
+          ch.force(false);
+        }
+      }
+    }
+    assertArrayEquals(old, Files.readAllBytes(wcfs.mountpoint.resolve("old")));
+    long direct = requests("fuse_requests_direct") - before;
+    // 63 of the 64 writes, 8 fsyncs and at least the 2 reads of 128 KiB
+    assertTrue(direct >= 63 + 8 + 2, "requests answered directly: " + direct);
+    assertArrayEquals(expect, Files.readAllBytes(wcfs.mountpoint.resolve("f")));
+    wcfs.umount();
+    assertArrayEquals(expect, Files.readAllBytes(wcfs.backing.resolve("f")));
+  }
+
   /** A FUSE request counter of status; 0 while its opcode was never seen. */
   private long requests(String field) throws Exception {
     String out = WcfsProcess.run(30, "status", "--json", wcfs.mountpoint.toString()).out();
