@@ -10,14 +10,14 @@ import org.slf4j.LoggerFactory;
 
 /**
  * The data path's requests answered straight from the request buffer, without libfuse2's
- * high-level layer: WRITE, READ, FSYNC, and the kernel's security.capability probe that comes
- * before a write whenever the inode's attributes were refreshed. They are most of what a
- * database sends (a SQLite rollback-journal transaction: 12 writes, 3 fsyncs and 4 probes of
- * 33 requests; fio: all of them), and libfuse2 spent more on each than the cache does: it
- * decodes the request, builds the node's path under its tree lock, calls up into Java through
- * a JNI closure, wraps the arguments in jnr structs and copies the reply (measured here: 4 µs
- * of CPU for a probe the cache answers from memory, 7-8 µs for a write, of a ~15 µs round
- * trip).
+ * high-level layer: WRITE, READ, FSYNC and FSYNCDIR, and the kernel's security.capability
+ * probe that comes before a write whenever the inode's attributes were refreshed. They are
+ * most of what a database sends (a SQLite rollback-journal transaction: 12 writes, 4 fsyncs
+ * of the files and the directory and 4 probes of 33 requests; fio: all of them), and libfuse2
+ * spent more on each than the cache does: it decodes the request, builds the node's path
+ * under its tree lock, calls up into Java through a JNI closure, wraps the arguments in jnr
+ * structs and copies the reply (measured here: 4 µs of CPU for a probe the cache answers from
+ * memory, 7-8 µs for a write, of a ~15 µs round trip).
  *
  * <p>None of them needs a path: the kernel names the open file by the handle our open
  * returned (libfuse2's high-level layer passes fi->fh through unchanged) and the probe by its
@@ -50,6 +50,7 @@ final class DataRequests {
   private static final int FUSE_WRITE = 16;
   private static final int FUSE_FSYNC = 20;
   private static final int FUSE_GETXATTR = 22;
+  private static final int FUSE_FSYNCDIR = 30;
   private static final int IN_HEADER = 40; // struct fuse_in_header
   private static final int OUT_HEADER = 16; // struct fuse_out_header
   private static final int RW_IN = 40; // struct fuse_write_in and fuse_read_in (protocol >= 7.9)
@@ -121,7 +122,8 @@ final class DataRequests {
             reply.address() + OUT_HEADER, size);
         payload = Math.max(rc, 0);
       }
-      case FUSE_FSYNC -> rc = h.fsync(mem.getLong(IN_HEADER)); // fuse_fsync_in {fh, flags}
+      // fuse_fsync_in {fh, flags}; a directory's fsync is the same one commit (see fsyncdir)
+      case FUSE_FSYNC, FUSE_FSYNCDIR -> rc = h.fsync(mem.getLong(IN_HEADER));
       case FUSE_GETXATTR -> { // fuse_getxattr_in {size, padding}, then the name
         if (len < IN_HEADER + 8 + CAPABILITY.length) {
           return false;

@@ -619,6 +619,7 @@ final class WcfsFileSystem extends FuseStubFS {
           : guard(Op.READ, BY_HANDLE, () -> cache.read(h.file, offset, dst, size));
     }
 
+    /** fsync and fsyncdir: one commit either way. */
     @Override
     public int fsync(long fh) {
       return guard(Op.FSYNC, BY_HANDLE, () -> {
