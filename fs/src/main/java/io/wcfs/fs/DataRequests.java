@@ -1,5 +1,7 @@
 package io.wcfs.fs;
 
+import static io.wcfs.fs.FuseProtocol.*;
+
 import io.wcfs.nativ.LibC;
 import java.nio.charset.StandardCharsets;
 import jnr.ffi.Memory;
@@ -24,8 +26,8 @@ import org.slf4j.LoggerFactory;
  * node. What needs more (a write that must first clear set-ID bits or a file capability, a
  * handle we do not know, a capability we have not seen absent) is declined and goes through
  * libfuse2 as before, as does everything on the io_uring transport, whose replies go into ring
- * entries. libfuse2 never sees the requests answered here; an INTERRUPT for one of them finds
- * no request of its and is dropped with the next request it checks.
+ * entries. libfuse2 never sees the requests answered here; INTERRUPTs are answered ENOSYS
+ * ({@link FuseWorker}), so none waits in libfuse2 for a request it never saw.
  */
 final class DataRequests {
   /** What the filesystem answers, by handle and node; {@link #DECLINE} leaves it to libfuse2. */
@@ -46,18 +48,11 @@ final class DataRequests {
   }
 
   private static final Logger LOG = LoggerFactory.getLogger(DataRequests.class);
-  private static final int FUSE_READ = 15;
-  private static final int FUSE_WRITE = 16;
-  private static final int FUSE_FSYNC = 20;
-  private static final int FUSE_GETXATTR = 22;
-  private static final int FUSE_FSYNCDIR = 30;
-  private static final int IN_HEADER = 40; // struct fuse_in_header
-  private static final int OUT_HEADER = 16; // struct fuse_out_header
-  private static final int RW_IN = 40; // struct fuse_write_in and fuse_read_in (protocol >= 7.9)
-  private static final int ENOENT = 2;
   private static final byte[] CAPABILITY =
       "security.capability\0".getBytes(StandardCharsets.US_ASCII);
 
+  /** The daemon's user: the mount's owner, whom libfuse2's allow_root lets through. */
+  private static final int OWN_UID = LibC.geteuid();
   /** Requests answered here (status: fuse_requests_direct). */
   private static final java.util.concurrent.atomic.LongAdder ANSWERED =
       new java.util.concurrent.atomic.LongAdder();
@@ -125,7 +120,9 @@ final class DataRequests {
       // fuse_fsync_in {fh, flags}; a directory's fsync is the same one commit (see fsyncdir)
       case FUSE_FSYNC, FUSE_FSYNCDIR -> rc = h.fsync(mem.getLong(IN_HEADER));
       case FUSE_GETXATTR -> { // fuse_getxattr_in {size, padding}, then the name
-        if (len < IN_HEADER + 8 + CAPABILITY.length) {
+        int uid = mem.getInt(24); // fuse_in_header.uid
+        if (len < IN_HEADER + 8 + CAPABILITY.length || (uid != 0 && uid != OWN_UID)) {
+          // Another user's: libfuse2 decides (with -o allow_root it refuses them EACCES).
           return false;
         }
         mem.get(IN_HEADER + 8, name, 0, name.length);

@@ -20,6 +20,7 @@ final class FuseProtocol {
 
   static final int IN_HEADER = 40; // struct fuse_in_header
   static final int OUT_HEADER = 16; // struct fuse_out_header
+  static final int RW_IN = 40; // struct fuse_write_in and fuse_read_in (protocol >= 7.9)
 
   // FUSE over io_uring (fuse_uring_cmd_req, struct fuse_uring_req_header)
   static final int FUSE_IO_URING_CMD_REGISTER = 1;
@@ -41,12 +42,16 @@ final class FuseProtocol {
   static final int FUSE_UNLINK = 10;
   static final int FUSE_RENAME = 12;
   static final int FUSE_LINK = 13;
+  static final int FUSE_READ = 15;
   static final int FUSE_WRITE = 16;
   static final int FUSE_RELEASE = 18;
+  static final int FUSE_FSYNC = 20;
   static final int FUSE_GETXATTR = 22;
   static final int FUSE_FLUSH = 25;
   static final int FUSE_INIT = 26;
+  static final int FUSE_FSYNCDIR = 30;
   static final int FUSE_CREATE = 35;
+  static final int FUSE_INTERRUPT = 36;
   static final int FUSE_BATCH_FORGET = 42;
   static final int FUSE_RENAME2 = 45;
   /** The opcodes by number, for status ("" where none is defined). */

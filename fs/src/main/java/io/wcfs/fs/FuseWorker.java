@@ -278,6 +278,11 @@ final class FuseWorker {
       // kernel's (we implement none), so FLUSH has nothing to do. ENOSYS makes the kernel
       // stop sending it (fc->no_flush; close still returns 0): one round trip less per close.
       replyError(ENOSYS);
+    } else if (opcode == FUSE_INTERRUPT) {
+      // Nothing here stops for an interrupt (wcfs takes no -o intr), and a request answered
+      // without libfuse2 would leave it one queued for nothing: ENOSYS, and the kernel stops
+      // sending them (fc->no_interrupt; a signalled caller still waits for its reply).
+      replyError(ENOSYS);
     } else if (attrs) {
       processPatchingAttributes(opcode);
     } else if (opcode == FUSE_RELEASE || opcode == FUSE_UNLINK || opcode == FUSE_RENAME

@@ -71,12 +71,13 @@ class RoundTripsTest extends OwnMountTest {
    */
   @Test
   void dataRequestsAreAnsweredDirectly() throws Exception {
-    Assumptions.assumeFalse("uring".equals(System.getProperty("wcfs.fuseTransport")),
-        "over io_uring every request goes through libfuse2");
     byte[] old = new byte[256 * 1024];
     new java.util.Random(7).nextBytes(old);
     Files.write(wcfs.backing.resolve("old"), old); // read cold through the mount
     wcfs.mount();
+    String status = WcfsProcess.run(30, "status", "--json", wcfs.mountpoint.toString()).out();
+    Assumptions.assumeTrue(status.contains("\"fuse_transport\": \"/dev/fuse\""),
+        "over io_uring every request goes through libfuse2");
     long before = requests("fuse_requests_direct");
     byte[] expect = new byte[64 * 4096];
     try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(
