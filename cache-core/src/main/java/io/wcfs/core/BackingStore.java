@@ -238,6 +238,11 @@ public interface BackingStore {
     /** The size of the open file itself (fstat), whatever path names it now. */
     long size() throws IOException;
 
+    /** fstat of the open file into a struct stat at {@code statBuf}: 0 or -errno. */
+    default int statInto(long statBuf) {
+      return -38; // ENOSYS
+    }
+
     void truncate(long size) throws IOException;
 
     /**

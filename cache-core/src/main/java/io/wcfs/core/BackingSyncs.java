@@ -91,7 +91,7 @@ final class BackingSyncs {
           synchronized (f) {
             file = f.file;
           }
-          if (file != null || f.path != null) { // else never opened, and its name is gone
+          if (file != null || (f.path != null && !f.dead)) { // else never opened, name gone
             (file != null ? file : files.backingFile(f)).sync(); // write-through: backing fsync
           }
           synchronized (table) {

@@ -53,6 +53,13 @@ final class DirectNamespace {
         epochs.namespaceChanged(path);
         return;
       }
+      if (f.handles > 0) {
+        // Open handles go on reading and writing it through its descriptor, held open from
+        // now (while the path still names it), with its data there (writers wait for
+        // namespaceLock: nothing is cached between this and the drop).
+        writeback.writeBackFile(f);
+        files.backingFile(f);
+      }
       if (st.nlink() > 1) {
         writeback.writeBackFile(f);
         backing.unlink(path);
@@ -94,6 +101,10 @@ final class DirectNamespace {
       CachedFile victim = null;
       if (dst != null && dst.regularFile() && (src == null || src.ino() != dst.ino())) {
         victim = files.known(dst);
+        if (victim != null && victim.handles > 0) {
+          writeback.writeBackFile(victim); // read on through its descriptor, opened now
+          files.backingFile(victim);
+        }
         if (victim != null && dst.nlink() > 1) {
           writeback.writeBackFile(victim);
           victim.writeThrough = true;

@@ -122,6 +122,11 @@ final class DirectoryBackingFile implements BackingStore.BackingFile {
   }
 
   @Override
+  public int statInto(long statBuf) {
+    return LibC.fstat(fd, statBuf);
+  }
+
+  @Override
   public void truncate(long size) throws IOException {
     store.checkWriteGuard();
     beforeIo.run();

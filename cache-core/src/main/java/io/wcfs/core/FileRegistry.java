@@ -76,12 +76,20 @@ final class FileRegistry {
    */
   boolean hold(CachedFile f) {
     synchronized (index) {
-      if (files.get(f.key()) != f) {
+      if (!holds(f)) {
         return false;
       }
       f.handles++;
       return true;
     }
+  }
+
+  /**
+   * Needs index. Whether the engine still knows {@code f} (not dropped from memory since it
+   * was looked up); stays so while the caller also holds {@code f.lock}.
+   */
+  boolean holds(CachedFile f) {
+    return files.get(f.key()) == f;
   }
 
   /**
@@ -130,7 +138,8 @@ final class FileRegistry {
   BackingStore.BackingFile backingFile(CachedFile f) throws IOException {
     synchronized (f) {
       if (f.file == null) {
-        if (f.path == null) {
+        if (f.path == null || f.dead) {
+          // A dead file's path may name another file by now (the one renamed over it).
           throw new IOException("backing file of inode " + f.ino + " has no name left");
         }
         f.file = backing.open(f.path);

@@ -36,7 +36,7 @@ final class LostAndFound {
    */
   void warnIfReplaced(CachedFile f) throws IOException {
     String path = f.path;
-    if (path == null || f.replacedWarned) {
+    if (path == null || f.replacedWarned || f.dead) { // dead: its name went through the mount
       return;
     }
     BackingStore.Stat st = backing.stat(path);

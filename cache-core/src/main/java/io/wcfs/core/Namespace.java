@@ -238,27 +238,34 @@ final class Namespace {
   void unlink(String path) throws IOException {
     lockWithRoom();
     try {
-      CachedFile f = shown(path);
-      if (f == null) {
-        BackingStore.Stat st = backing.stat(path);
-        if (st == null) {
-          throw new NoSuchFileException(path);
-        }
-        f = st.regularFile() ? files.known(st) : null;
-        if (st.directory() || !CacheLayout.recordFits(path, null) || st.nlink() > 1) {
-          // A file with other names: they show the link count now, and keep its data.
-          unlinkNow(path);
-          return;
-        }
+      while (!unlinkLocked(path)) {
+        // the file looked up was dropped from memory meanwhile: look it up again
       }
-      if (linkedElsewhere(f)) {
-        unlinkNow(path);
-        return;
-      }
-      removeName(CacheLayout.Op.UNLINK, f, path, null, null);
     } finally {
       namespaceLock.writeLock().unlock();
     }
+  }
+
+  /** unlink under namespaceLock; false: the file looked up was dropped meanwhile, again. */
+  private boolean unlinkLocked(String path) throws IOException {
+    CachedFile f = shown(path);
+    if (f == null) {
+      BackingStore.Stat st = backing.stat(path);
+      if (st == null) {
+        throw new NoSuchFileException(path);
+      }
+      f = st.regularFile() ? files.known(st) : null;
+      if (st.directory() || !CacheLayout.recordFits(path, null) || st.nlink() > 1) {
+        // A file with other names: they show the link count now, and keep its data.
+        unlinkNow(path);
+        return true;
+      }
+    }
+    if (linkedElsewhere(f)) {
+      unlinkNow(path);
+      return true;
+    }
+    return removeName(CacheLayout.Op.UNLINK, f, path, null, null);
   }
 
   /**
@@ -284,39 +291,9 @@ final class Namespace {
         f = files.open(from, st);
       }
       checkParent(to);
-      CachedFile victim = null;
-      Overlay.Node m = overlay.get(to);
-      if (m != null) {
-        victim = m.file();
-        if (linkedElsewhere(victim)) {
-          renameNow(from, to);
-          return;
-        }
-      } else {
-        BackingStore.Stat st = backing.stat(to);
-        if (st != null && (!st.regularFile() || st.nlink() > 1)) {
-          renameNow(from, to);
-          return;
-        }
-        if (st != null) {
-          victim = files.known(st);
-          if (victim == null && st.dev() == f.dev && st.ino() == f.ino) {
-            victim = f;
-          }
-        }
+      while (!renameOver(f, from, to)) {
+        // the file it replaces was dropped from memory meanwhile: look it up again
       }
-      if (victim == f) {
-        return; // two names of one file: rename does nothing (POSIX)
-      }
-      boolean room;
-      synchronized (table) {
-        room = f.fileSlot >= 0 || files.hasFreeSlot();
-      }
-      if (!room || !CacheLayout.recordFits(from, to) || !CacheLayout.pathFits(to)) {
-        renameNow(from, to);
-        return;
-      }
-      removeName(CacheLayout.Op.RENAME, f, from, to, victim);
     } finally {
       try {
         if (f != null) {
@@ -329,11 +306,52 @@ final class Namespace {
   }
 
   /**
+   * The rest of rename, {@code f} held, under namespaceLock: what {@code to} holds now, and
+   * the record; false: that file was dropped from memory before the record, look again.
+   */
+  private boolean renameOver(CachedFile f, String from, String to) throws IOException {
+    CachedFile victim = null;
+    Overlay.Node m = overlay.get(to);
+    if (m != null) {
+      victim = m.file();
+      if (linkedElsewhere(victim)) {
+        renameNow(from, to);
+        return true;
+      }
+    } else {
+      BackingStore.Stat st = backing.stat(to);
+      if (st != null && (!st.regularFile() || st.nlink() > 1)) {
+        renameNow(from, to);
+        return true;
+      }
+      if (st != null) {
+        victim = files.known(st);
+        if (victim == null && st.dev() == f.dev && st.ino() == f.ino) {
+          victim = f;
+        }
+      }
+    }
+    if (victim == f) {
+      return true; // two names of one file: rename does nothing (POSIX)
+    }
+    boolean room;
+    synchronized (table) {
+      room = f.fileSlot >= 0 || files.hasFreeSlot();
+    }
+    if (!room || !CacheLayout.recordFits(from, to) || !CacheLayout.pathFits(to)) {
+      renameNow(from, to);
+      return true;
+    }
+    return removeName(CacheLayout.Op.RENAME, f, from, to, victim);
+  }
+
+  /**
    * The record, the file slot it names, the dead file and the overlay, in one epoch: unlink
    * ({@code to} null: {@code f} is the file losing its name, may be null) or rename ({@code f}
-   * moves from {@code path} to {@code to}, {@code victim} was there).
+   * moves from {@code path} to {@code to}, {@code victim} was there). False, with nothing
+   * done: the dying file was dropped from memory since the caller looked it up.
    */
-  private void removeName(CacheLayout.Op op, CachedFile f, String path, String to,
+  private boolean removeName(CacheLayout.Op op, CachedFile f, String path, String to,
       CachedFile victim) throws IOException {
     CachedFile dying = op == CacheLayout.Op.UNLINK ? f : victim;
     CachedFile moving = op == CacheLayout.Op.RENAME ? f : null;
@@ -344,6 +362,20 @@ final class Namespace {
       dying.lock.writeLock().lock();
     }
     try {
+      if (dying != null) {
+        synchronized (table) {
+          if (!files.holds(dying)) {
+            // Dropped from memory since it was looked up (nothing cached, no handle): another
+            // may know its backing file by now. Looked up again; its write lock keeps it now.
+            return false;
+          }
+        }
+        if (!dying.absent && dying.handles > 0) {
+          // Open: its descriptor from now on, while its path still names it (the backing
+          // name goes when the record is applied; a path opened after that finds another).
+          files.backingFile(dying);
+        }
+      }
       epochs.storing().lock();
       try {
         if (moving != null && moving.fileSlot < 0) {
@@ -363,6 +395,7 @@ final class Namespace {
         if (to != null) {
           overlay.put(to, moving, order);
         }
+        return true;
       } finally {
         epochs.storing().unlock();
       }
@@ -384,10 +417,20 @@ final class Namespace {
   private void kill(CachedFile f) throws IOException {
     f.dead = true;
     f.deathEpoch = epochs.openEpoch();
+    boolean open;
+    synchronized (table) {
+      open = f.handles > 0;
+    }
+    if (open && (f.absent || f.file != null)) {
+      // Still open (unlinked or renamed over while open, as POSIX allows): its handles read
+      // and write its blocks, and for the rest its backing inode, held open since before its
+      // name could go (removeName); the blocks go at the last close (closed).
+      return;
+    }
     if (!f.absent) {
       f.writeThrough = true;
     }
-    if (f.fileSlot >= 0 && (f.handles == 0 || !f.absent)) {
+    if (f.fileSlot >= 0) {
       data.dropBlocks(f, 0);
     }
     // No DEAD mark stored here: the record names the file it kills, which recovery takes as
@@ -396,7 +439,7 @@ final class Namespace {
     // the record goes.
   }
 
-  /** A file's last handle closed: a dead, absent file's blocks go now. */
+  /** A file's last handle closed: a dead file's blocks go now. */
   void closed(CachedFile f) throws IOException {
     if (!f.dead || f.fileSlot < 0) {
       return;

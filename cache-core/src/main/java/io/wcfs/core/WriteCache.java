@@ -250,6 +250,25 @@ public final class WriteCache implements AutoCloseable {
     namespace.afterOverlayRead = hook;
   }
 
+  /** What the mount shows for an open file, whatever its names are by now. */
+  public Shown shown(OpenFile h) {
+    return Shown.of(h.file);
+  }
+
+  /**
+   * fstat of an open file's backing file into the struct stat at {@code statBuf}, whatever
+   * its names are by now: 0, or -errno (-ENOENT: not in the backing directory yet).
+   */
+  public int fstat(OpenFile h, long statBuf) throws IOException {
+    CachedFile f = h.file;
+    return f.absent ? -2 : files.backingFile(f).statInto(statBuf);
+  }
+
+  /** Whether the open file's last name is gone (unlinked or renamed over while open). */
+  public boolean isUnlinked(OpenFile h) {
+    return h.file.dead;
+  }
+
   /** See {@link #withShown}. */
   @FunctionalInterface
   public interface ShownFunction<T> {

@@ -182,8 +182,13 @@ final class Daemon {
     // (entry_timeout, 1 s by default). SQLite asks for its -journal and -wal files at every
     // transaction: 3 LOOKUPs per transaction in rollback-journal mode, 1 with it. Correct for
     // the same reason as kernel_cache; a later -o negative_timeout=N overrides it.
+    // hard_remove: unlink and rename over a file that is open remove the name, as on any
+    // filesystem, instead of libfuse2 renaming the file to a visible .fuse_hidden… name (which
+    // kept its directory from being removed, showed st_nlink 1, and made a rename over an open
+    // file two namespace operations a crash could split). The open file is served through its
+    // handle (WcfsFileSystem, flag_nullpath_ok) and the engine keeps it until the last close.
     List<String> opts = new ArrayList<>(List.of("big_writes", "kernel_cache", "fsname=wcfs",
-        "subtype=wcfs", "use_ino", "negative_timeout=1"));
+        "subtype=wcfs", "use_ino", "negative_timeout=1", "hard_remove"));
     if (spec.allowOther()) {
       opts.add("default_permissions"); // the kernel checks modes for every user
     }

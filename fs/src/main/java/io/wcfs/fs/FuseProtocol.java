@@ -78,6 +78,7 @@ final class FuseProtocol {
   static final long FUSE_MIN_READ_BUFFER = 8192;
 
   // Request flags
+  static final int FUSE_GETATTR_FH = 1; // fuse_getattr_in.getattr_flags
   static final int FUSE_WRITE_KILL_SUIDGID = 1 << 2; // fuse_write_in.write_flags
   static final int FATTR_ATIME = 1 << 4; // fuse_setattr_in.valid
   static final int FATTR_MTIME = 1 << 5;
@@ -91,6 +92,8 @@ final class FuseProtocol {
   /** The attributes' offset in fuse_attr_out and in fuse_entry_out. */
   static final int ATTR_OUT_ATTR = 16;
   static final int ENTRY_OUT_ATTR = 40;
+  /** fuse_open_out.fh in a CREATE reply: after fuse_entry_out (128 bytes). */
+  static final int CREATE_OUT_FH = 128;
   /** Offsets of mode and nlink in struct fuse_attr, and its size. */
   static final int ATTR_MODE = 60;
   static final int ATTR_NLINK = 64;

@@ -362,7 +362,6 @@ final class FuseUring {
           IO.putLong(header + 8, id);
           IO.putInt(header + URING_PAYLOAD_SZ, 0);
         } else {
-          FuseWorker.received(IO.getInt(header + 4), IO.getLong(header + 16)); // opcode, nodeid
           long start = payload - IN_HEADER - opLen;
           IO.copyMemory(header, start, IN_HEADER);
           IO.copyMemory(header + OP_IN, start + IN_HEADER, opLen);

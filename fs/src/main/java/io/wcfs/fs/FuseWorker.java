@@ -6,8 +6,6 @@ import io.wcfs.nativ.LibC;
 import java.io.IOException;
 import java.util.LinkedHashMap;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.LongConsumer;
 import jnr.ffi.Memory;
@@ -33,8 +31,9 @@ import org.slf4j.LoggerFactory;
  * other time, and libfuse2 calls utimens only when both are present, so the change was lost.
  * The request is completed with the missing time as UTIME_OMIT, which utimensat honours.
  *
- * <p>Open files hidden at unlink or rename: RELEASE and the operations that may hide a file are
- * serialized ({@link #HIDE_LOCK}), and over io_uring wait for RELEASEs in flight.
+ * <p>A file unlinked or renamed over while open (libfuse2 runs with -o hard_remove: no
+ * .fuse_hidden names): every GETATTR is marked as for an open file, so that fstat of one
+ * reaches the filesystem with a null path ({@link #asForOpenFile}).
  *
  * <p>Notifications queued by callbacks ({@link #invalidateAttributesAfterReply}) go out after
  * the reply, when the kernel no longer waits on this request.
@@ -50,31 +49,6 @@ final class FuseWorker {
   private static final int ATTR_REPLY_ROOM = 4096;
   /** The worker serving the current thread, for callbacks that act after the reply. */
   private static final ThreadLocal<FuseWorker> WORKER = new ThreadLocal<>();
-  /**
-   * Held by RELEASE and by the namespace operations that may hide an open file (UNLINK,
-   * RENAME): libfuse2's high-level layer checks whether the name is open, then renames it to
-   * .fuse_hidden and marks it hidden, while RELEASE lowers the open count and removes the hidden
-   * file if it was the last. A RELEASE between that check and the mark (the kernel sends it
-   * asynchronously, so it can run beside the caller's next unlink) left a .fuse_hidden file for
-   * good. Mostly seen over io_uring, where every entry has its own thread.
-   */
-  private static final Object HIDE_LOCK = new Object();
-  /**
-   * RELEASEs a ring thread has received and not finished. Over io_uring the kernel hands a
-   * RELEASE (sent asynchronously at the last close) and the caller's next UNLINK to different
-   * threads, and the UNLINK's may run first: libfuse2 then hides the still-open file, and the
-   * .fuse_hidden name stays visible until the RELEASE removes it. So UNLINK and RENAME wait
-   * (at most {@link #RELEASE_WAIT_NANOS}) for RELEASEs received and not finished, and for the
-   * RELEASE that may follow a recent FLUSH (every close sends a FLUSH, synchronously, before
-   * the last one's RELEASE): {@link #FLUSHED}, by node id, until its RELEASE arrives or
-   * {@link #FLUSH_RELEASE_NANOS} passed (a close that was not the last sends none).
-   */
-  private static final AtomicInteger RELEASES_IN_FLIGHT =
-      new AtomicInteger();
-  private static final long RELEASE_WAIT_NANOS = 5_000_000;
-  private static final long FLUSH_RELEASE_NANOS = 2_000_000;
-  private static final ConcurrentHashMap<Long, Long> FLUSHED =
-      new ConcurrentHashMap<>();
   /** Requests received, by opcode: what an operation costs in round trips (status). */
   private static final LongAdder[] REQUESTS =
       new LongAdder[OPCODE_NAMES.length];
@@ -105,6 +79,9 @@ final class FuseWorker {
       new LongAdder();
   /** Told the node ids the kernel forgot (FORGET, BATCH_FORGET), before libfuse handles them. */
   private static volatile LongConsumer forgetListener = id -> { };
+  /** Told (handle, node) of each file created and opened: the request names its directory. */
+  private static volatile java.util.function.BiConsumer<Long, Long> createListener =
+      (fh, node) -> { };
 
   static long getxattrRequests() {
     return GETXATTRS.sum();
@@ -112,6 +89,10 @@ final class FuseWorker {
 
   static void onForget(LongConsumer listener) {
     forgetListener = listener;
+  }
+
+  static void onCreate(java.util.function.BiConsumer<Long, Long> listener) {
+    createListener = listener;
   }
 
   /** Makes {@code w} this thread's worker (for the callbacks below). */
@@ -221,6 +202,7 @@ final class FuseWorker {
     };
     switch (opcode) {
       case FUSE_SETATTR -> completeTimes();
+      case FUSE_GETATTR -> asForOpenFile();
       case FUSE_LINK -> invalidateAfterReply(mem.getLong(IN_HEADER)); // fuse_link_in.oldnodeid
       case FUSE_GETXATTR -> GETXATTRS.increment();
       case FUSE_FORGET -> forgetListener.accept(mem.getLong(16));
@@ -236,28 +218,12 @@ final class FuseWorker {
         || opcode == FUSE_LINK || opcode == FUSE_CREATE;
     if (uringCh != null) {
       replied = false;
-      if (opcode == FUSE_FLUSH) {
-        // Nothing to do, as below; but answered 0 rather than ENOSYS, so the kernel keeps
-        // sending it: over io_uring a FLUSH tells UNLINK and RENAME that the close's RELEASE
-        // may be on its way on another thread (see RELEASES_IN_FLIGHT).
+      if (opcode == FUSE_FLUSH) { // nothing to do; see below
         IO.putInt(replyHeader, OUT_HEADER);
-        IO.putInt(replyHeader + 4, 0);
+        IO.putInt(replyHeader + 4, -ENOSYS);
         IO.putLong(replyHeader + 8, commitId);
         IO.putInt(replyHeader + URING_PAYLOAD_SZ, 0);
         replied = true;
-      } else if (opcode == FUSE_RELEASE) {
-        try {
-          synchronized (HIDE_LOCK) {
-            FUSE.fuse_session_process_buf(se, buf, uringCh);
-          }
-        } finally {
-          RELEASES_IN_FLIGHT.decrementAndGet();
-        }
-      } else if (opcode == FUSE_UNLINK || opcode == FUSE_RENAME || opcode == FUSE_RENAME2) {
-        awaitReleases();
-        synchronized (HIDE_LOCK) {
-          FUSE.fuse_session_process_buf(se, buf, uringCh);
-        }
       } else {
         FUSE.fuse_session_process_buf(se, buf, uringCh);
       }
@@ -285,11 +251,6 @@ final class FuseWorker {
       replyError(ENOSYS);
     } else if (attrs) {
       processPatchingAttributes(opcode);
-    } else if (opcode == FUSE_RELEASE || opcode == FUSE_UNLINK || opcode == FUSE_RENAME
-        || opcode == FUSE_RENAME2) {
-      synchronized (HIDE_LOCK) {
-        FUSE.fuse_session_process_buf(se, buf, ch);
-      }
     } else {
       FUSE.fuse_session_process_buf(se, buf, ch);
     }
@@ -308,6 +269,16 @@ final class FuseWorker {
       LOG.warn("sending error {} for FUSE opcode {} failed: {}", errno, mem.getInt(4),
           LibC.strerror((int) -n));
     }
+  }
+
+  /**
+   * GETATTR as if for an open file (FUSE_GETATTR_FH; the kernel sends none with fstat): then
+   * libfuse2 resolves the node's path allowing none (flag_nullpath_ok) and calls fgetattr,
+   * so fstat of a file unlinked while open reaches WcfsFileSystem, which finds it by its
+   * node, instead of being answered ENOENT. The same answer wherever a path exists.
+   */
+  private void asForOpenFile() {
+    mem.putInt(IN_HEADER, mem.getInt(IN_HEADER) | FUSE_GETATTR_FH); // fuse_getattr_in.getattr_flags
   }
 
   /** SETATTR with one time only: the other one becomes UTIME_OMIT (fuse_setattr_in). */
@@ -352,6 +323,10 @@ final class FuseWorker {
    * time; see the class comment.
    */
   private static void patchAttributes(Pointer r, long body, long bodyLen, int opcode) {
+    if (opcode == FUSE_CREATE && bodyLen >= CREATE_OUT_FH + 8) {
+      // fuse_entry_out.nodeid, then fuse_open_out.fh: the node the new handle is open on
+      createListener.accept(r.getLong(body + CREATE_OUT_FH), r.getLong(body));
+    }
     boolean entry = opcode != FUSE_GETATTR && opcode != FUSE_SETATTR;
     int attr = entry ? ENTRY_OUT_ATTR : ATTR_OUT_ATTR;
     if (bodyLen >= attr + ATTR_SIZE && (!entry || r.getLong(body) != 0)) {
@@ -361,36 +336,6 @@ final class FuseWorker {
         r.putLong(body + (entry ? 24 : 0), 0);
         r.putInt(body + (entry ? 36 : 8), 0);
       }
-    }
-  }
-
-  /** Called by a ring thread as soon as it sees a request: tracks closes in flight. */
-  static void received(int opcode, long nodeid) {
-    if (opcode == FUSE_RELEASE) {
-      RELEASES_IN_FLIGHT.incrementAndGet();
-      FLUSHED.remove(nodeid);
-    } else if (opcode == FUSE_FLUSH) {
-      long now = System.nanoTime();
-      FLUSHED.put(nodeid, now);
-      if (FLUSHED.size() > 1024) { // closes that were not the last: no RELEASE removes them
-        FLUSHED.values().removeIf(t -> now - t > FLUSH_RELEASE_NANOS);
-      }
-    }
-  }
-
-  /** See {@link #RELEASES_IN_FLIGHT}. */
-  private static void awaitReleases() {
-    long start = System.nanoTime();
-    while (true) {
-      long now = System.nanoTime();
-      if (now - start > RELEASE_WAIT_NANOS) {
-        return;
-      }
-      FLUSHED.values().removeIf(t -> now - t > FLUSH_RELEASE_NANOS);
-      if (RELEASES_IN_FLIGHT.get() == 0 && FLUSHED.isEmpty()) {
-        return;
-      }
-      Thread.onSpinWait();
     }
   }
 

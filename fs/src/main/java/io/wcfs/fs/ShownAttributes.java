@@ -78,7 +78,33 @@ final class ShownAttributes {
       }
       return rc;
     }
-    // Not in the backing directory yet: what the engine keeps is all there is.
+    fillFromEngine(shown, stat);
+    return 0;
+  }
+
+  /**
+   * fstat of an open file libfuse2 has no path for (its last name went while it was open,
+   * -o hard_remove): the file's own attributes, link count 0.
+   */
+  int statOpen(WriteCache.OpenFile h, FileStat stat) throws IOException {
+    WriteCache.Shown shown = cache.shown(h);
+    int rc = cache.fstat(h, address(stat));
+    if (rc == 0) {
+      showCached(stat, shown.size(), shown.mtimeNanos());
+      stat.st_ino.set(shown.ino());
+    } else if (rc == -2 && shown.backingPath() == null) { // ENOENT: not in the backing directory
+      fillFromEngine(shown, stat);
+    } else {
+      return rc;
+    }
+    if (cache.isUnlinked(h)) {
+      stat.st_nlink.set(0);
+    }
+    return 0;
+  }
+
+  /** A file not in the backing directory yet: what the engine keeps is all there is. */
+  private void fillFromEngine(WriteCache.Shown shown, FileStat stat) {
     stat.st_dev.set(rootDev);
     stat.st_ino.set(shown.ino());
     stat.st_mode.set(FileStat.S_IFREG | (shown.mode() & 07777));
@@ -91,7 +117,6 @@ final class ShownAttributes {
     setTime(stat.st_atim, shown.atimeNanos());
     setTime(stat.st_mtim, shown.mtimeNanos());
     setTime(stat.st_ctim, shown.ctimeNanos());
-    return 0;
   }
 
   private static void setTime(Timespec t, long nanos) {

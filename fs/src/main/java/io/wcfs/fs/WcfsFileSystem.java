@@ -88,6 +88,11 @@ final class WcfsFileSystem extends FuseStubFS {
   /** One open file: the engine's handle and whether writes must commit before returning. */
   private static final class Handle {
     final WriteCache.OpenFile file;
+    /**
+     * The FUSE node it is open on: what names it once its path is gone (a CREATE's request
+     * names the directory; the reply tells the node, FuseWorker.onCreate).
+     */
+    volatile long node;
     final boolean sync;
     /**
      * Whether the file may have set-user-ID or set-group-ID bits that a write by another user
@@ -96,8 +101,9 @@ final class WcfsFileSystem extends FuseStubFS {
      */
     volatile boolean mayHaveSetId;
 
-    Handle(WriteCache.OpenFile file, boolean sync, boolean mayHaveSetId) {
+    Handle(WriteCache.OpenFile file, long node, boolean sync, boolean mayHaveSetId) {
       this.file = file;
+      this.node = node;
       this.sync = sync;
       this.mayHaveSetId = mayHaveSetId;
     }
@@ -118,8 +124,23 @@ final class WcfsFileSystem extends FuseStubFS {
     this.permissions = new PermissionRules(cache, attributes);
     this.xattrs = new Xattrs(backing, xattrsOn, cache::namespaceChanged);
     FuseWorker.onForget(xattrs::forget);
+    FuseWorker.onCreate((fh, node) -> {
+      Handle h = handles.get(fh);
+      if (h != null) {
+        h.node = node;
+      }
+    });
     DataRequests.register(new DataHandler());
+    // flag_nullpath_ok, which jnr-fuse declares but cannot set: bit 0 of the unsigned int
+    // after the 38 function pointers of libfuse2's struct fuse_operations. With -o hard_remove
+    // (Daemon) a file unlinked or renamed over while open has no path left, and libfuse2 then
+    // calls the operations that carry a handle with a null path instead of failing them.
+    Pointer ops = Struct.getMemory(fuseOperations);
+    ops.putInt(FUSE_OPS_FLAGS, ops.getInt(FUSE_OPS_FLAGS) | 1);
   }
+
+  /** Where libfuse2's struct fuse_operations has its flags (flag_nullpath_ok is bit 0). */
+  private static final int FUSE_OPS_FLAGS = 38 * 8;
 
   Xattrs xattrs() {
     return xattrs;
@@ -271,9 +292,25 @@ final class WcfsFileSystem extends FuseStubFS {
     return guard(Op.GETATTR, path, () -> attributes.stat(path, stat));
   }
 
+  /**
+   * Every GETATTR comes here (FuseWorker marks it as for an open file), so that libfuse2 calls
+   * with a null path for a node whose name is gone instead of answering ENOENT; the handle in
+   * {@code fi} is not one (the kernel sends none with fstat): the file is found by its node.
+   */
   @Override
   public int fgetattr(String path, FileStat stat, FuseFileInfo fi) {
-    return getattr(path, stat);
+    if (path != null) {
+      return getattr(path, stat);
+    }
+    long node = FuseWorker.currentNodeId();
+    return guard(Op.GETATTR, "(unlinked, node " + node + ")", () -> {
+      for (Handle h : handles.values()) {
+        if (h.node == node) {
+          return attributes.statOpen(h.file, stat);
+        }
+      }
+      return -ErrorCodes.ENOENT();
+    });
   }
 
   @Override
@@ -530,7 +567,7 @@ final class WcfsFileSystem extends FuseStubFS {
       }
     }
     long id = nextHandle.getAndIncrement();
-    handles.put(id, new Handle(file, sync, setId));
+    handles.put(id, new Handle(file, FuseWorker.currentNodeId(), sync, setId));
     fi.fh.set(id);
     return 0;
   }
@@ -542,7 +579,7 @@ final class WcfsFileSystem extends FuseStubFS {
    * written by a group member) keeps the flag.
    */
   private void checkSetIdBits(Handle h, String path) throws IOException {
-    if (!h.mayHaveSetId) {
+    if (!h.mayHaveSetId || path == null) { // null: no name left, nobody can execute it by one
       return;
     }
     h.mayHaveSetId = false;
@@ -553,6 +590,13 @@ final class WcfsFileSystem extends FuseStubFS {
       if (mayRemain) {
         h.mayHaveSetId = true;
       }
+    }
+  }
+
+  /** A write or truncate removes a file capability (a file without a name left has none). */
+  private void dropCapability(String path) throws IOException {
+    if (path != null) {
+      xattrs.dropCapability(rel(path), FuseWorker.currentNodeId());
     }
   }
 
@@ -578,7 +622,7 @@ final class WcfsFileSystem extends FuseStubFS {
       Handle h = handle(fi);
       largestWrite.accumulate(size);
       checkSetIdBits(h, path);
-      xattrs.dropCapability(rel(path), FuseWorker.currentNodeId());
+      dropCapability(path);
       cache.write(h.file, offset, buf.address(), size);
       if (h.sync) {
         commitForCaller(); // O_SYNC / O_DSYNC: durable before the write returns
@@ -678,7 +722,7 @@ final class WcfsFileSystem extends FuseStubFS {
     return guard(Op.FTRUNCATE, path, () -> {
       Handle h = handle(fi);
       checkSetIdBits(h, path);
-      xattrs.dropCapability(rel(path), FuseWorker.currentNodeId());
+      dropCapability(path);
       cache.truncate(h.file, size);
       return 0;
     });

@@ -17,9 +17,8 @@ import org.junit.jupiter.api.Timeout;
 
 /**
  * A file wcfs holds open is the file behind its descriptor, whatever names it has now: data
- * fsync'd through the descriptor after a rename, or after an unlink that the kernel turned into
- * a rename to {@code .fuse_hidden…}, reaches that file and is never dropped because its old
- * path is gone.
+ * fsync'd through the descriptor after a rename, or after an unlink of the open file, reaches
+ * that file and is never dropped because its old path is gone.
  */
 @Timeout(180)
 class OpenFileIdentityTest {
@@ -41,10 +40,10 @@ class OpenFileIdentityTest {
   }
 
   @Test
-  @DisplayName("unlink while open (.fuse_hidden): fsync'd blocks stay readable, nothing dropped")
+  @DisplayName("unlink while open: fsync'd blocks stay readable, nothing dropped")
   void unlinkWhileOpen() throws Exception {
     run("unlink", (mnt, a) -> {
-      Files.delete(a); // the kernel renames the open file to .fuse_hidden… instead
+      Files.delete(a); // the name goes; the descriptor keeps the file (-o hard_remove)
       return null;
     });
   }

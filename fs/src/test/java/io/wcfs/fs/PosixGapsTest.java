@@ -92,6 +92,26 @@ class PosixGapsTest extends MountTestBase {
     }
   }
 
+  /** Reads what descriptor 3 holds from offset 0, as the script's perl sees it. */
+  private static final String READ_FD3 = "perl -e 'open(F, \"+<&=3\") or die \"$!\"; "
+      + "sysseek(F, 0, 0); sysread(F, $b, 1000); print $b'";
+
+  @Test
+  @DisplayName("a file unlinked or renamed over while open: nameless, readable, writable, gone at close")
+  void unlinkedWhileOpen() throws Exception {
+    // No .fuse_hidden names (-o hard_remove): the directory empties, st_nlink reads 0, and the
+    // descriptor goes on reading and writing the file itself.
+    assertSameAsPlainDirectory("open, unlink, rmdir", "mkdir d; exec 3<>d/f; echo one >&3; "
+        + "rm d/f; echo two >&3; ls -A d; " + READ_FD3 + "; stat -L -c '%s %h' /proc/self/fd/3;"
+        + " rmdir d && echo removed; echo three >&3; " + READ_FD3 + "; exec 3>&-; ls -A");
+    assertSameAsPlainDirectory("rename over an open file", "echo old > t; exec 3<t; "
+        + "echo new > n; mv n t; cat t; " + READ_FD3 + "; stat -L -c '%s %h' /proc/self/fd/3; "
+        + "ls -A; exec 3<&-; ls -A; cat t");
+    assertSameAsPlainDirectory("atomic save over a file open for writing", "exec 3<>t; "
+        + "echo first >&3; echo second > t.tmp; mv t.tmp t; echo more >&3; " + READ_FD3
+        + "; cat t; sleep 1.2; stat -L -c '%s %h' /proc/self/fd/3; exec 3>&-; ls -A; cat t");
+  }
+
   @Test
   @DisplayName("utimensat sets exactly the times given, UTIME_OMIT included")
   void utimensatSticks() throws Exception {

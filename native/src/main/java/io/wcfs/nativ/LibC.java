@@ -637,6 +637,11 @@ public final class LibC {
     return rc(API.fstatat(dirfd, path, statBuf, flags));
   }
 
+  /** fstat(2) into a struct stat at {@code statBuf}: 0 or -errno. */
+  public static int fstat(int fd, long statBuf) {
+    return rc(API.fstat(fd, statBuf));
+  }
+
   public static int mkdirat(int dirfd, String path, int mode) {
     return rc(API.mkdirat(dirfd, path, mode));
   }
