@@ -95,8 +95,8 @@ final class BackingCopier implements AutoCloseable {
       }
       blockIdx = Arrays.copyOf(blockIdx, n);
       slots = Arrays.copyOf(slots, n);
-      if (n == 0 || f.path == null) {
-        return null;
+      if (n == 0 || f.path == null || f.dead) {
+        return null; // a dead file's blocks never reach the backing directory
       }
       size = f.size;
       mtime = f.mtimeNanos;
@@ -111,6 +111,11 @@ final class BackingCopier implements AutoCloseable {
       copyToBacking(f, blockIdx, slots, size, mtime);
     } catch (java.nio.file.NoSuchFileException e) {
       vanished = true;
+    } catch (IOException e) {
+      if (f.dead) {
+        return null; // unlinked since the snapshot, never opened: nothing to write or free
+      }
+      throw e;
     } finally {
       f.io.unlock();
     }

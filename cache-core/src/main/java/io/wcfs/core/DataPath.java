@@ -423,7 +423,7 @@ final class DataPath {
             f.size = size;
             f.mtimeNanos = now();
           }
-          if (f.absent || f.dead) {
+          if (f.absent || (f.dead && f.file == null)) {
             return; // no backing file (yet, or any more): the recorded size is all there is
           }
           BackingStore.BackingFile file = files.backingFile(f);

@@ -76,7 +76,7 @@ final class FileRegistry {
    */
   boolean hold(CachedFile f) {
     synchronized (index) {
-      if (!holds(f)) {
+      if (!holds(f) || f.dead) { // dead: its name went meanwhile, the lookup answers that
         return false;
       }
       f.handles++;
@@ -93,13 +93,12 @@ final class FileRegistry {
   }
 
   /**
-   * One more handle on {@code f} whatever happened to it: known again by its key unless
-   * another file took that meanwhile. For a file {@link #hold} refused that is still in use.
+   * Makes {@code f}, dropped from memory while still in use, known again by its key; false
+   * if another file took that key meanwhile (two files for one backing file: refused).
    */
-  void adopt(CachedFile f) {
+  boolean adopt(CachedFile f) {
     synchronized (index) {
-      files.putIfAbsent(f.key(), f);
-      f.handles++;
+      return files.putIfAbsent(f.key(), f) == null || holds(f);
     }
   }
 
@@ -164,6 +163,11 @@ final class FileRegistry {
     return byFileSlot[fileSlot];
   }
 
+  /** Needs index. File slots free to take. */
+  int freeSlotCount() {
+    return freeFileSlotCount;
+  }
+
   /** Needs index. Whether a file slot is free to take. */
   boolean hasFreeSlot() {
     return freeFileSlotCount > 0;
@@ -193,6 +197,20 @@ final class FileRegistry {
       }
     }
     return out;
+  }
+
+  /**
+   * Needs index. Blocks held for files unlinked while open: committed, never written back,
+   * gone at the last close (a flush does not wait for them).
+   */
+  int blocksOfDeadFiles() {
+    int n = 0;
+    for (CachedFile f : files.values()) {
+      if (f.dead && f.fileSlot >= 0) {
+        n += f.blocks.size();
+      }
+    }
+    return n;
   }
 
   /** Needs index. A copy of every file known. */

@@ -85,7 +85,7 @@ final class Namespace {
    * nothing more: a file dropped between the look and the handle is looked up again, and the
    * overlay no longer shows it by then (the applier retires a name before the file can go).
    */
-  private CachedFile holdShown(String path) throws NoSuchFileException {
+  private CachedFile holdShown(String path) throws IOException {
     long deadline = 0;
     while (true) {
       CachedFile f = shown(path);
@@ -100,16 +100,26 @@ final class Namespace {
       if (deadline == 0) {
         deadline = now + STRAY_NANOS;
       } else if (now - deadline > 0) {
-        // Not a window any more: the overlay shows a file the engine dropped. Keep it (its
-        // writes are the name's), known again by its backing file, and say so.
-        LOG.error("{}: the namespace overlay shows a file (cache slot {}) the engine no longer"
-            + " knew; taking it back. Please report this with the log.", path, f.fileSlot);
-        files.adopt(f);
-        counters.strayFiles.increment();
-        return f;
+        takeBack(path, f);
       }
       Thread.yield();
     }
+  }
+
+  /**
+   * Not a window any more: the overlay shows a file the engine dropped. Kept (its writes are
+   * the name's), known again by its backing file, and said so; refused (EIO) if the engine
+   * knows another file by that backing file by now.
+   */
+  private void takeBack(String path, CachedFile f) throws IOException {
+    if (!files.adopt(f)) {
+      throw new IOException(path + ": the namespace overlay shows a file (cache slot "
+          + f.fileSlot + ") the engine dropped and now knows another file for; please report"
+          + " this with the log");
+    }
+    LOG.error("{}: the namespace overlay showed a file (cache slot {}) the engine no longer"
+        + " knew; taken back. Please report this with the log.", path, f.fileSlot);
+    counters.strayFiles.increment();
   }
 
   /** How long the overlay may show a file the engine dropped before that is taken as a bug. */
@@ -238,8 +248,9 @@ final class Namespace {
   void unlink(String path) throws IOException {
     lockWithRoom();
     try {
-      while (!unlinkLocked(path)) {
-        // the file looked up was dropped from memory meanwhile: look it up again
+      long deadline = System.nanoTime() + STRAY_NANOS;
+      while (!unlinkLocked(path, System.nanoTime() - deadline > 0)) {
+        Thread.yield(); // the file looked up was dropped from memory meanwhile: again
       }
     } finally {
       namespaceLock.writeLock().unlock();
@@ -247,7 +258,7 @@ final class Namespace {
   }
 
   /** unlink under namespaceLock; false: the file looked up was dropped meanwhile, again. */
-  private boolean unlinkLocked(String path) throws IOException {
+  private boolean unlinkLocked(String path, boolean takeBack) throws IOException {
     CachedFile f = shown(path);
     if (f == null) {
       BackingStore.Stat st = backing.stat(path);
@@ -265,7 +276,7 @@ final class Namespace {
       unlinkNow(path);
       return true;
     }
-    return removeName(CacheLayout.Op.UNLINK, f, path, null, null);
+    return removeName(CacheLayout.Op.UNLINK, f, path, null, null, takeBack);
   }
 
   /**
@@ -291,8 +302,9 @@ final class Namespace {
         f = files.open(from, st);
       }
       checkParent(to);
-      while (!renameOver(f, from, to)) {
-        // the file it replaces was dropped from memory meanwhile: look it up again
+      long deadline = System.nanoTime() + STRAY_NANOS;
+      while (!renameOver(f, from, to, System.nanoTime() - deadline > 0)) {
+        Thread.yield(); // the file it replaces was dropped from memory meanwhile: again
       }
     } finally {
       try {
@@ -309,7 +321,8 @@ final class Namespace {
    * The rest of rename, {@code f} held, under namespaceLock: what {@code to} holds now, and
    * the record; false: that file was dropped from memory before the record, look again.
    */
-  private boolean renameOver(CachedFile f, String from, String to) throws IOException {
+  private boolean renameOver(CachedFile f, String from, String to, boolean takeBack)
+      throws IOException {
     CachedFile victim = null;
     Overlay.Node m = overlay.get(to);
     if (m != null) {
@@ -342,7 +355,7 @@ final class Namespace {
       renameNow(from, to);
       return true;
     }
-    return removeName(CacheLayout.Op.RENAME, f, from, to, victim);
+    return removeName(CacheLayout.Op.RENAME, f, from, to, victim, takeBack);
   }
 
   /**
@@ -352,7 +365,7 @@ final class Namespace {
    * done: the dying file was dropped from memory since the caller looked it up.
    */
   private boolean removeName(CacheLayout.Op op, CachedFile f, String path, String to,
-      CachedFile victim) throws IOException {
+      CachedFile victim, boolean takeBack) throws IOException {
     CachedFile dying = op == CacheLayout.Op.UNLINK ? f : victim;
     CachedFile moving = op == CacheLayout.Op.RENAME ? f : null;
     if (moving != null) {
@@ -367,7 +380,10 @@ final class Namespace {
           if (!files.holds(dying)) {
             // Dropped from memory since it was looked up (nothing cached, no handle): another
             // may know its backing file by now. Looked up again; its write lock keeps it now.
-            return false;
+            if (!takeBack) {
+              return false;
+            }
+            takeBack(path, dying); // still the one found after a second of looking: a bug
           }
         }
         if (!dying.absent && dying.handles > 0) {
@@ -410,9 +426,9 @@ final class Namespace {
   }
 
   /**
-   * Its last name is gone in this epoch: its blocks are dropped (freed by the commit), and
-   * its slot stays until the records naming it are applied. Open handles of a file in the backing directory write to its inode directly.
-   * Needs f.lock and epochLock shared.
+   * Its last name is gone in this epoch: its blocks are dropped (freed by the commit), or,
+   * while it is open, kept for its handles until the last close ({@link #closed}); its slot
+   * stays until the records naming it are applied. Needs f.lock and epochLock shared.
    */
   private void kill(CachedFile f) throws IOException {
     f.dead = true;
@@ -455,6 +471,9 @@ final class Namespace {
     } finally {
       f.lock.writeLock().unlock();
     }
+    // Its records may have gone while it was open (the applier's release found blocks then):
+    // the slot, and the file, go now; with records left, their application releases it.
+    writeback.releaseIfDone(f);
   }
 
   // ---- attributes -------------------------------------------------------------------------

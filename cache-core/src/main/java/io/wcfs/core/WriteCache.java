@@ -245,6 +245,13 @@ public final class WriteCache implements AutoCloseable {
     }
   }
 
+  /** Tests: file-table slots free now. */
+  int freeFileSlots() {
+    synchronized (table) {
+      return files.freeSlotCount();
+    }
+  }
+
   /** Tests: runs in an open between the overlay's answer and the handle taken on its file. */
   void afterOverlayRead(Runnable hook) {
     namespace.afterOverlayRead = hook;

@@ -421,6 +421,9 @@ final class Writeback implements AutoCloseable {
         // backing file before its CREATE; a renamed one is written back when its RENAME is).
         continue;
       }
+      if (f.dead) {
+        continue; // unlinked while open: its blocks never reach the backing directory
+      }
       table.startWriteback(s);
       byFile.computeIfAbsent(f, k -> new IntList()).add(s);
       taken++;
@@ -473,7 +476,7 @@ final class Writeback implements AutoCloseable {
           step(); // manual mode
         }
         synchronized (table) {
-          if (table.dirty() == 0 && epochs.uncommittedCount() == 0
+          if (table.dirty() == files.blocksOfDeadFiles() && epochs.uncommittedCount() == 0
               && !backingSyncs.owesBackingSyncs() && journal.pendingCount() == 0) {
             return;
           }

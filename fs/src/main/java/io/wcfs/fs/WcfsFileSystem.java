@@ -408,6 +408,9 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int readdir(String path, Pointer buf, FuseFillDir filter, @off_t long offset,
       FuseFileInfo fi) {
+    if (path == null) {
+      return -ErrorCodes.ENOENT(); // a directory removed while open lists nothing more
+    }
     return guard(Op.READDIR, path, () -> {
       filter.apply(buf, ".", null, 0);
       filter.apply(buf, "..", null, 0);
