@@ -314,19 +314,13 @@ public final class WriteCache implements AutoCloseable {
 
   public void close(OpenFile h) throws IOException {
     CachedFile f = h.file;
-    f.lock.writeLock().lock();
-    try {
-      synchronized (table) {
-        if (h.closed) {
-          return;
-        }
-        h.closed = true;
-        f.handles--;
-        files.forgetIfUnused(f);
+    synchronized (table) {
+      if (h.closed) {
+        return; // closed twice: the handle counted once
       }
-    } finally {
-      f.lock.writeLock().unlock();
+      h.closed = true;
     }
+    files.release(f);
     if (f.handles == 0) {
       namespace.closed(f);
     }

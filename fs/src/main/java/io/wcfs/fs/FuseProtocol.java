@@ -39,12 +39,9 @@ final class FuseProtocol {
   static final int FUSE_FORGET = 2;
   static final int FUSE_GETATTR = 3;
   static final int FUSE_SETATTR = 4;
-  static final int FUSE_UNLINK = 10;
-  static final int FUSE_RENAME = 12;
   static final int FUSE_LINK = 13;
   static final int FUSE_READ = 15;
   static final int FUSE_WRITE = 16;
-  static final int FUSE_RELEASE = 18;
   static final int FUSE_FSYNC = 20;
   static final int FUSE_GETXATTR = 22;
   static final int FUSE_FLUSH = 25;
@@ -53,7 +50,6 @@ final class FuseProtocol {
   static final int FUSE_CREATE = 35;
   static final int FUSE_INTERRUPT = 36;
   static final int FUSE_BATCH_FORGET = 42;
-  static final int FUSE_RENAME2 = 45;
   /** The opcodes by number, for status ("" where none is defined). */
   static final String[] OPCODE_NAMES = {"", "lookup", "forget", "getattr", "setattr",
       "readlink", "symlink", "", "mknod", "mkdir", "unlink", "rmdir", "rename", "link", "open",

@@ -12,8 +12,6 @@ import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.NotDirectoryException;
 import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.LongAccumulator;
 import jnr.ffi.Pointer;
 import jnr.ffi.Struct;
@@ -77,37 +75,12 @@ final class WcfsFileSystem extends FuseStubFS {
   private final ShownAttributes attributes;
   /** Owners and modes as a local filesystem keeps them. */
   private final PermissionRules permissions;
-  private final Map<Long, Handle> handles = new ConcurrentHashMap<>();
-  private final AtomicLong nextHandle = new AtomicLong(1);
+  private final OpenFiles openFiles = new OpenFiles();
   /** The largest write request the kernel sent: shows what max_write it agreed to. */
   private final LongAccumulator largestWrite = new LongAccumulator(Math::max, 0);
   private final Xattrs xattrs;
   /** fsync/fdatasync/O_SYNC commits requested through the mount, observed by the metrics. */
   private volatile java.util.function.LongConsumer commitObserver = nanos -> { };
-
-  /** One open file: the engine's handle and whether writes must commit before returning. */
-  private static final class Handle {
-    final WriteCache.OpenFile file;
-    /**
-     * The FUSE node it is open on: what names it once its path is gone (a CREATE's request
-     * names the directory; the reply tells the node, FuseWorker.onCreate).
-     */
-    volatile long node;
-    final boolean sync;
-    /**
-     * Whether the file may have set-user-ID or set-group-ID bits that a write by another user
-     * must clear. Known at open and set again by a chmod that adds such bits, so that writes
-     * to the common file without them cost no stat; see {@link PermissionRules#clearSetIdBits}.
-     */
-    volatile boolean mayHaveSetId;
-
-    Handle(WriteCache.OpenFile file, long node, boolean sync, boolean mayHaveSetId) {
-      this.file = file;
-      this.node = node;
-      this.sync = sync;
-      this.mayHaveSetId = mayHaveSetId;
-    }
-  }
 
   long largestWrite() {
     return largestWrite.get();
@@ -124,12 +97,7 @@ final class WcfsFileSystem extends FuseStubFS {
     this.permissions = new PermissionRules(cache, attributes);
     this.xattrs = new Xattrs(backing, xattrsOn, cache::namespaceChanged);
     FuseWorker.onForget(xattrs::forget);
-    FuseWorker.onCreate((fh, node) -> {
-      Handle h = handles.get(fh);
-      if (h != null) {
-        h.node = node;
-      }
-    });
+    FuseWorker.onCreate(openFiles::opened);
     DataRequests.register(new DataHandler());
     // flag_nullpath_ok, which jnr-fuse declares but cannot set: bit 0 of the unsigned int
     // after the 38 function pointers of libfuse2's struct fuse_operations. With -o hard_remove
@@ -304,12 +272,8 @@ final class WcfsFileSystem extends FuseStubFS {
     }
     long node = FuseWorker.currentNodeId();
     return guard(Op.GETATTR, "(unlinked, node " + node + ")", () -> {
-      for (Handle h : handles.values()) {
-        if (h.node == node) {
-          return attributes.statOpen(h.file, stat);
-        }
-      }
-      return -ErrorCodes.ENOENT();
+      OpenFiles.Handle h = openFiles.onNode(node);
+      return h == null ? -ErrorCodes.ENOENT() : attributes.statOpen(h.file, stat);
     });
   }
 
@@ -324,12 +288,7 @@ final class WcfsFileSystem extends FuseStubFS {
         ino = attributes.backingStatus(path).ino();
       }
       if ((mode & (S_ISUID | S_ISGID)) != 0) {
-        // Open handles of this file (through any name) must check their writes from now on.
-        for (Handle h : handles.values()) {
-          if (h.file.ino() == ino) {
-            h.mayHaveSetId = true;
-          }
-        }
+        openFiles.mayHaveSetId(ino); // its handles must check their writes from now on
       }
       return 0;
     });
@@ -569,9 +528,7 @@ final class WcfsFileSystem extends FuseStubFS {
         throw e;
       }
     }
-    long id = nextHandle.getAndIncrement();
-    handles.put(id, new Handle(file, FuseWorker.currentNodeId(), sync, setId));
-    fi.fh.set(id);
+    fi.fh.set(openFiles.add(file, FuseWorker.currentNodeId(), sync, setId));
     return 0;
   }
 
@@ -581,7 +538,7 @@ final class WcfsFileSystem extends FuseStubFS {
    * next write checks once more; a file that keeps a bit (set-group-ID without group-exec,
    * written by a group member) keeps the flag.
    */
-  private void checkSetIdBits(Handle h, String path) throws IOException {
+  private void checkSetIdBits(OpenFiles.Handle h, String path) throws IOException {
     if (!h.mayHaveSetId || path == null) { // null: no name left, nobody can execute it by one
       return;
     }
@@ -603,12 +560,8 @@ final class WcfsFileSystem extends FuseStubFS {
     }
   }
 
-  private Handle handle(FuseFileInfo fi) throws IOException {
-    Handle h = handles.get(fi.fh.get());
-    if (h == null) {
-      throw new NativeIOException("stale file handle", ErrorCodes.EBADF());
-    }
-    return h;
+  private OpenFiles.Handle handle(FuseFileInfo fi) throws IOException {
+    return openFiles.require(fi.fh.get());
   }
 
   @Override
@@ -622,16 +575,21 @@ final class WcfsFileSystem extends FuseStubFS {
   public int write(String path, Pointer buf, @size_t long size, @off_t long offset,
       FuseFileInfo fi) {
     return guard(Op.WRITE, path, () -> {
-      Handle h = handle(fi);
-      largestWrite.accumulate(size);
+      OpenFiles.Handle h = handle(fi);
       checkSetIdBits(h, path);
       dropCapability(path);
-      cache.write(h.file, offset, buf.address(), size);
-      if (h.sync) {
-        commitForCaller(); // O_SYNC / O_DSYNC: durable before the write returns
-      }
-      return (int) size;
+      return write(h, offset, buf.address(), (int) size);
     });
+  }
+
+  /** A write through {@code h} (set-ID bits and capability seen to); O_SYNC commits it. */
+  private int write(OpenFiles.Handle h, long offset, long data, int size) throws IOException {
+    largestWrite.accumulate(size);
+    cache.write(h.file, offset, data, size);
+    if (h.sync) {
+      commitForCaller(); // O_SYNC / O_DSYNC: durable before the write returns
+    }
+    return size;
   }
 
   /**
@@ -645,23 +603,16 @@ final class WcfsFileSystem extends FuseStubFS {
 
     @Override
     public int write(long fh, long node, long offset, long data, int size) {
-      Handle h = handles.get(fh);
+      OpenFiles.Handle h = openFiles.get(fh);
       if (h == null || h.mayHaveSetId || !xattrs.capabilityKnownAbsent(node)) {
         return DECLINE;
       }
-      return guard(Op.WRITE, BY_HANDLE, () -> {
-        largestWrite.accumulate(size);
-        cache.write(h.file, offset, data, size);
-        if (h.sync) {
-          commitForCaller(); // O_SYNC / O_DSYNC: durable before the write returns
-        }
-        return size;
-      });
+      return guard(Op.WRITE, BY_HANDLE, () -> WcfsFileSystem.this.write(h, offset, data, size));
     }
 
     @Override
     public int read(long fh, long offset, long dst, int size) {
-      Handle h = handles.get(fh);
+      OpenFiles.Handle h = openFiles.get(fh);
       return h == null ? DECLINE
           : guard(Op.READ, BY_HANDLE, () -> cache.read(h.file, offset, dst, size));
     }
@@ -684,7 +635,7 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int release(String path, FuseFileInfo fi) {
     return guard(Op.RELEASE, path, () -> {
-      Handle h = handles.remove(fi.fh.get());
+      OpenFiles.Handle h = openFiles.remove(fi.fh.get());
       if (h != null) {
         cache.close(h.file);
       }
@@ -723,7 +674,7 @@ final class WcfsFileSystem extends FuseStubFS {
   @Override
   public int ftruncate(String path, @off_t long size, FuseFileInfo fi) {
     return guard(Op.FTRUNCATE, path, () -> {
-      Handle h = handle(fi);
+      OpenFiles.Handle h = handle(fi);
       checkSetIdBits(h, path);
       dropCapability(path);
       cache.truncate(h.file, size);
@@ -738,7 +689,7 @@ final class WcfsFileSystem extends FuseStubFS {
       if (off < 0 || length <= 0) {
         return -ErrorCodes.EINVAL();
       }
-      Handle h = handle(fi);
+      OpenFiles.Handle h = handle(fi);
       WriteCache.OpenFile f = h.file;
       if (mode == 0) {
         if (off + length > cache.size(f)) {
