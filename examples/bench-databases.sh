@@ -12,8 +12,9 @@
 # Prints one table with ratios to plain, writes examples/results/bench.csv and bench.png.
 # Then the "SSD cache" setup: wcfs with its cache file on the same disk as the plain directory
 # (under /var/tmp, real durability, strategy msync), fio 4 KiB random write + fsync with 1 and
-# 4 jobs, plain vs wcfs, the fsync p99s and the device flushes per commit (wcfs writes the 1-job
-# run back before the 4-job run, timed); its own table,
+# 4 jobs, plain vs wcfs, with passthrough_ll over the same disk as the reference for what any
+# FUSE filesystem gets here; the fsync p99s and the device flushes per commit (wcfs writes the
+# 1-job run back before the 4-job run, timed); its own table,
 # examples/results/bench-ssd.csv and bench-ssd.txt.
 #
 #   examples/bench-databases.sh [SECONDS_PER_FIO_RUN] [PGBENCH_SECONDS]
@@ -35,11 +36,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 pkgs=()
 command -v fio >/dev/null || pkgs+=(fio)
+[ -f /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c ] || pkgs+=(libfuse3-dev)
+command -v pkg-config >/dev/null || pkgs+=(pkg-config)
+command -v gcc >/dev/null || pkgs+=(gcc)
 if [ "$SSD_ONLY" = 0 ]; then
   command -v sqlite3 >/dev/null || pkgs+=(sqlite3)
   ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || pkgs+=(postgresql)
-  [ -f /usr/share/doc/libfuse3-dev/examples/passthrough_ll.c ] || pkgs+=(libfuse3-dev)
-  command -v pkg-config >/dev/null || pkgs+=(pkg-config)
   command -v gnuplot >/dev/null || pkgs+=(gnuplot-nox)
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then
@@ -54,7 +56,7 @@ work=$(mktemp -d /var/tmp/wcfs-bench.XXXXXX)
 cache=$(mktemp -d /dev/shm/wcfs-bench-cache.XXXXXX)
 bound=$(mktemp -d /dev/shm/wcfs-bench-bound.XXXXXX)
 pt_src="/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c"
-[ "$SSD_ONLY" = 1 ] || gcc -O2 -Wall "$pt_src" -o "$work/passthrough_ll" $(pkg-config fuse3 --cflags --libs)
+gcc -O2 -Wall "$pt_src" -o "$work/passthrough_ll" $(pkg-config fuse3 --cflags --libs)
 mkdir -p "$work/backing" "$work/wcfs" "$work/fuse" "$work/pgsock" "$work/fuse-tmpfs"
 chmod 755 "$bound"
 [ "$SSD_ONLY" = 1 ] || chown postgres "$work/pgsock"
@@ -268,6 +270,20 @@ run_ssd() {
   ssd_record plain fio_fsync_4jobs_iops "$(echo "$j" | fio_field write iops)"
   ssd_record plain fsync_4jobs_p99_us "$(echo "$j" | fio_field sync p99)"
   rm -f "$d"/ssd1.* "$d"/ssd4.*
+  # The reference for what a FUSE filesystem can do here at all: passthrough_ll forwards
+  # each write and fsync to the same disk and does nothing else.
+  echo "== SSD cache: passthrough_ll over the same disk" >&2
+  mount_fuse "$work/backing" "$work/fuse"
+  d="$work/fuse"
+  j=$(fio_json "$d" ssd1 --rw=randwrite --fsync=1 --numjobs=1)
+  ssd_record fuse fio_fsync_1job_iops "$(echo "$j" | fio_field write iops)"
+  ssd_record fuse fsync_1job_p50_us "$(echo "$j" | fio_field sync p50)"
+  ssd_record fuse fsync_1job_p99_us "$(echo "$j" | fio_field sync p99)"
+  j=$(fio_json "$d" ssd4 --rw=randwrite --fsync=1 --numjobs=4 --size=64M)
+  ssd_record fuse fio_fsync_4jobs_iops "$(echo "$j" | fio_field write iops)"
+  ssd_record fuse fsync_4jobs_p99_us "$(echo "$j" | fio_field sync p99)"
+  rm -f "$d"/ssd1.* "$d"/ssd4.*
+  unmount_fuse "$work/fuse"
   echo "== SSD cache: wcfs, cache file on the same disk" >&2
   mkdir -p "$work/ssd-cache"
   env -u PMEM_IS_PMEM_FORCE "$here/wcfs" mount --cache-size 1G "$work/ssd-cache" \
@@ -317,12 +333,14 @@ g = lambda m, s: rows.get(m, {}).get(s)
 out = [f"# SSD cache: wcfs with its cache file on the plain directory's disk - "
        f"{datetime.date.today()}, {os.cpu_count()} cores, fio {sys.argv[3]} s per run, load "
        f"{g('load_before', 'all')} before, {g('load_after', 'all')} after",
-       f"{'metric':34} {'plain':>9} {'wcfs':>9} {'wcfs/plain':>10}  target"]
+       f"{'metric':34} {'plain':>9} {'wcfs':>9} {'wcfs/plain':>10} {'pt_ll':>9}"
+       f" {'pt_ll/plain':>11} {'wcfs/pt_ll':>10}  target"]
 def line(m, target, lower=False):
-    p, w = g(m, "plain"), g(m, "wcfs")
-    r = f"{w / p:.2f}x" if p and w is not None else "-"
+    p, w, t = g(m, "plain"), g(m, "wcfs"), g(m, "fuse")
+    ratio = lambda a, b: f"{a / b:.2f}x" if a is not None and b else "-"
     f = lambda x: "-" if x is None else (f"{x:.1f}" if x < 100 else f"{x:.0f}")
-    out.append(f"{m:34} {f(p):>9} {f(w):>9} {r:>10}  {target}")
+    out.append(f"{m:34} {f(p):>9} {f(w):>9} {ratio(w, p):>10} {f(t):>9} {ratio(t, p):>11}"
+               f" {ratio(w, t):>10}  {target}")
 line("fio_fsync_1job_iops", ">= 0.9x plain")
 line("fio_fsync_4jobs_iops", ">= 1.5x plain")
 line("fsync_1job_p50_us", "", True)
