@@ -71,6 +71,12 @@ final class FileVersionCodec {
   void store(long base, long seq, long ino, int dev, long size, long mtime, String path,
       boolean unlinking, int mode, int uid, int gid, int flags) throws IOException {
     byte[] bytes = path.getBytes(StandardCharsets.UTF_8);
+    if (bytes.length > CacheLayout.MAX_PATH_BYTES) {
+      // Callers keep such files out of the file table (write-through, names changed now);
+      // storing part of the path would let recovery put blocks in another file.
+      throw new IllegalArgumentException("a file version holds paths of up to "
+          + CacheLayout.MAX_PATH_BYTES + " bytes; " + path + " has " + bytes.length);
+    }
     NativeBuffer b = staging.get();
     b.putLong(FV_SEQ, seq);
     b.putLong(FV_INO, ino);

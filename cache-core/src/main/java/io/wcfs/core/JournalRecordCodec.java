@@ -68,6 +68,11 @@ final class JournalRecordCodec {
       int victimSlot) throws IOException {
     byte[] p1 = path1.getBytes(StandardCharsets.UTF_8);
     byte[] p2 = path2 == null ? new byte[0] : path2.getBytes(StandardCharsets.UTF_8);
+    if (p1.length + p2.length > CacheLayout.MAX_RECORD_PATH_BYTES) {
+      throw new IllegalArgumentException("a journal record holds paths of up to "
+          + CacheLayout.MAX_RECORD_PATH_BYTES + " bytes together; " + path1
+          + (path2 == null ? "" : " and " + path2) + " have " + (p1.length + p2.length));
+    }
     NativeBuffer b = staging.get();
     b.putLong(R_ORDER, order);
     b.putLong(R_OP, (long) op.ordinal() << 32 | (fileSlot + 1));

@@ -257,8 +257,22 @@ final class Namespace {
     }
   }
 
+  /**
+   * Whether an unlink ({@code to} null) or a rename can be journaled by its names: the record
+   * holds both, and the file versions it rewrites (the moving file's, the dying one's) hold
+   * each. A longer name goes to the backing directory now, as the file's data does.
+   */
+  private static boolean journalable(String path, String to) {
+    return CacheLayout.recordFits(path, to) && CacheLayout.pathFits(path)
+        && (to == null || CacheLayout.pathFits(to));
+  }
+
   /** unlink under namespaceLock; false: the file looked up was dropped meanwhile, again. */
   private boolean unlinkLocked(String path, boolean takeBack) throws IOException {
+    if (!journalable(path, null)) {
+      unlinkNow(path);
+      return true;
+    }
     CachedFile f = shown(path);
     if (f == null) {
       BackingStore.Stat st = backing.stat(path);
@@ -266,7 +280,7 @@ final class Namespace {
         throw new NoSuchFileException(path);
       }
       f = st.regularFile() ? files.known(st) : null;
-      if (st.directory() || !CacheLayout.recordFits(path, null) || st.nlink() > 1) {
+      if (st.directory() || st.nlink() > 1) {
         // A file with other names: they show the link count now, and keep its data.
         unlinkNow(path);
         return true;
@@ -351,7 +365,7 @@ final class Namespace {
     synchronized (table) {
       room = f.fileSlot >= 0 || files.hasFreeSlot();
     }
-    if (!room || !CacheLayout.recordFits(from, to) || !CacheLayout.pathFits(to)) {
+    if (!room || !journalable(from, to)) {
       renameNow(from, to);
       return true;
     }

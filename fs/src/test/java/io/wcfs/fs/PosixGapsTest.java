@@ -152,6 +152,21 @@ class PosixGapsTest extends MountTestBase {
   }
 
   @Test
+  @DisplayName("names longer than a journal record: create, rename both ways, write, unlink")
+  void namesLongerThanARecord() throws Exception {
+    // pjdfstest's rename/01.t: a rename of a 255-byte name stored its path in a file version
+    // of 200 bytes, past its staging buffer, and the daemon died in malloc.
+    String n = "n".repeat(255);
+    String m = "m".repeat(230);
+    assertSameAsPlainDirectory("long names", "touch " + n + " && mv " + n + " s && mv s " + n
+        + " && echo renamed; echo data > a && sync a && mv a " + m + " && cat " + m
+        + "; echo more >> " + m + " && sync " + m + " && mv " + m + " b && cat b; "
+        + "mv b " + n + " 2>/dev/null; ls; rm " + n + " && ls; "
+        + "touch " + m + " && echo x > t && mv t " + m + " && cat " + m + " && rm " + m
+        + " && ls; echo z > z && sync z && echo synced");
+  }
+
+  @Test
   @DisplayName("paths near PATH_MAX relative to the mount work as in a plain directory")
   void pathsNearPathMax() throws Exception {
     // Relative to its directory (the script's working directory) each path is under PATH_MAX;

@@ -45,19 +45,34 @@ public final class NativeBuffer implements AutoCloseable {
   }
 
   public void put(long offset, byte[] src, int srcOffset, int length) {
+    check(offset, length);
     IO.putByteArray(address + offset, src, srcOffset, length);
   }
 
   public void get(long offset, byte[] dst, int dstOffset, int length) {
+    check(offset, length);
     IO.getByteArray(address + offset, dst, dstOffset, length);
   }
 
   public void putLong(long offset, long value) {
+    check(offset, 8);
     IO.putLong(address + offset, value);
   }
 
   public long getLong(long offset) {
+    check(offset, 8);
     return IO.getLong(address + offset);
+  }
+
+  /**
+   * Past the end is a bug, and unchecked it corrupted the C heap (a path longer than the
+   * staging buffer of a file version aborted the daemon in malloc): an exception instead.
+   */
+  private void check(long offset, long length) {
+    if (offset < 0 || length < 0 || offset + length > size) {
+      throw new IndexOutOfBoundsException("native buffer of " + size + " bytes: " + length
+          + " bytes at offset " + offset);
+    }
   }
 
   public static void zero(long address, long length) {
