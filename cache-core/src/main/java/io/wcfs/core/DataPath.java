@@ -138,7 +138,7 @@ final class DataPath {
     if (offset + length > f.size) {
       f.size = offset + length;
     }
-    f.mtimeNanos = now();
+    f.mtimeNanos = f.ctimeNanos = now();
     backingSyncs.queueBackingSync(f);
   }
 
@@ -242,7 +242,7 @@ final class DataPath {
       if (end > f.size) {
         f.size = end;
       }
-      f.mtimeNanos = now();
+      f.mtimeNanos = f.ctimeNanos = now();
       storeFileMeta(f);
     } catch (IOException | RuntimeException e) {
       throw epochs.fail(e);
@@ -413,7 +413,7 @@ final class DataPath {
               }
               dropBlocks(f, (size + blockSize - 1) / blockSize);
               f.size = size;
-              f.mtimeNanos = now();
+              f.mtimeNanos = f.ctimeNanos = now();
               storeFileMeta(f);
             } finally {
               epochs.storing().unlock();
@@ -421,7 +421,7 @@ final class DataPath {
             epochs.commit();
           } else {
             f.size = size;
-            f.mtimeNanos = now();
+            f.mtimeNanos = f.ctimeNanos = now();
           }
           if (f.absent || (f.dead && f.file == null)) {
             return; // no backing file (yet, or any more): the recorded size is all there is

@@ -55,6 +55,11 @@ final class FileRegistry {
       CachedFile f = files.get(key);
       if (f == null) {
         f = new CachedFile(st.dev(), st.ino(), path, st.size(), st.mtimeNanos());
+        // Created through the mount, written back and dropped from memory since: it goes on
+        // showing the inode number it was created with (a rename by another name showed the
+        // backing one, and pjdfstest's rename/00.t saw the file change its st_ino).
+        Long shown = shownInos.get(key);
+        f.shownIno = shown == null ? 0 : shown;
         f.writeThrough = !CacheLayout.pathFits(path);
         if (f.writeThrough) {
           LOG.info("{}: path longer than {} bytes, writes go straight to the backing file", path,

@@ -516,6 +516,14 @@ final class Namespace {
         if (gid != null) {
           f.gid = gid;
         }
+        if (uid != null || gid != null) {
+          // As chown(2) on Linux, whoever calls it: set-user-ID goes, and set-group-ID with
+          // group execute (without it the bit marks mandatory locking, and stays).
+          f.mode &= ~04000;
+          if ((f.mode & 010) != 0) {
+            f.mode &= ~02000;
+          }
+        }
         if (atimeNanos != null) {
           f.atimeNanos = atimeNanos;
         }

@@ -37,11 +37,13 @@ final class Overlay {
   synchronized void put(String path, CachedFile file, long order) {
     names.put(path, new Node(file, order));
     empty = false;
+    entriesChanged(path);
   }
 
   synchronized void whiteout(String path, long order) {
     names.put(path, new Node(null, order));
     empty = false;
+    entriesChanged(path);
   }
 
   /** Forgets {@code path}'s entry if no record newer than {@code order} set it. */
@@ -50,7 +52,32 @@ final class Overlay {
     if (n != null && n.order() <= order) {
       names.remove(path);
       empty = names.isEmpty();
+      if (empty) {
+        // Every record is applied: each directory's own mtime is from its application, later.
+        changedDirs.clear();
+      }
     }
+  }
+
+  /**
+   * When a journaled name change last changed the entries of each directory (epoch nanos): a
+   * directory's mtime and ctime move when a name in it is created or removed (POSIX), and its
+   * backing directory changes only when writeback applies the record. Read without the
+   * monitor by every getattr of a directory.
+   */
+  private final Map<String, Long> changedDirs = new java.util.concurrent.ConcurrentHashMap<>();
+
+  private void entriesChanged(String path) {
+    changedDirs.put(BackingStore.parentOf(path), DataPath.now());
+  }
+
+  /** When a journaled name change last changed {@code dir}'s entries; 0: not since applied. */
+  long entriesChangedNanos(String dir) {
+    if (changedDirs.isEmpty()) {
+      return 0;
+    }
+    Long t = changedDirs.get(dir);
+    return t == null ? 0 : t;
   }
 
   /** Entries directly in {@code dir} ("" is the root): name -> node. */

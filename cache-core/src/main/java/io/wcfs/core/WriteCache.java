@@ -282,6 +282,15 @@ public final class WriteCache implements AutoCloseable {
     T apply(Shown shown) throws IOException;
   }
 
+  /**
+   * When a name change writeback has not applied yet last changed the entries of {@code dir}
+   * (epoch nanoseconds), 0 if none: the mount shows it as the directory's mtime and ctime when
+   * later than the backing directory's.
+   */
+  public long entriesChangedNanos(String dir) {
+    return overlay.entriesChangedNanos(dir);
+  }
+
   /** The entries the overlay decides in {@code dir}: name -> shown (null: removed). */
   public java.util.Map<String, Shown> overlayChildren(String dir) {
     java.util.Map<String, Shown> out = new java.util.HashMap<>();
@@ -336,6 +345,12 @@ public final class WriteCache implements AutoCloseable {
   public long cachedMtime(long dev, long ino) {
     CachedFile f = files.known(dev, ino);
     return f == null ? -1 : f.mtimeNanos;
+  }
+
+  /** When the engine last changed the file's data or size (its ctime), 0 if it did not. */
+  public long cachedCtime(long dev, long ino) {
+    CachedFile f = files.known(dev, ino);
+    return f == null ? 0 : f.ctimeNanos;
   }
 
   public long size(OpenFile h) {

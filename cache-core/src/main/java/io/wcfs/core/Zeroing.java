@@ -173,7 +173,7 @@ final class Zeroing {
           f.io.unlock();
         }
       }
-      f.mtimeNanos = now();
+      f.mtimeNanos = f.ctimeNanos = now();
       if (f.fileSlot >= 0) {
         epochs.storing().lock();
         try {
@@ -215,7 +215,7 @@ final class Zeroing {
     } finally {
       f.io.unlock();
     }
-    f.mtimeNanos = now();
+    f.mtimeNanos = f.ctimeNanos = now();
     backingSyncs.queueBackingSync(f);
   }
 }

@@ -60,11 +60,36 @@ final class ShownAttributes {
     if (rc != null) {
       return rc;
     }
-    int r = backing.statInto(WcfsFileSystem.rel(path), address(stat));
+    String rel = WcfsFileSystem.rel(path);
+    int r = backing.statInto(rel, address(stat));
     if (r == 0) {
       overlayCachedAttributes(stat);
+      if ((stat.st_mode.intValue() & FileStat.S_IFMT) == FileStat.S_IFDIR) {
+        showEntriesChanged(stat, cache.entriesChangedNanos(rel));
+      }
     }
     return r;
+  }
+
+  /**
+   * A directory whose entries a name change not yet applied changed: its mtime and ctime are
+   * that change's, as in a plain directory (pjdfstest's unlink/00.t), until writeback applies
+   * it and the backing directory's own, later, times show.
+   */
+  private static void showEntriesChanged(FileStat stat, long nanos) {
+    if (nanos == 0) {
+      return;
+    }
+    if (nanos > nanosOf(stat.st_mtim)) {
+      setTime(stat.st_mtim, nanos);
+    }
+    if (nanos > nanosOf(stat.st_ctim)) {
+      setTime(stat.st_ctim, nanos);
+    }
+  }
+
+  private static long nanosOf(Timespec t) {
+    return t.tv_sec.get() * 1_000_000_000L + t.tv_nsec.longValue();
   }
 
   /** statShown for a name the overlay decides; runs under the file's lock (withShown). */
@@ -73,7 +98,7 @@ final class ShownAttributes {
       int rc = backing.statInto(shown.backingPath(), address(stat));
       if (rc == 0) {
         // The overlay's file itself, not what the engine finds by (st_dev, st_ino), a hint.
-        showCached(stat, shown.size(), shown.mtimeNanos());
+        showCached(stat, shown.size(), shown.mtimeNanos(), shown.ctimeNanos());
         stat.st_ino.set(shown.ino());
       }
       return rc;
@@ -90,7 +115,7 @@ final class ShownAttributes {
     WriteCache.Shown shown = cache.shown(h);
     int rc = cache.fstat(h, address(stat));
     if (rc == 0) {
-      showCached(stat, shown.size(), shown.mtimeNanos());
+      showCached(stat, shown.size(), shown.mtimeNanos(), shown.ctimeNanos());
       stat.st_ino.set(shown.ino());
     } else if (rc == -2 && shown.backingPath() == null) { // ENOENT: not in the backing directory
       fillFromEngine(shown, stat);
@@ -149,7 +174,7 @@ final class ShownAttributes {
   }
 
 
-  /** The logical size and mtime of a file with cached writes, not the stale backing values. */
+  /** The logical size and times of a file with cached writes, not the stale backing values. */
   private void overlayCachedAttributes(FileStat stat) {
     if ((stat.st_mode.intValue() & FileStat.S_IFMT) != FileStat.S_IFREG) {
       return;
@@ -159,14 +184,22 @@ final class ShownAttributes {
     long size = cache.cachedSize(dev, ino);
     stat.st_ino.set(cache.shownIno(dev, ino));
     if (size >= 0) {
-      showCached(stat, size, cache.cachedMtime(dev, ino));
+      showCached(stat, size, cache.cachedMtime(dev, ino), cache.cachedCtime(dev, ino));
     }
   }
 
-  private static void showCached(FileStat stat, long size, long mtimeNanos) {
+  /**
+   * The logical size and mtime of a file with cached writes, and its ctime if a write or
+   * truncate in the cache changed it later than the backing file's (which changes only at
+   * writeback).
+   */
+  private static void showCached(FileStat stat, long size, long mtimeNanos, long ctimeNanos) {
     stat.st_size.set(size);
     stat.st_blocks.set((size + 511) / 512);
     setTime(stat.st_mtim, mtimeNanos);
+    if (ctimeNanos > nanosOf(stat.st_ctim)) {
+      setTime(stat.st_ctim, ctimeNanos);
+    }
   }
 
 
