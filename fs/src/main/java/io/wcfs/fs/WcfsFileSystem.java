@@ -697,9 +697,14 @@ final class WcfsFileSystem extends FuseStubFS {
         }
         return 0;
       }
+      if (mode == FALLOC_FL_KEEP_SIZE) {
+        // Preallocation without a size change changes nothing a reader sees; like mode 0, it
+        // reserves nothing either: writes land in the cache, which makes writers wait when
+        // full rather than fail. (RocksDB preallocates its files this way.)
+        return 0;
+      }
       // Punch hole and zero range: the range reads as zeros, ordered with the file's other
-      // changes (WriteCache#zero). Collapse and insert range, unshare, and preallocation
-      // without a size change (KEEP_SIZE alone) stay unsupported.
+      // changes (WriteCache#zero). Collapse and insert range and unshare stay unsupported.
       boolean keepSize = (mode & FALLOC_FL_KEEP_SIZE) != 0;
       if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)) {
         checkSetIdBits(h, path);

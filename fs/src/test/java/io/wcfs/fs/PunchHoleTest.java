@@ -92,6 +92,9 @@ class PunchHoleTest extends OwnMountTest {
     both(f, ref, "--zero-range", "--keep-size", "--offset", "1300000", "--length", "600000");
     // punch and zero past the end: the size stays
     both(f, ref, "--punch-hole", "--offset", String.valueOf(SIZE - 3000), "--length", "90000");
+    // preallocation keeping the size (RocksDB's), inside and past the end: nothing changes
+    both(f, ref, "--keep-size", "--offset", "100000", "--length", "50000");
+    both(f, ref, "--keep-size", "--offset", String.valueOf(SIZE - 2000), "--length", "1000000");
     // zero range past the end without KEEP_SIZE: the file grows
     both(f, ref, "--zero-range", "--offset", String.valueOf(SIZE - 1000), "--length", "9000");
     byte[] expected = Files.readAllBytes(ref);
