@@ -51,6 +51,7 @@ final class DirectNamespace {
       if (f == null) {
         backing.unlink(path);
         epochs.namespaceChanged(path);
+        forgetShownIno(st);
         return;
       }
       if (f.handles > 0) {
@@ -75,9 +76,21 @@ final class DirectNamespace {
         throw e;
       }
       epochs.namespaceChanged(path);
+      forgetShownIno(st);
       discard(f);
     } finally {
       namespaceLock.writeLock().unlock();
+    }
+  }
+
+  /**
+   * A backing file's last name went: the inode number the mount showed for it (it was
+   * created through the mount) is forgotten, as the applier does, since the backing
+   * filesystem may give its number to the next file.
+   */
+  private void forgetShownIno(BackingStore.Stat st) {
+    if (st != null && st.regularFile() && st.nlink() <= 1) {
+      files.forgetShownIno(st.dev(), st.ino());
     }
   }
 
@@ -123,6 +136,9 @@ final class DirectNamespace {
         throw e;
       }
       epochs.namespaceRenamed(from, to); // the target's directory fsync'd first
+      if (dst != null && (src == null || src.ino() != dst.ino())) {
+        forgetShownIno(dst);
+      }
       for (CachedFile f : moving) {
         String p = f.path;
         f.path = to + p.substring(from.length());

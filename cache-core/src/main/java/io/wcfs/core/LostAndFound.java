@@ -51,10 +51,21 @@ final class LostAndFound {
   /** Where a file's blocks go when their path is gone: BACKING/.wcfs-lost+found/. */
   static String path(String path, int fileSlot, long seq) {
     String flat = path.replace('/', '#');
-    if (flat.length() > 160) {
-      flat = flat.substring(flat.length() - 160);
+    String prefix = WriteCache.LOST_AND_FOUND + "/";
+    String suffix = ".slot" + fileSlot + "-seq" + seq;
+    // The file keeps its slot under this name, so the whole path must fit a file version:
+    // counted in UTF-8 bytes (a name in Cyrillic or CJK is two or three per character), cut
+    // from the front at a character boundary, keeping the end of the original path.
+    int room = CacheLayout.MAX_PATH_BYTES - utf8Length(prefix) - utf8Length(suffix);
+    int start = 0;
+    while (utf8Length(flat.substring(start)) > room) {
+      start += Character.charCount(flat.codePointAt(start));
     }
-    return WriteCache.LOST_AND_FOUND + "/" + flat + ".slot" + fileSlot + "-seq" + seq;
+    return prefix + flat.substring(start) + suffix;
+  }
+
+  private static int utf8Length(String s) {
+    return s.getBytes(java.nio.charset.StandardCharsets.UTF_8).length;
   }
 
   /**

@@ -207,7 +207,7 @@ final class Namespace {
         epochs.namespaceChanged(path);
         return files.open(path);
       }
-      long now = System.currentTimeMillis() * 1_000_000L;
+      long now = DataPath.now();
       CachedFile f = new CachedFile(0, 0, null, 0, now);
       f.absent = true;
       f.mode = mode;
@@ -530,7 +530,7 @@ final class Namespace {
         if (mtimeNanos != null) {
           f.mtimeNanos = mtimeNanos;
         }
-        f.ctimeNanos = System.currentTimeMillis() * 1_000_000L;
+        f.ctimeNanos = Math.max(f.ctimeNanos, DataPath.now());
         data.rewriteFileMeta(f);
       } finally {
         f.lock.writeLock().unlock();
@@ -558,6 +558,7 @@ final class Namespace {
       throws IOException {
     settle(path);
     direct.setTimes(path, atime, mtime);
+    overlay.timesSet(path); // a directory's: what it was set to, not its last entry change
   }
 
   // ---- not journaled: directories, links, special files -----------------------------------

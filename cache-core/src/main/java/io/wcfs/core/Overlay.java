@@ -52,32 +52,50 @@ final class Overlay {
     if (n != null && n.order() <= order) {
       names.remove(path);
       empty = names.isEmpty();
-      if (empty) {
-        // Every record is applied: each directory's own mtime is from its application, later.
-        changedDirs.clear();
-      }
     }
   }
 
   /**
    * When a journaled name change last changed the entries of each directory (epoch nanos): a
    * directory's mtime and ctime move when a name in it is created or removed (POSIX), and its
-   * backing directory changes only when writeback applies the record. Read without the
-   * monitor by every getattr of a directory.
+   * backing directory changes only when writeback applies the record, or never (a file
+   * created and removed before writeback reached it). An entry goes once the backing
+   * directory's own times caught up ({@link #entriesChangedNanos}), or when a utimens sets
+   * them. Read without the monitor by every getattr of a directory.
    */
   private final Map<String, Long> changedDirs = new java.util.concurrent.ConcurrentHashMap<>();
+  /** More directories than this changed and not caught up: the oldest answers are dropped. */
+  private static final int MAX_CHANGED_DIRS = 1 << 16;
 
   private void entriesChanged(String path) {
+    if (changedDirs.size() >= MAX_CHANGED_DIRS) {
+      changedDirs.clear(); // a bound, not a rule: those directories show their backing times
+    }
     changedDirs.put(BackingStore.parentOf(path), DataPath.now());
   }
 
-  /** When a journaled name change last changed {@code dir}'s entries; 0: not since applied. */
-  long entriesChangedNanos(String dir) {
+  /**
+   * When a journaled name change last changed {@code dir}'s entries, if later than {@code
+   * backingMtimeNanos} (the backing directory's); else 0, and the entry goes.
+   */
+  long entriesChangedNanos(String dir, long backingMtimeNanos) {
     if (changedDirs.isEmpty()) {
       return 0;
     }
     Long t = changedDirs.get(dir);
-    return t == null ? 0 : t;
+    if (t == null) {
+      return 0;
+    }
+    if (t <= backingMtimeNanos) {
+      changedDirs.remove(dir, t);
+      return 0;
+    }
+    return t;
+  }
+
+  /** A utimens set {@code dir}'s times: they are what it shows from now on. */
+  void timesSet(String dir) {
+    changedDirs.remove(dir);
   }
 
   /** Entries directly in {@code dir} ("" is the root): name -> node. */

@@ -284,11 +284,11 @@ public final class WriteCache implements AutoCloseable {
 
   /**
    * When a name change writeback has not applied yet last changed the entries of {@code dir}
-   * (epoch nanoseconds), 0 if none: the mount shows it as the directory's mtime and ctime when
-   * later than the backing directory's.
+   * (epoch nanoseconds), if later than the backing directory's mtime, else 0: the mount shows
+   * it as the directory's mtime and ctime.
    */
-  public long entriesChangedNanos(String dir) {
-    return overlay.entriesChangedNanos(dir);
+  public long entriesChangedNanos(String dir, long backingMtimeNanos) {
+    return overlay.entriesChangedNanos(dir, backingMtimeNanos);
   }
 
   /** The entries the overlay decides in {@code dir}: name -> shown (null: removed). */

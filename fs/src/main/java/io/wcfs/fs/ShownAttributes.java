@@ -65,16 +65,16 @@ final class ShownAttributes {
     if (r == 0) {
       overlayCachedAttributes(stat);
       if ((stat.st_mode.intValue() & FileStat.S_IFMT) == FileStat.S_IFDIR) {
-        showEntriesChanged(stat, cache.entriesChangedNanos(rel));
+        showEntriesChanged(stat, cache.entriesChangedNanos(rel, nanosOf(stat.st_mtim)));
       }
     }
     return r;
   }
 
   /**
-   * A directory whose entries a name change not yet applied changed: its mtime and ctime are
-   * that change's, as in a plain directory (pjdfstest's unlink/00.t), until writeback applies
-   * it and the backing directory's own, later, times show.
+   * A directory whose entries a journaled name change changed: its mtime and ctime are that
+   * change's, as in a plain directory (pjdfstest's unlink/00.t), until the backing directory's
+   * own times are later (writeback applied it).
    */
   private static void showEntriesChanged(FileStat stat, long nanos) {
     if (nanos == 0) {
