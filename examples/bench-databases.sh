@@ -257,32 +257,29 @@ ssd_record() { echo "$1,$2,$3" >> "$ssd_csv"; }
 status_field() { # field
   "$here/wcfs" status --json "$work/wcfs" | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
+# fio 4 KiB write+fsync with 1 and 4 jobs in DIR, recorded for SETUP (plain, fuse).
+ssd_fio() { # setup dir
+  local j s=$1 d=$2
+  j=$(fio_json "$d" ssd1 --rw=randwrite --fsync=1 --numjobs=1)
+  ssd_record "$s" fio_fsync_1job_iops "$(echo "$j" | fio_field write iops)"
+  ssd_record "$s" fsync_1job_p50_us "$(echo "$j" | fio_field sync p50)"
+  ssd_record "$s" fsync_1job_p99_us "$(echo "$j" | fio_field sync p99)"
+  j=$(fio_json "$d" ssd4 --rw=randwrite --fsync=1 --numjobs=4 --size=64M)
+  ssd_record "$s" fio_fsync_4jobs_iops "$(echo "$j" | fio_field write iops)"
+  ssd_record "$s" fsync_4jobs_p99_us "$(echo "$j" | fio_field sync p99)"
+  rm -f "$d"/ssd1.* "$d"/ssd4.*
+}
 run_ssd() {
   echo "setup,metric,value" > "$ssd_csv"
   ssd_record all load_before "$(cut -d' ' -f1 /proc/loadavg)"
-  local j d="$work/backing"
+  local j d
   echo "== SSD cache: plain directory" >&2
-  j=$(fio_json "$d" ssd1 --rw=randwrite --fsync=1 --numjobs=1)
-  ssd_record plain fio_fsync_1job_iops "$(echo "$j" | fio_field write iops)"
-  ssd_record plain fsync_1job_p50_us "$(echo "$j" | fio_field sync p50)"
-  ssd_record plain fsync_1job_p99_us "$(echo "$j" | fio_field sync p99)"
-  j=$(fio_json "$d" ssd4 --rw=randwrite --fsync=1 --numjobs=4 --size=64M)
-  ssd_record plain fio_fsync_4jobs_iops "$(echo "$j" | fio_field write iops)"
-  ssd_record plain fsync_4jobs_p99_us "$(echo "$j" | fio_field sync p99)"
-  rm -f "$d"/ssd1.* "$d"/ssd4.*
+  ssd_fio plain "$work/backing"
   # The reference for what a FUSE filesystem can do here at all: passthrough_ll forwards
   # each write and fsync to the same disk and does nothing else.
   echo "== SSD cache: passthrough_ll over the same disk" >&2
   mount_fuse "$work/backing" "$work/fuse"
-  d="$work/fuse"
-  j=$(fio_json "$d" ssd1 --rw=randwrite --fsync=1 --numjobs=1)
-  ssd_record fuse fio_fsync_1job_iops "$(echo "$j" | fio_field write iops)"
-  ssd_record fuse fsync_1job_p50_us "$(echo "$j" | fio_field sync p50)"
-  ssd_record fuse fsync_1job_p99_us "$(echo "$j" | fio_field sync p99)"
-  j=$(fio_json "$d" ssd4 --rw=randwrite --fsync=1 --numjobs=4 --size=64M)
-  ssd_record fuse fio_fsync_4jobs_iops "$(echo "$j" | fio_field write iops)"
-  ssd_record fuse fsync_4jobs_p99_us "$(echo "$j" | fio_field sync p99)"
-  rm -f "$d"/ssd1.* "$d"/ssd4.*
+  ssd_fio fuse "$work/fuse"
   unmount_fuse "$work/fuse"
   echo "== SSD cache: wcfs, cache file on the same disk" >&2
   mkdir -p "$work/ssd-cache"
