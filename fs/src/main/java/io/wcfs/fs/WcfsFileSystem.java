@@ -1,16 +1,11 @@
 package io.wcfs.fs;
 
 import io.wcfs.core.BackingStore;
-import io.wcfs.core.CacheErrorException;
 import io.wcfs.core.WriteCache;
+import io.wcfs.fs.OperationGuard.IoCall;
+import io.wcfs.fs.OperationGuard.Op;
 import io.wcfs.nativ.LibC;
-import io.wcfs.nativ.NativeIOException;
 import java.io.IOException;
-import java.nio.file.AccessDeniedException;
-import java.nio.file.DirectoryNotEmptyException;
-import java.nio.file.FileAlreadyExistsException;
-import java.nio.file.NoSuchFileException;
-import java.nio.file.NotDirectoryException;
 import java.util.Map;
 import java.util.concurrent.atomic.LongAccumulator;
 import jnr.ffi.Pointer;
@@ -18,8 +13,6 @@ import jnr.ffi.Struct;
 import jnr.ffi.types.mode_t;
 import jnr.ffi.types.off_t;
 import jnr.ffi.types.size_t;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 import ru.serce.jnrfuse.ErrorCodes;
 import ru.serce.jnrfuse.FuseFillDir;
 import ru.serce.jnrfuse.FuseStubFS;
@@ -50,7 +43,6 @@ import ru.serce.jnrfuse.struct.Timespec;
  */
 final class WcfsFileSystem extends FuseStubFS {
   private static final int ENOSYS = 38;
-  private static final Logger LOG = LoggerFactory.getLogger(WcfsFileSystem.class);
   private static final int O_ACCMODE = 3;
   private static final int O_CREAT = 0100;
   private static final int O_EXCL = 0200;
@@ -66,11 +58,12 @@ final class WcfsFileSystem extends FuseStubFS {
 
   private final WriteCache cache;
   /**
-   * The backing store: asked whether this mount may still change the backing directory, and
-   * for what the mount shows of names the journal does not decide. Changes go through {@link
-   * #cache}.
+   * The backing store: for what the mount shows of names the journal does not decide.
+   * Changes go through {@link #cache}.
    */
   private final BackingStore backing;
+  /** Reserved names, the claim on the backing directory, exceptions to errno. */
+  private final OperationGuard guard;
   /** The attributes the mount shows (the namespace journal's overlay first). */
   private final ShownAttributes attributes;
   /** Owners and modes as a local filesystem keeps them. */
@@ -93,6 +86,7 @@ final class WcfsFileSystem extends FuseStubFS {
   WcfsFileSystem(WriteCache cache, BackingStore backing, boolean xattrsOn) {
     this.cache = cache;
     this.backing = backing;
+    this.guard = new OperationGuard(backing);
     this.attributes = new ShownAttributes(cache, backing);
     this.permissions = new PermissionRules(cache, attributes);
     this.xattrs = new Xattrs(backing, xattrsOn, cache::namespaceChanged);
@@ -142,104 +136,9 @@ final class WcfsFileSystem extends FuseStubFS {
   }
 
 
-  /**
-   * {@code BACKING/.wcfs} (the claim, see {@link BackingClaim}) is wcfs's own: the mount does
-   * not show it, and nothing can be made or moved there.
-   */
-  static boolean reserved(String path) {
-    return path != null && (path.equals("/" + BackingClaim.DIR)
-        || path.startsWith("/" + BackingClaim.DIR + "/"));
-  }
-
-  /**
-   * What the filesystem does: whether it changes the backing directory synchronously (only
-   * while the claim on it holds: checked before anything, so that it fails whole even where the
-   * engine would keep the change in the cache), and whether it only looks (ENOENT, not EPERM,
-   * in wcfs's own reserved directory). Which operation may wait for the backing disk is not
-   * decided here: the backing store hands the request loop's leadership on right before each
-   * call that may wait (Daemon's store does), so an operation the namespace journal answers
-   * from memory (a chown of a file not written back yet) keeps the leader.
-   */
-  enum Op {
-    // (changesBacking, looksOnly)
-    ACCESS(false, true),
-    CHMOD(true, false),
-    CHOWN(true, false),
-    CREATE(false, false), // journaled: memory only (DESIGN.md, namespace journal)
-    FALLOCATE(false, false),
-    FSYNC(false, false),
-    FSYNCDIR(false, false), // a cache commit, like fsync
-    FTRUNCATE(false, false),
-    GETATTR(false, true),
-    GETXATTR(false, false),
-    LINK(true, false),
-    LISTXATTR(false, false),
-    MKDIR(true, false),
-    MKNOD(true, false),
-    OPEN(false, true),
-    READ(false, false),
-    READDIR(false, true),
-    READLINK(false, true),
-    RELEASE(false, true),
-    REMOVEXATTR(true, false),
-    RENAME(false, false),
-    RMDIR(true, false),
-    SETXATTR(true, false),
-    STATFS(false, false),
-    SYMLINK(true, false),
-    TRUNCATE(false, false),
-    UNLINK(false, false),
-    UTIMENS(true, false),
-    WRITE(false, false);
-
-    /** Changes the backing directory synchronously, not through the journal. */
-    final boolean changesBacking;
-    final boolean looksOnly;
-
-    Op(boolean changesBacking, boolean looksOnly) {
-      this.changesBacking = changesBacking;
-      this.looksOnly = looksOnly;
-    }
-
-    @Override
-    public String toString() {
-      return name().toLowerCase(java.util.Locale.ROOT);
-    }
-  }
-
-  /** Runs an operation, mapping exceptions to -errno; nothing escapes into native code. */
+  /** See {@link OperationGuard#run}. */
   private int guard(Op op, String path, IoCall call) {
-    if (reserved(path)) {
-      return op.looksOnly ? -ErrorCodes.ENOENT() : -ErrorCodes.EPERM();
-    }
-    try {
-      if (op.changesBacking) {
-        // made here straight in the backing directory: only while the claim on it holds
-        backing.checkMayWriteBack();
-      }
-      return call.run();
-    } catch (NativeIOException e) {
-      return -e.errno();
-    } catch (NoSuchFileException e) {
-      return -ErrorCodes.ENOENT();
-    } catch (FileAlreadyExistsException e) {
-      return -ErrorCodes.EEXIST();
-    } catch (DirectoryNotEmptyException e) {
-      return -ErrorCodes.ENOTEMPTY();
-    } catch (NotDirectoryException e) {
-      return -ErrorCodes.ENOTDIR();
-    } catch (AccessDeniedException e) {
-      return -ErrorCodes.EACCES();
-    } catch (CacheErrorException e) {
-      LOG.debug("{} {}: {}", op, path, e.getMessage());
-      return -ErrorCodes.EIO();
-    } catch (IOException e) {
-      LOG.warn("{} {} failed: {}", op, path, e.toString());
-      return -ErrorCodes.EIO();
-    } catch (RuntimeException | Error e) {
-      LOG.error("{} {}: unexpected failure, answering EIO", op, path, e);
-      return -ErrorCodes.EIO();
-    }
+    return guard.run(op, path, call);
   }
 
   /** Who made the request being processed. */
@@ -249,9 +148,6 @@ final class WcfsFileSystem extends FuseStubFS {
         (int) ctx.pid.get());
   }
 
-  private interface IoCall {
-    int run() throws IOException;
-  }
 
   // ---- attributes ---------------------------------------------------------------------------
 
@@ -420,7 +316,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int rename(String oldpath, String newpath) {
-    if (reserved(newpath)) {
+    if (OperationGuard.reserved(newpath)) {
       return -ErrorCodes.EPERM();
     }
     return guard(Op.RENAME, oldpath, () -> {
@@ -431,7 +327,7 @@ final class WcfsFileSystem extends FuseStubFS {
 
   @Override
   public int link(String oldpath, String newpath) {
-    if (reserved(newpath)) {
+    if (OperationGuard.reserved(newpath)) {
       return -ErrorCodes.EPERM();
     }
     return guard(Op.LINK, oldpath, () -> {
