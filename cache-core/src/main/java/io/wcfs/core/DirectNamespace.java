@@ -54,15 +54,17 @@ final class DirectNamespace {
         forgetShownIno(st);
         return;
       }
-      if (f.handles > 0) {
-        // Open handles go on reading and writing it through its descriptor, held open from
-        // now (while the path still names it), with its data there (writers wait for
-        // namespaceLock: nothing is cached between this and the drop).
+      if (f.handles > 0 || st.nlink() > 1) {
+        // Its data where its other names or its open handles find it: open handles go on
+        // reading and writing it through its descriptor, held open from now (while the path
+        // still names it; writers wait for namespaceLock: nothing is cached between this and
+        // the drop).
         writeback.writeBackFile(f);
-        files.backingFile(f);
+        if (f.handles > 0) {
+          files.backingFile(f);
+        }
       }
       if (st.nlink() > 1) {
-        writeback.writeBackFile(f);
         backing.unlink(path);
         epochs.namespaceChanged(path);
         f.writeThrough = true; // its recorded name is gone; the other names are unknown here
@@ -114,12 +116,13 @@ final class DirectNamespace {
       CachedFile victim = null;
       if (dst != null && dst.regularFile() && (src == null || src.ino() != dst.ino())) {
         victim = files.known(dst);
-        if (victim != null && victim.handles > 0) {
-          writeback.writeBackFile(victim); // read on through its descriptor, opened now
-          files.backingFile(victim);
+        if (victim != null && (victim.handles > 0 || dst.nlink() > 1)) {
+          writeback.writeBackFile(victim); // for its other names, or its open handles
+          if (victim.handles > 0) {
+            files.backingFile(victim); // read on through its descriptor, opened now
+          }
         }
         if (victim != null && dst.nlink() > 1) {
-          writeback.writeBackFile(victim);
           victim.writeThrough = true;
           victim = null;
         }

@@ -341,16 +341,13 @@ public final class WriteCache implements AutoCloseable {
     return f == null ? -1 : f.size;
   }
 
-  /** The mtime of a file the engine knows (nanoseconds), or -1. */
-  public long cachedMtime(long dev, long ino) {
+  /**
+   * What the engine keeps of a backing file it knows (its size, mtime and ctime, read at once),
+   * or null: getattr shows those over the disk's. One lookup per getattr.
+   */
+  public Shown cached(long dev, long ino) {
     CachedFile f = files.known(dev, ino);
-    return f == null ? -1 : f.mtimeNanos;
-  }
-
-  /** When the engine last changed the file's data or size (its ctime), 0 if it did not. */
-  public long cachedCtime(long dev, long ino) {
-    CachedFile f = files.known(dev, ino);
-    return f == null ? 0 : f.ctimeNanos;
+    return f == null ? null : Shown.of(f);
   }
 
   public long size(OpenFile h) {

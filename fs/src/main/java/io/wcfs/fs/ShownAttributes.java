@@ -181,10 +181,10 @@ final class ShownAttributes {
     }
     long dev = stat.st_dev.longValue();
     long ino = stat.st_ino.longValue();
-    long size = cache.cachedSize(dev, ino);
+    WriteCache.Shown cached = cache.cached(dev, ino);
     stat.st_ino.set(cache.shownIno(dev, ino));
-    if (size >= 0) {
-      showCached(stat, size, cache.cachedMtime(dev, ino), cache.cachedCtime(dev, ino));
+    if (cached != null) {
+      showCached(stat, cached.size(), cached.mtimeNanos(), cached.ctimeNanos());
     }
   }
 
