@@ -83,6 +83,26 @@ public interface BackingStore {
   void createFile(String path) throws IOException;
 
   /**
+   * A new empty regular file that no name reaches, open for reading and writing: created in
+   * {@code dir} (made if missing) and unlinked at once, so a crash leaves nothing behind but,
+   * at worst, an empty file there (NFS keeps it as a hidden {@code .nfs} file in that directory
+   * until it is closed). For a file unlinked while open whose blocks leave the cache
+   * (Writeback's spill).
+   */
+  default BackingFile createUnnamed(String dir) throws IOException {
+    String path = dir + "/spill-" + java.util.UUID.randomUUID();
+    createFile(path);
+    BackingFile file = open(path);
+    try {
+      unlink(path);
+    } catch (IOException | RuntimeException e) {
+      file.close();
+      throw e;
+    }
+    return file;
+  }
+
+  /**
    * Creates a new regular file with exactly this mode (no umask) and owner, failing with
    * {@link java.nio.file.FileAlreadyExistsException} if the name exists; open for reading and
    * writing. Writeback's application of a journaled create.

@@ -51,6 +51,9 @@ final class BackingSyncs {
 
   /** The next commit fsyncs f's backing file (write-through, or a size-only change). */
   void queueBackingSync(CachedFile f) {
+    if (f.dead) {
+      return; // a spilled file (Writeback#spill): nothing of it outlives a crash
+    }
     synchronized (table) {
       f.owesBackingSync = true;
       if (!writeThroughDirty.contains(f)) {

@@ -36,11 +36,12 @@ public record CacheStats(String error, SpaceStats space, IoStats io, CommitStats
 
   /**
    * Writeback: blocks being written back now, blocks written back since mount, backing-store
-   * failures (retried) and the last one's message (or null), and writers that had to wait
-   * for writeback to free blocks.
+   * failures (retried) and the last one's message (or null), writers that had to wait
+   * for writeback to free blocks, and files unlinked while open whose blocks were spilled out
+   * of the cache to the backing filesystem (see Writeback#spill).
    */
   public record WritebackStats(long inFlightBlocks, long writtenBackBlocks, long errors,
-      String lastError, long writesBlockedOnFreelist) {}
+      String lastError, long writesBlockedOnFreelist, long spilledFiles) {}
 
   /**
    * What the last recovery did ({@code what}: which kind, what it kept), recovered files whose

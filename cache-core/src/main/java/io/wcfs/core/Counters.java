@@ -63,6 +63,8 @@ final class Counters {
     final LongAdder writtenBack = new LongAdder();
     /** Writers that found too few free blocks and waited for writeback. */
     final LongAdder writesBlocked = new LongAdder();
+    /** Files unlinked while open whose blocks were spilled to the backing filesystem. */
+    final LongAdder spilled = new LongAdder();
     private final LongAdder errors = new LongAdder();
     private volatile String lastError;
 
@@ -77,7 +79,7 @@ final class Counters {
 
     CacheStats.WritebackStats snapshot(long inFlightBlocks) {
       return new CacheStats.WritebackStats(inFlightBlocks, writtenBack.sum(), errors.sum(),
-          lastError, writesBlocked.sum());
+          lastError, writesBlocked.sum(), spilled.sum());
     }
   }
 

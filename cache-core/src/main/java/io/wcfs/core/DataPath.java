@@ -430,7 +430,7 @@ final class DataPath {
           f.io.lock(); // after a writeback copy that took the old size
           try {
             file.truncate(size);
-            if (shrinking) {
+            if (shrinking && !f.dead) {
               // Durable before any later write can extend the file again: after a crash the
               // recovered file must not show the old bytes where the cut left a hole.
               file.sync();

@@ -218,6 +218,26 @@ final class FileRegistry {
     return n;
   }
 
+  /**
+   * Needs index. The file unlinked while open that holds the most blocks and can leave the
+   * cache now (no records name it any more), or null: what Writeback spills when writers wait.
+   */
+  CachedFile largestSpillable() {
+    CachedFile best = null;
+    for (CachedFile f : files.values()) {
+      if (spillable(f) && (best == null || f.blocks.size() > best.blocks.size())) {
+        best = f;
+      }
+    }
+    return best;
+  }
+
+  /** Needs index. See {@link #largestSpillable}. */
+  static boolean spillable(CachedFile f) {
+    return f.dead && f.handles > 0 && f.fileSlot >= 0 && f.blocks.size() > 0
+        && f.pendingRecords == 0 && !f.writeThrough;
+  }
+
   /** Needs index. A copy of every file known. */
   List<CachedFile> all() {
     return new ArrayList<>(files.values());

@@ -152,6 +152,7 @@ public final class WriteCache implements AutoCloseable {
     cache.counters.recovery.lostAndFound.add(lostAndFound);
     new Recovery(mem, layout, backing, cache.table, cache.files, cache.epochs, cache.writeback,
         cache.journal, cache.counters.recovery).run(bootId);
+    cache.writeback.removeStraySpills();
     layout.storeBoot(bootId); // from here on, a recovery in this boot may take stored writes
     return cache;
   }

@@ -23,6 +23,8 @@ final class Writeback implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(Writeback.class);
   /** Writeback batches hold this many writeback_jobs buffers' worth of blocks per fsync. */
   private static final int WRITEBACK_BATCH_JOBS = 16;
+  /** Where spilled files get their unnamed backing inode: wcfs's own, hidden from the mount. */
+  static final String SPILL_DIR = ".wcfs/orphans";
 
   private final CacheMemory mem;
   private final CacheLayout layout;
@@ -47,6 +49,8 @@ final class Writeback implements AutoCloseable {
   private Journal journal;
   /** Guarded by index: the next round applies journal records instead of copying data. */
   private boolean applyJournal;
+  /** Guarded by index: the next round spills this file instead of copying data. */
+  private CachedFile spillNext;
   /** The writeback thread's failures: counted, logged once, retried with backoff. */
   private final WritebackBackoff backoff;
 
@@ -119,7 +123,16 @@ final class Writeback implements AutoCloseable {
       throw epochs.fail(e);
     }
     if (!thread.isAlive()) {
-      step(); // manual mode: nobody else will make room
+      // manual mode: nobody else will make room
+      if (step() == 0) {
+        CachedFile dead;
+        synchronized (table) {
+          dead = files.largestSpillable();
+        }
+        if (dead != null) {
+          spill(dead);
+        }
+      }
       return;
     }
     synchronized (table) {
@@ -229,6 +242,96 @@ final class Writeback implements AutoCloseable {
   }
 
   /**
+   * A file unlinked while open (a database's temporary file, a download being written) keeps
+   * its blocks in the cache until its last close: they never go to the backing directory.
+   * One that grows until writers wait for room would make them wait forever, itself
+   * included, as nothing else frees its blocks. Spilling it moves its blocks to a backing
+   * inode no name reaches, and its later writes and reads go there directly, as for a file
+   * whose path is too long for the cache: its own inode if it had one (its name is already
+   * gone there: no record names the file any more), else a new file in {@link #SPILL_DIR},
+   * unlinked at once. Its death is committed first; as recovery drops a dead file whatever
+   * it held, nothing here needs to be durable, and the spilled inode takes no fsync.
+   */
+  void spill(CachedFile f) throws IOException {
+    epochs.commit(); // the death that makes its blocks droppable, durable before the drop
+    f.lock.writeLock().lock();
+    try {
+      synchronized (table) {
+        if (!FileRegistry.spillable(f) || f.deathEpoch >= epochs.committedSeq()) {
+          return; // closed, truncated, or not ours yet: nothing to do now
+        }
+      }
+      BackingStore.BackingFile target = f.file != null ? f.file : backing.createUnnamed(SPILL_DIR);
+      long[] keys = f.blocks.keysSorted();
+      int blockSize = layout.geometry().blockSize();
+      f.io.lock();
+      try (io.wcfs.nativ.NativeBuffer buf = new io.wcfs.nativ.NativeBuffer(blockSize)) {
+        for (long b : keys) {
+          long length = Math.min(blockSize, f.size - b * blockSize);
+          if (length > 0) {
+            mem.copyOut(layout.dataOffset(f.blocks.get(b)), buf.address(), length);
+            target.write(b * blockSize, buf.address(), length);
+          }
+        }
+        if (target.size() != f.size) {
+          target.truncate(f.size);
+        }
+      } catch (IOException | RuntimeException e) {
+        if (target != f.file) {
+          target.close();
+        }
+        throw e;
+      } finally {
+        f.io.unlock();
+      }
+      f.file = target;
+      f.absent = false; // reads of what is not cached go to target now
+      f.writeThrough = true;
+      epochs.storing().lock();
+      try {
+        synchronized (table) {
+          for (long b : keys) {
+            epochs.supersede(f.blocks.remove(b));
+          }
+        }
+      } finally {
+        epochs.storing().unlock();
+      }
+      LOG.info("{} blocks of a file unlinked while open ({}) moved out of the cache to make"
+          + " room; its reads and writes go to the backing filesystem until it is closed",
+          keys.length, f.path == null ? "file slot " + f.fileSlot : f.path);
+      counters.spilled.increment();
+    } finally {
+      f.lock.writeLock().unlock();
+    }
+    epochs.commit(); // frees the dropped blocks, durably
+    synchronized (table) {
+      table.notifyAll();
+    }
+  }
+
+  /**
+   * At mount: removes what a crash between a spill's create and unlink left in {@link
+   * #SPILL_DIR} (empty files no one can have open now).
+   */
+  void removeStraySpills() {
+    List<String> names = new ArrayList<>();
+    try {
+      backing.list(SPILL_DIR, names::add);
+    } catch (IOException e) {
+      return; // none was ever made
+    }
+    for (String name : names) {
+      try {
+        backing.unlink(SPILL_DIR + "/" + name);
+      } catch (IOException e) {
+        LOG.warn("could not remove {}/{} left by an earlier spill: {}", SPILL_DIR, name,
+            e.getMessage());
+      }
+    }
+  }
+
+  /**
    * Releases the slot of a file whose journal records are all applied, once nothing else
    * keeps it: no blocks (a dead file's were dropped) and its version committed.
    */
@@ -258,9 +361,16 @@ final class Writeback implements AutoCloseable {
           return;
         }
         boolean applyNow;
+        CachedFile spill;
         synchronized (table) {
           applyNow = applyJournal;
           applyJournal = false;
+          spill = spillNext;
+          spillNext = null;
+        }
+        if (spill != null) {
+          spill(spill);
+          continue;
         }
         if (applyNow) {
           try {
@@ -364,6 +474,14 @@ final class Writeback implements AutoCloseable {
           collectBatch(groupFiles, groupSlots);
           if (!groupFiles.isEmpty()) {
             return true;
+          }
+          // Nothing left to write back, yet the cache is short of room: what holds it may be
+          // files unlinked while open, which writeback never takes.
+          if (table.writersWaiting() > 0 || table.usedPercentAbove(config.highWatermark())) {
+            spillNext = files.largestSpillable();
+            if (spillNext != null) {
+              return true;
+            }
           }
           if (epochs.uncommittedCount() > 0 && (draining || table.writersWaiting() > 0)) {
             needCommit = true;

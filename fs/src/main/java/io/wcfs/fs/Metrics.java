@@ -165,6 +165,9 @@ final class Metrics implements AutoCloseable {
         s -> s.io().writesAllocated());
     counter("wcfs_writes_blocked_on_freelist", "Writers that had to wait for writeback", stats,
         s -> s.writeback().writesBlockedOnFreelist());
+    counter("wcfs_unlinked_files_spilled", "Files unlinked while open whose cached blocks were"
+        + " moved to the backing filesystem to make room", stats,
+        s -> s.writeback().spilledFiles());
     counter("wcfs_commits", "Commits of the cache (fsync, fdatasync, O_SYNC, autocommit)",
         stats, s -> s.commits().flushes());
     counter("wcfs_device_flushes", "Device cache flushes the cache memory issued (fdatasyncs of"

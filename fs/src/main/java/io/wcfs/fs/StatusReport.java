@@ -47,6 +47,7 @@ final class StatusReport {
     m.put("write_hits_committed", io.writeHitsCommitted());
     m.put("writes_allocated", io.writesAllocated());
     m.put("writes_blocked_on_freelist", wb.writesBlockedOnFreelist());
+    m.put("unlinked_files_spilled", wb.spilledFiles());
     m.put("writers_waiting_now", space.writersWaiting());
     m.put("flushes", c.flushes());
     m.put("device_flushes", c.deviceFlushes());

@@ -1,6 +1,8 @@
 package io.wcfs.fs;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -120,5 +122,29 @@ class ConcurrentMountTest extends MountTestBase {
       assertArrayEquals(expected[f], Files.readAllBytes(backing.resolve(names[f])),
           "backing " + names[f]);
     }
+  }
+  @Test
+  @DisplayName("a file unlinked while open and written to four times the cache: spilled,"
+      + " nothing lost, nothing named in the backing directory")
+  @Timeout(value = 180, threadMode = Timeout.ThreadMode.SEPARATE_THREAD) // a write could wait
+  void unlinkedFileLargerThanTheCache() throws Exception {
+    Path f = mnt.resolve("unlinked-temp");
+    byte[] all = new byte[16 << 20]; // the cache is 4 MiB
+    new Random(77).nextBytes(all);
+    try (FileChannel ch = FileChannel.open(f, StandardOpenOption.CREATE_NEW,
+        StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+      Files.delete(f); // what databases do with their temporary files
+      for (int off = 0; off < all.length; off += 256 * 1024) {
+        ch.write(ByteBuffer.wrap(all, off, 256 * 1024), off);
+      }
+      ch.force(false);
+      ByteBuffer back = ByteBuffer.allocate(all.length);
+      while (back.hasRemaining() && ch.read(back, back.position()) > 0) {
+        // reads until the end
+      }
+      assertArrayEquals(all, back.array(), "the unlinked file reads back whole");
+    }
+    assertTrue(wcfs.statusNumber("unlinked_files_spilled") >= 1, "it was spilled");
+    assertFalse(Files.exists(backing.resolve("unlinked-temp")), "never named in the backing");
   }
 }
