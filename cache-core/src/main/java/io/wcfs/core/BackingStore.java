@@ -83,16 +83,30 @@ public interface BackingStore {
   void createFile(String path) throws IOException;
 
   /**
-   * A new empty regular file that no name reaches, open for reading and writing: created in
-   * {@code dir} (made if missing) and unlinked at once, so a crash leaves nothing behind but,
-   * at worst, an empty file there (NFS keeps it as a hidden {@code .nfs} file in that directory
-   * until it is closed). For a file unlinked while open whose blocks leave the cache
-   * (Writeback's spill).
+   * A new empty regular file that no name reaches, with this mode and owner, open for reading
+   * and writing: created in {@code dir} (made if missing) and unlinked at once. A crash may
+   * leave it there (the unlink not durable yet), with what was written to it: the next mount
+   * removes it. NFS keeps it as a hidden {@code .nfs} file in that directory until it is
+   * closed. For a file unlinked while open whose blocks leave the cache (Writeback's spill).
    */
-  default BackingFile createUnnamed(String dir) throws IOException {
+  default BackingFile createUnnamed(String dir, int mode, int uid, int gid) throws IOException {
     String path = dir + "/spill-" + java.util.UUID.randomUUID();
-    createFile(path);
-    BackingFile file = open(path);
+    if (stat(dir) == null) {
+      for (int slash = dir.indexOf('/'); ; slash = dir.indexOf('/', slash + 1)) {
+        String d = slash < 0 ? dir : dir.substring(0, slash);
+        try {
+          mkdir(d, 0700);
+        } catch (IOException e) {
+          if (stat(d) == null) {
+            throw e;
+          }
+        }
+        if (slash < 0) {
+          break;
+        }
+      }
+    }
+    BackingFile file = create(path, mode, uid, gid);
     try {
       unlink(path);
     } catch (IOException | RuntimeException e) {

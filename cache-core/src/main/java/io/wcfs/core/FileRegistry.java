@@ -235,7 +235,8 @@ final class FileRegistry {
   /** Needs index. See {@link #largestSpillable}. */
   static boolean spillable(CachedFile f) {
     return f.dead && f.handles > 0 && f.fileSlot >= 0 && f.blocks.size() > 0
-        && f.pendingRecords == 0 && !f.writeThrough;
+        && f.pendingRecords == 0 && !f.writeThrough && !f.owesBackingSync
+        && !f.backingSyncRunning; // its backing descriptor is replaced
   }
 
   /** Needs index. A copy of every file known. */

@@ -269,7 +269,12 @@ public final class WriteCache implements AutoCloseable {
    */
   public int fstat(OpenFile h, long statBuf) throws IOException {
     CachedFile f = h.file;
-    return f.absent ? -2 : files.backingFile(f).statInto(statBuf);
+    f.lock.readLock().lock(); // a spill replaces (and closes) the backing file under the lock
+    try {
+      return f.absent ? -2 : files.backingFile(f).statInto(statBuf);
+    } finally {
+      f.lock.readLock().unlock();
+    }
   }
 
   /** Whether the open file's last name is gone (unlinked or renamed over while open). */

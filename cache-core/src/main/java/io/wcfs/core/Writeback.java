@@ -125,6 +125,7 @@ final class Writeback implements AutoCloseable {
     if (!thread.isAlive()) {
       // manual mode: nobody else will make room
       if (step() == 0) {
+        journal.apply(true); // records naming a dead file keep it from spilling
         CachedFile dead;
         synchronized (table) {
           dead = files.largestSpillable();
@@ -245,46 +246,59 @@ final class Writeback implements AutoCloseable {
    * A file unlinked while open (a database's temporary file, a download being written) keeps
    * its blocks in the cache until its last close: they never go to the backing directory.
    * One that grows until writers wait for room would make them wait forever, itself
-   * included, as nothing else frees its blocks. Spilling it moves its blocks to a backing
-   * inode no name reaches, and its later writes and reads go there directly, as for a file
-   * whose path is too long for the cache: its own inode if it had one (its name is already
-   * gone there: no record names the file any more), else a new file in {@link #SPILL_DIR},
-   * unlinked at once. Its death is committed first; as recovery drops a dead file whatever
-   * it held, nothing here needs to be durable, and the spilled inode takes no fsync.
+   * included, as nothing else frees its blocks. Spilling it copies the whole file, cached
+   * blocks and the rest of its backing inode, to a new file in {@link #SPILL_DIR} that is
+   * unlinked at once (with the file's mode and owner, which fstat of its handles shows), frees
+   * its blocks and file slot, and sends its later reads and writes there, as for a file whose
+   * path is too long for the cache. Its own backing inode is never written: an UNLINK that
+   * names it may still be pending, and its name must not show the spilled bytes meanwhile.
+   * Its death is committed first; as recovery drops a dead file whatever it held, nothing here
+   * needs to be durable, and the spilled inode takes no fsync.
    */
   void spill(CachedFile f) throws IOException {
+    backing.checkMayWriteBack(); // the spill file is written in the backing directory
     epochs.commit(); // the death that makes its blocks droppable, durable before the drop
     f.lock.writeLock().lock();
     try {
       synchronized (table) {
         if (!FileRegistry.spillable(f) || f.deathEpoch >= epochs.committedSeq()) {
-          return; // closed, truncated, or not ours yet: nothing to do now
+          return; // closed, truncated, or a backing fsync owed: nothing to do now
         }
       }
-      BackingStore.BackingFile target = f.file != null ? f.file : backing.createUnnamed(SPILL_DIR);
-      long[] keys = f.blocks.keysSorted();
-      int blockSize = layout.geometry().blockSize();
-      f.io.lock();
-      try (io.wcfs.nativ.NativeBuffer buf = new io.wcfs.nativ.NativeBuffer(blockSize)) {
-        for (long b : keys) {
-          long length = Math.min(blockSize, f.size - b * blockSize);
-          if (length > 0) {
-            mem.copyOut(layout.dataOffset(f.blocks.get(b)), buf.address(), length);
-            target.write(b * blockSize, buf.address(), length);
+      BackingStore.BackingFile old = f.absent ? null : f.file;
+      int mode = f.mode;
+      int uid = f.uid;
+      int gid = f.gid;
+      if (old != null) {
+        try (io.wcfs.nativ.NativeBuffer st = new io.wcfs.nativ.NativeBuffer(
+            io.wcfs.nativ.LibC.STAT_SIZE)) {
+          if (old.statInto(st.address()) == 0) {
+            io.wcfs.nativ.LibC.FileStatus s = io.wcfs.nativ.LibC.decodeStat(st.address());
+            mode = s.mode();
+            uid = s.uid();
+            gid = s.gid();
           }
         }
-        if (target.size() != f.size) {
-          target.truncate(f.size);
-        }
+      }
+      BackingStore.BackingFile target = backing.createUnnamed(SPILL_DIR, mode, uid, gid);
+      long[] keys = f.blocks.keysSorted();
+      try {
+        copyForSpill(f, old, target);
       } catch (IOException | RuntimeException e) {
-        if (target != f.file) {
-          target.close();
-        }
+        target.close();
         throw e;
+      }
+      f.io.lock(); // no backing I/O of the file's runs across the switch
+      try {
+        synchronized (f) { // as FileRegistry.backingFile reads it
+          f.file = target;
+        }
+        if (old != null) {
+          old.close();
+        }
       } finally {
         f.io.unlock();
       }
-      f.file = target;
       f.absent = false; // reads of what is not cached go to target now
       f.writeThrough = true;
       epochs.storing().lock();
@@ -297,17 +311,37 @@ final class Writeback implements AutoCloseable {
       } finally {
         epochs.storing().unlock();
       }
-      LOG.info("{} blocks of a file unlinked while open ({}) moved out of the cache to make"
-          + " room; its reads and writes go to the backing filesystem until it is closed",
-          keys.length, f.path == null ? "file slot " + f.fileSlot : f.path);
+      epochs.commit(); // the drops durable while we hold the file: nothing can see it half done
+      freeWrittenBack(f, new long[0], new int[0]); // and its file slot goes
+      LOG.info("{} cached blocks of a file unlinked while open ({}) moved to the backing"
+          + " filesystem to make room; its reads and writes go there until it is closed",
+          keys.length, f.path == null ? "created in the cache" : f.path);
       counters.spilled.increment();
     } finally {
       f.lock.writeLock().unlock();
     }
-    epochs.commit(); // frees the dropped blocks, durably
-    synchronized (table) {
-      table.notifyAll();
+  }
+
+  /** Needs f.lock: writes f's content, cached blocks over its backing inode, to target. */
+  private void copyForSpill(CachedFile f, BackingStore.BackingFile old,
+      BackingStore.BackingFile target) throws IOException {
+    int blockSize = layout.geometry().blockSize();
+    try (io.wcfs.nativ.NativeBuffer buf = new io.wcfs.nativ.NativeBuffer(blockSize)) {
+      for (long pos = 0; pos < f.size; pos += blockSize) {
+        long length = Math.min(blockSize, f.size - pos);
+        int slot = f.blocks.get(pos / blockSize);
+        if (slot >= 0) {
+          mem.copyOut(layout.dataOffset(slot), buf.address(), length);
+        } else if (old == null) {
+          continue; // never written: a hole
+        } else {
+          long got = old.read(pos, buf.address(), length);
+          io.wcfs.nativ.NativeBuffer.zero(buf.address() + got, length - got);
+        }
+        target.write(pos, buf.address(), length);
+      }
     }
+    target.truncate(f.size);
   }
 
   /**
@@ -475,17 +509,17 @@ final class Writeback implements AutoCloseable {
           if (!groupFiles.isEmpty()) {
             return true;
           }
-          // Nothing left to write back, yet the cache is short of room: what holds it may be
-          // files unlinked while open, which writeback never takes.
-          if (table.writersWaiting() > 0 || table.usedPercentAbove(config.highWatermark())) {
+          if (epochs.uncommittedCount() > 0 && (draining || table.writersWaiting() > 0)) {
+            needCommit = true;
+            break;
+          }
+          // Writers wait for room writeback cannot make: what holds it may be files unlinked
+          // while open, whose blocks writeback never takes.
+          if (table.writersWaiting() > 0) {
             spillNext = files.largestSpillable();
             if (spillNext != null) {
               return true;
             }
-          }
-          if (epochs.uncommittedCount() > 0 && (draining || table.writersWaiting() > 0)) {
-            needCommit = true;
-            break;
           }
           if (table.dirty() == 0 && closing && journal.pendingCount() == 0) {
             return false;

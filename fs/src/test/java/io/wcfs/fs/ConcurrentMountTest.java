@@ -1,6 +1,7 @@
 package io.wcfs.fs;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -146,5 +147,8 @@ class ConcurrentMountTest extends MountTestBase {
     }
     assertTrue(wcfs.statusNumber("unlinked_files_spilled") >= 1, "it was spilled");
     assertFalse(Files.exists(backing.resolve("unlinked-temp")), "never named in the backing");
+    try (var spilled = Files.list(backing.resolve(".wcfs/orphans"))) {
+      assertEquals(0, spilled.count(), "the spill file has no name either");
+    }
   }
 }
