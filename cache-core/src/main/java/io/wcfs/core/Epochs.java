@@ -202,6 +202,9 @@ final class Epochs {
     backingSyncs.syncBackingFiles(ticket);
     commitLock.lock();
     try {
+      // The commit we waited for may have failed. Our writes may have been in its epoch, and
+      // the empty epoch it left open would let us return as if they were durable.
+      checkError();
       boolean dirsDirty;
       synchronized (table) {
         dirsDirty = directories.dirty();

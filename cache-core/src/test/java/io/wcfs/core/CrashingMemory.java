@@ -180,15 +180,54 @@ final class CrashingMemory implements CacheMemory {
     return commits;
   }
 
+  /**
+   * How long each commit waits, as a device flush does, with the memory free for other
+   * threads meanwhile; 0 (the default): none.
+   */
+  private volatile long commitPauseNanos;
+
+  /** Sets {@link #commitPauseNanos}; returns this memory. */
+  CrashingMemory commitPause(long nanos) {
+    commitPauseNanos = nanos;
+    return this;
+  }
+
+  /**
+   * pmem_commit: the words flushed before the call become durable when it returns, with the
+   * values they had when it began. During a pause other threads store, flush and commit; a
+   * crash before the end leaves the words pending (any subset of them may survive it), and
+   * a word stored again meanwhile stays pending with its new value.
+   */
   @Override
-  public synchronized void commit() {
-    tick();
-    commits++;
-    for (int w = flushed.nextSetBit(0); w >= 0; w = flushed.nextSetBit(w + 1)) {
-      System.arraycopy(current, w * 8, durable, w * 8, 8);
-      stored.clear(w);
+  public void commit() {
+    int[] words;
+    byte[] values;
+    synchronized (this) {
+      tick();
+      words = flushed.stream().toArray();
+      values = new byte[words.length * 8];
+      for (int i = 0; i < words.length; i++) {
+        System.arraycopy(current, words[i] * 8, values, i * 8, 8);
+      }
+      flushed.clear();
     }
-    flushed.clear();
+    long pause = commitPauseNanos;
+    if (pause > 0) {
+      java.util.concurrent.locks.LockSupport.parkNanos(pause);
+    }
+    synchronized (this) {
+      if (crashed) {
+        throw new SimulatedCrash(); // the wait never ended: nothing became durable by it
+      }
+      commits++;
+      for (int i = 0; i < words.length; i++) {
+        int w = words[i];
+        System.arraycopy(values, i * 8, durable, w * 8, 8);
+        if (java.util.Arrays.equals(values, i * 8, i * 8 + 8, current, w * 8, w * 8 + 8)) {
+          stored.clear(w);
+        }
+      }
+    }
   }
 
   @Override
