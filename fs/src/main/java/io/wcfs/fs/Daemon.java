@@ -76,7 +76,7 @@ final class Daemon {
         boolean clean = false;
         try {
           DirectoryBackingStore backing = new DirectoryBackingStore(spec.backing(),
-              FuseLoop::handOff, FuseLoop::handOffIfPending);
+              FuseLoop::handOff, FuseLoop::handOffForRead);
           backing.setWriteGuard(claim::checkMayWrite);
           WriteCache cache = CacheSetup.open(spec.cacheFile(), backing, spec.config(),
               spec.strategy(), FuseLoop::handOffIfPending);

@@ -149,6 +149,8 @@ final class FuseWorker {
    * SETATTR's valid bits to those it knows, in the request buffer itself.
    */
   boolean killSuidGid;
+  /** This worker handed the leadership off for a backing read (FuseLoop.handOffForRead). */
+  boolean handedOffForRead;
   /**
    * io_uring transport only: the channel whose send puts the reply into the current ring
    * entry (out header into its header area, the rest into its payload buffer); null on the
