@@ -87,7 +87,7 @@ public interface BackingStore {
    * and writing: created in {@code dir} (made if missing) and unlinked at once. A crash may
    * leave it there (the unlink not durable yet), with what was written to it: the next mount
    * removes it. NFS keeps it as a hidden {@code .nfs} file in that directory until it is
-   * closed. For a file unlinked while open whose blocks leave the cache (Writeback's spill).
+   * closed. For a file unlinked while open whose blocks leave the cache (Spill).
    */
   default BackingFile createUnnamed(String dir, int mode, int uid, int gid) throws IOException {
     String path = dir + "/spill-" + java.util.UUID.randomUUID();

@@ -52,7 +52,7 @@ final class BackingSyncs {
   /** The next commit fsyncs f's backing file (write-through, or a size-only change). */
   void queueBackingSync(CachedFile f) {
     if (f.dead) {
-      return; // a spilled file (Writeback#spill): nothing of it outlives a crash
+      return; // a spilled file (Spill#spill): nothing of it outlives a crash
     }
     synchronized (table) {
       f.owesBackingSync = true;

@@ -38,7 +38,7 @@ public record CacheStats(String error, SpaceStats space, IoStats io, CommitStats
    * Writeback: blocks being written back now, blocks written back since mount, backing-store
    * failures (retried) and the last one's message (or null), writers that had to wait
    * for writeback to free blocks, and files unlinked while open whose blocks were spilled out
-   * of the cache to the backing filesystem (see Writeback#spill).
+   * of the cache to the backing filesystem (see Spill#spill).
    */
   public record WritebackStats(long inFlightBlocks, long writtenBackBlocks, long errors,
       String lastError, long writesBlockedOnFreelist, long spilledFiles) {}

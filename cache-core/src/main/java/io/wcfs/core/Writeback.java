@@ -15,7 +15,8 @@ import org.slf4j.LoggerFactory;
  * mtime), both through {@link BackingCopier}, and only then frees their slots; when it runs
  * is {@link WritebackPolicy}'s decision. Also drains the cache for flush and unmount, writes
  * one file back whole before a rename or unlink needs it, and gives writers waiting for free
- * slots what they wait for. {@link WritebackBackoff} counts, logs and backs off its failures.
+ * slots what they wait for, spilling files unlinked while open when nothing else can make
+ * room ({@link Spill}). {@link WritebackBackoff} counts, logs and backs off its failures.
  * Fields marked "guarded by index" are guarded by the engine's index monitor ({@link
  * SlotTable}).
  */
@@ -23,8 +24,6 @@ final class Writeback implements AutoCloseable {
   private static final Logger LOG = LoggerFactory.getLogger(Writeback.class);
   /** Writeback batches hold this many writeback_jobs buffers' worth of blocks per fsync. */
   private static final int WRITEBACK_BATCH_JOBS = 16;
-  /** Where spilled files get their unnamed backing inode: wcfs's own, hidden from the mount. */
-  static final String SPILL_DIR = ".wcfs/orphans";
 
   private final CacheMemory mem;
   private final CacheLayout layout;
@@ -51,6 +50,8 @@ final class Writeback implements AutoCloseable {
   private boolean applyJournal;
   /** Guarded by index: the next round spills this file instead of copying data. */
   private CachedFile spillNext;
+  /** Moves files unlinked while open out of a cache they fill. */
+  private final Spill spill;
   /** The writeback thread's failures: counted, logged once, retried with backoff. */
   private final WritebackBackoff backoff;
 
@@ -70,12 +71,19 @@ final class Writeback implements AutoCloseable {
         new LostAndFound(backing, table, files, recoveryCounters), config.writebackJobs(),
         this::drainRequested);
     this.backoff = new WritebackBackoff(table, counters);
+    this.spill = new Spill(mem, layout, backing, table, epochs, counters,
+        f -> freeWrittenBack(f, new long[0], new int[0]));
     this.thread = new Thread(this::writebackLoop, "wcfs-writeback");
     this.thread.setDaemon(true);
   }
 
   void start() {
     thread.start();
+  }
+
+  /** See {@link Spill#removeStrays}. */
+  void removeStraySpills() {
+    spill.removeStrays();
   }
 
   void wire(Journal journal) {
@@ -131,7 +139,7 @@ final class Writeback implements AutoCloseable {
           dead = files.largestSpillable();
         }
         if (dead != null) {
-          spill(dead);
+          spill.spill(dead);
         }
       }
       return;
@@ -243,129 +251,6 @@ final class Writeback implements AutoCloseable {
   }
 
   /**
-   * A file unlinked while open (a database's temporary file, a download being written) keeps
-   * its blocks in the cache until its last close: they never go to the backing directory.
-   * One that grows until writers wait for room would make them wait forever, itself
-   * included, as nothing else frees its blocks. Spilling it copies the whole file, cached
-   * blocks and the rest of its backing inode, to a new file in {@link #SPILL_DIR} that is
-   * unlinked at once (with the file's mode and owner, which fstat of its handles shows), frees
-   * its blocks and file slot, and sends its later reads and writes there, as for a file whose
-   * path is too long for the cache. Its own backing inode is never written: an UNLINK that
-   * names it may still be pending, and its name must not show the spilled bytes meanwhile.
-   * Its death is committed first; as recovery drops a dead file whatever it held, nothing here
-   * needs to be durable, and the spilled inode takes no fsync.
-   */
-  void spill(CachedFile f) throws IOException {
-    backing.checkMayWriteBack(); // the spill file is written in the backing directory
-    epochs.commit(); // the death that makes its blocks droppable, durable before the drop
-    f.lock.writeLock().lock();
-    try {
-      synchronized (table) {
-        if (!FileRegistry.spillable(f) || f.deathEpoch >= epochs.committedSeq()) {
-          return; // closed, truncated, or a backing fsync owed: nothing to do now
-        }
-      }
-      BackingStore.BackingFile old = f.absent ? null : f.file;
-      int mode = f.mode;
-      int uid = f.uid;
-      int gid = f.gid;
-      if (old != null) {
-        try (io.wcfs.nativ.NativeBuffer st = new io.wcfs.nativ.NativeBuffer(
-            io.wcfs.nativ.LibC.STAT_SIZE)) {
-          if (old.statInto(st.address()) == 0) {
-            io.wcfs.nativ.LibC.FileStatus s = io.wcfs.nativ.LibC.decodeStat(st.address());
-            mode = s.mode();
-            uid = s.uid();
-            gid = s.gid();
-          }
-        }
-      }
-      BackingStore.BackingFile target = backing.createUnnamed(SPILL_DIR, mode, uid, gid);
-      long[] keys = f.blocks.keysSorted();
-      try {
-        copyForSpill(f, old, target);
-      } catch (IOException | RuntimeException e) {
-        target.close();
-        throw e;
-      }
-      f.io.lock(); // no backing I/O of the file's runs across the switch
-      try {
-        synchronized (f) { // as FileRegistry.backingFile reads it
-          f.file = target;
-        }
-        if (old != null) {
-          old.close();
-        }
-      } finally {
-        f.io.unlock();
-      }
-      f.absent = false; // reads of what is not cached go to target now
-      f.writeThrough = true;
-      epochs.storing().lock();
-      try {
-        synchronized (table) {
-          for (long b : keys) {
-            epochs.supersede(f.blocks.remove(b));
-          }
-        }
-      } finally {
-        epochs.storing().unlock();
-      }
-      epochs.commit(); // the drops durable while we hold the file: nothing can see it half done
-      freeWrittenBack(f, new long[0], new int[0]); // and its file slot goes
-      LOG.info("{} cached blocks of a file unlinked while open ({}) moved to the backing"
-          + " filesystem to make room; its reads and writes go there until it is closed",
-          keys.length, f.path == null ? "created in the cache" : f.path);
-      counters.spilled.increment();
-    } finally {
-      f.lock.writeLock().unlock();
-    }
-  }
-
-  /** Needs f.lock: writes f's content, cached blocks over its backing inode, to target. */
-  private void copyForSpill(CachedFile f, BackingStore.BackingFile old,
-      BackingStore.BackingFile target) throws IOException {
-    int blockSize = layout.geometry().blockSize();
-    try (io.wcfs.nativ.NativeBuffer buf = new io.wcfs.nativ.NativeBuffer(blockSize)) {
-      for (long pos = 0; pos < f.size; pos += blockSize) {
-        long length = Math.min(blockSize, f.size - pos);
-        int slot = f.blocks.get(pos / blockSize);
-        if (slot >= 0) {
-          mem.copyOut(layout.dataOffset(slot), buf.address(), length);
-        } else if (old == null) {
-          continue; // never written: a hole
-        } else {
-          long got = old.read(pos, buf.address(), length);
-          io.wcfs.nativ.NativeBuffer.zero(buf.address() + got, length - got);
-        }
-        target.write(pos, buf.address(), length);
-      }
-    }
-    target.truncate(f.size);
-  }
-
-  /**
-   * At mount: removes what a crash between a spill's create and unlink left in {@link
-   * #SPILL_DIR} (empty files no one can have open now).
-   */
-  void removeStraySpills() {
-    List<String> names = new ArrayList<>();
-    try {
-      backing.list(SPILL_DIR, names::add);
-    } catch (IOException e) {
-      return; // none was ever made
-    }
-    for (String name : names) {
-      try {
-        backing.unlink(SPILL_DIR + "/" + name);
-      } catch (IOException e) {
-        LOG.warn("could not remove {}/{} left by an earlier spill: {}", SPILL_DIR, name,
-            e.getMessage());
-      }
-    }
-  }
-
-  /**
    * Releases the slot of a file whose journal records are all applied, once nothing else
    * keeps it: no blocks (a dead file's were dropped) and its version committed.
    */
@@ -395,15 +280,15 @@ final class Writeback implements AutoCloseable {
           return;
         }
         boolean applyNow;
-        CachedFile spill;
+        CachedFile dead;
         synchronized (table) {
           applyNow = applyJournal;
           applyJournal = false;
-          spill = spillNext;
+          dead = spillNext;
           spillNext = null;
         }
-        if (spill != null) {
-          spill(spill);
+        if (dead != null) {
+          spill.spill(dead);
           continue;
         }
         if (applyNow) {
