@@ -37,6 +37,19 @@ public interface CacheMemory extends AutoCloseable {
   void commit() throws IOException;
 
   /**
+   * Starts moving what was flushed so far towards the device without waiting for it, so that
+   * it travels while an earlier commit waits for its device flush. Makes nothing durable: the
+   * next {@link #commit} still waits for it. A no-op where flush already did that (pmem).
+   */
+  default void startCommit() throws IOException {}
+
+  /**
+   * Called by a commit about to wait for another one's device flush: the daemon hands its
+   * request loop to another thread there (see PmemCacheMemory#beforeDeviceWait).
+   */
+  default void beforeWait() {}
+
+  /**
    * Device flushes issued so far (for status and benchmarks): each wait for the device's
    * writeback plus a flush of its write cache, e.g. the fdatasync of a cache file in the page
    * cache. Persistent memory's commit is a CPU fence and issues none.

@@ -25,4 +25,8 @@ final class IntList {
   boolean isEmpty() {
     return size == 0;
   }
+
+  int[] toArray() {
+    return Arrays.copyOf(items, size);
+  }
 }

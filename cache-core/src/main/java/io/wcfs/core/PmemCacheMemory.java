@@ -68,6 +68,18 @@ public final class PmemCacheMemory implements CacheMemory {
   }
 
   @Override
+  public void startCommit() throws IOException {
+    pm.startCommit();
+  }
+
+  @Override
+  public void beforeWait() {
+    if (pm.commitFlushesDevice()) {
+      beforeDeviceWait.run();
+    }
+  }
+
+  @Override
   public long deviceFlushes() {
     return pm.deviceFlushes();
   }

@@ -71,6 +71,7 @@ class ConcurrentCommitCrashTest {
     WriteCache cache = WriteCache.openManual(mem, store, cfg, CacheFixture.nextBoot());
     int[][] floor = new int[THREADS][BLOCKS]; // what must hold: returned commits, or recovered
     int[] next = new int[THREADS]; // each thread's last version, over all rounds
+    long overlapped = 0;
     java.util.concurrent.atomic.AtomicLong returned = new java.util.concurrent.atomic.AtomicLong();
     for (int crash = 0; crash < CRASHES; crash++) {
       String where = "crash " + crash;
@@ -115,6 +116,7 @@ class ConcurrentCommitCrashTest {
       for (Thread th : threads) {
         th.join();
       }
+      overlapped += mem.startedDuringCommit(); // epochs staged while another committed
       CrashingMemory after = mem.crash(rnd);
       cache.abandon();
       mem = after.commitPause(50_000).flushesDevice(disk);
@@ -150,5 +152,8 @@ class ConcurrentCommitCrashTest {
     }
     cache.close();
     assertTrue(returned.get() > 10L * CRASHES, "commits that returned: " + returned.get());
+    if (disk) { // a commit waiting for another's device flush starts its data meanwhile
+      assertTrue(overlapped > CRASHES, "data started during another commit: " + overlapped);
+    }
   }
 }

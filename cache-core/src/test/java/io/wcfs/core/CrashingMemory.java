@@ -198,12 +198,31 @@ final class CrashingMemory implements CacheMemory {
    * crash before the end leaves the words pending (any subset of them may survive it), and
    * a word stored again meanwhile stays pending with its new value.
    */
+  /** Commits in their pause now. */
+  private int committing;
+  /** {@link #startCommit} calls made while another commit paused: overlapped commits. */
+  private long startedDuringCommit;
+
+  synchronized long startedDuringCommit() {
+    return startedDuringCommit;
+  }
+
+  /** Makes nothing durable (the next commit does); counts overlaps. */
+  @Override
+  public synchronized void startCommit() {
+    tick();
+    if (committing > 0) {
+      startedDuringCommit++;
+    }
+  }
+
   @Override
   public void commit() {
     int[] words;
     byte[] values;
     synchronized (this) {
       tick();
+      committing++;
       words = flushed.stream().toArray();
       values = new byte[words.length * 8];
       for (int i = 0; i < words.length; i++) {
@@ -216,6 +235,7 @@ final class CrashingMemory implements CacheMemory {
       java.util.concurrent.locks.LockSupport.parkNanos(pause);
     }
     synchronized (this) {
+      committing--;
       if (crashed) {
         throw new SimulatedCrash(); // the wait never ended: nothing became durable by it
       }

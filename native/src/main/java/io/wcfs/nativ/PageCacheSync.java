@@ -68,6 +68,10 @@ final class PageCacheSync implements AutoCloseable {
   private long[] starts = new long[64];
   private long[] ends = new long[64];
   private int count;
+  /** Guarded by noted. {@link #start} took ranges since the last commit began. */
+  private boolean started;
+  /** The first failure of {@link #start}: the commits after it fail with it. */
+  private volatile NativeIOException startFailed;
   /** fdatasync calls made (each one a device cache flush), failed ones included. */
   private final java.util.concurrent.atomic.AtomicLong deviceFlushes =
       new java.util.concurrent.atomic.AtomicLong();
@@ -155,6 +159,35 @@ final class PageCacheSync implements AutoCloseable {
     }
   }
 
+  /**
+   * Starts writeback of the ranges noted so far (one {@code sync_file_range(WRITE)} each) and
+   * waits for nothing: called by a commit while an earlier one waits for its fdatasync, so that
+   * its pages are on their way to the device when its own fdatasync begins. The next {@link
+   * #commit} waits for them (its fdatasync covers the whole file) and fails if this did.
+   */
+  void start() {
+    long[] s;
+    long[] e;
+    int n;
+    synchronized (noted) {
+      if (count == 0) {
+        return;
+      }
+      n = merge(starts, ends, count);
+      s = Arrays.copyOf(starts, n);
+      e = Arrays.copyOf(ends, n);
+      count = 0;
+      started = true;
+    }
+    for (int i = 0; i < n; i++) {
+      int rc = kernel.syncFileRange(fd, s[i], e[i] - s[i], SYNC_FILE_RANGE_WRITE);
+      if (rc < 0 && startFailed == null) {
+        startFailed = new NativeIOException("sync_file_range of the cache file [" + s[i] + ", "
+            + e[i] + "): " + LibC.strerror(-rc), -rc);
+      }
+    }
+  }
+
   /** pmem_commit: every range noted before this call is durable when it returns. */
   void commit() throws NativeIOException {
     commitLock.lock();
@@ -166,13 +199,14 @@ final class PageCacheSync implements AutoCloseable {
       long[] e;
       int n;
       synchronized (noted) {
-        if (count == 0) {
+        if (count == 0 && !started) {
           return; // nothing flushed since the last commit: nothing to wait for
         }
         n = merge(starts, ends, count);
         s = Arrays.copyOf(starts, n);
         e = Arrays.copyOf(ends, n);
         count = 0;
+        started = false;
       }
       try {
         for (int i = 0; i < n; i++) {
@@ -181,6 +215,9 @@ final class PageCacheSync implements AutoCloseable {
         }
         deviceFlushes.incrementAndGet();
         check(kernel.fdatasync(fd), "fdatasync of the cache file");
+        if (startFailed != null) {
+          throw startFailed; // a range started for this commit may not have been written
+        }
       } catch (NativeIOException ex) {
         failed = ex;
         throw ex;

@@ -334,6 +334,16 @@ public final class PersistentMemory implements AutoCloseable {
     }
   }
 
+  /**
+   * Starts writeback of the pages flushed so far (MSYNC) without waiting; the next commit
+   * waits for them. Nothing to do for the pmem strategies, whose flush already did it.
+   */
+  public void startCommit() throws NativeIOException {
+    if (pages != null) {
+      pages.start();
+    }
+  }
+
   /** pmem_commit: waits until everything flushed so far is durable. */
   public void commit() throws NativeIOException {
     if (pages != null) {

@@ -271,6 +271,36 @@ class PersistentMemoryTest {
   }
 
   @Test
+  @DisplayName("started ranges are written at once and waited for by the next commit; a start"
+      + " that failed fails it")
+  void startedRangesAreWaitedForByTheNextCommit() throws IOException {
+    final long page = CountingKernel.PAGE;
+    CountingKernel kernel = new CountingKernel() {
+      @Override
+      public int syncFileRange(int fd, long offset, long length, int flags) {
+        super.syncFileRange(fd, offset, length, flags);
+        return offset == 3 * page ? -5 : 0; // EIO for that one range
+      }
+    };
+    try (PersistentMemory pm = PersistentMemory.map(cacheFile(1 << 20), FlushStrategy.MSYNC,
+        true, kernel)) {
+      pm.flush(page + 16, 8);
+      pm.startCommit();
+      assertEquals(List.of("sync_file_range " + page + " " + page), kernel.take(),
+          "started at once");
+      pm.commit();
+      assertEquals(List.of("fdatasync"), kernel.take(), "waited for by the commit, not restarted");
+      pm.commit();
+      assertEquals(List.of(), kernel.take(), "nothing since: nothing to wait for");
+      pm.flush(3 * page, 8);
+      pm.startCommit(); // fails, and says nothing yet
+      NativeIOException e = assertThrows(NativeIOException.class, pm::commit);
+      assertTrue(e.getMessage().contains("sync_file_range"), e.getMessage());
+      assertThrows(NativeIOException.class, pm::commit, "and every later one");
+    }
+  }
+
+  @Test
   @DisplayName("a failed fdatasync fails that commit and every later one")
   void failedCommitIsSticky() throws IOException {
     CountingKernel failing = new CountingKernel() {
