@@ -211,6 +211,11 @@ final class Epochs {
       // The commit we waited for may have failed. Our writes may have been in its epoch, and
       // the empty epoch it left open would let us return as if they were durable.
       checkError();
+      if (openEpoch > target && committedSeq <= target) {
+        // Sealed under commitLock, yet neither committed nor failed: what sealed it ended
+        // with something no catch latched (an Error). Fail rather than vouch for it.
+        throw fail(new IOException("the commit of epoch " + target + " did not finish"));
+      }
       boolean dirsDirty;
       synchronized (table) {
         dirsDirty = directories.dirty();
@@ -231,9 +236,10 @@ final class Epochs {
    * without sealing it: the fsyncs arriving while a commit waits for its device flush still
    * join the one commit that follows it (sealing here would split that group: measured
    * slower), but their data is written meanwhile, and that commit's own flush finds it on the
-   * device. Only data blocks: a block's page is written once, while the pages of entries and
-   * file versions are stored again by the next writes, so writing them early would write
-   * them twice, the second time after waiting for the first. Harmless to what recovery finds:
+   * device. Only data blocks: the pages of entries and file versions are stored again by
+   * nearly every write (several entries share a page, a file's size and mtime change with
+   * each), so writing them early would write most of them twice; a data block is rewritten
+   * only when the same block is written again in the epoch. Harmless to what recovery finds:
    * a block counts only through its entry, which is flushed by the commit, after sealing, and
    * the commit flushes the block again, so a store after this flush is covered too.
    */

@@ -17,9 +17,10 @@ public final class PmemCacheMemory implements CacheMemory {
 
   /**
    * What to run before each commit that waits for the device (a page-cache mapping's
-   * fdatasync): the daemon hands its FUSE leadership to another thread there, as before backing
-   * I/O, so that requests arriving during the ~100 µs wait are received, and the fsyncs among
-   * them share the next commit instead of queueing behind this one.
+   * fdatasync), and before a commit waits for another one's ({@link #beforeWait}): the daemon
+   * hands its FUSE leadership to another thread there, as before backing I/O, so that
+   * requests arriving during the ~100 µs wait are received, and the fsyncs among them share
+   * the next commit instead of queueing behind this one.
    */
   public void beforeDeviceWait(Runnable hook) {
     beforeDeviceWait = hook;

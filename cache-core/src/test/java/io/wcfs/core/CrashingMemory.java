@@ -192,12 +192,6 @@ final class CrashingMemory implements CacheMemory {
     return this;
   }
 
-  /**
-   * pmem_commit: the words flushed before the call become durable when it returns, with the
-   * values they had when it began. During a pause other threads store, flush and commit; a
-   * crash before the end leaves the words pending (any subset of them may survive it), and
-   * a word stored again meanwhile stays pending with its new value.
-   */
   /** Commits in their pause now. */
   private int committing;
   /** {@link #startCommit} calls made while another commit paused: overlapped commits. */
@@ -216,8 +210,27 @@ final class CrashingMemory implements CacheMemory {
     }
   }
 
+  /**
+   * pmem_commit: the words flushed before the call become durable when it returns, with the
+   * values they had when it began. During a pause other threads store, flush and commit; a
+   * crash before the end leaves the words pending (any subset of them may survive it), and
+   * a word stored again meanwhile stays pending with its new value.
+   */
   @Override
   public void commit() {
+    commitOrder.lock(); // as PageCacheSync: a commit returns after every earlier one ended
+    try {
+      commitInOrder();
+    } finally {
+      commitOrder.unlock();
+    }
+  }
+
+  /** Serializes commits, not stores: others store and flush during a commit's pause. */
+  private final java.util.concurrent.locks.ReentrantLock commitOrder =
+      new java.util.concurrent.locks.ReentrantLock();
+
+  private void commitInOrder() {
     int[] words;
     byte[] values;
     synchronized (this) {

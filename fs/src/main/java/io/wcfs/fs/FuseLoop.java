@@ -266,7 +266,8 @@ final class FuseLoop {
   /**
    * One worker: takes the leadership, receives a request and processes it (the upcall runs
    * here), and receives the next one if it is still leader; see {@link Leadership}. A worker
-   * that handed the leadership off takes requests already waiting before it queues for it.
+   * that handed the leadership off for a READ of the backing disk takes a request already
+   * waiting before it queues for it again.
    */
   private static void work(Pointer se, Pointer ch, int fd, long bufSize, long spinNanos,
       Path mountpoint) {
@@ -363,7 +364,9 @@ final class FuseLoop {
   static void handOffForRead() {
     if (handedOffIfPending()) {
       FuseWorker w = FuseWorker.current();
-      if (w != null) {
+      // The store runs this hook before its stats too, a commit's among them: only a READ's
+      // hand-off lets the worker take a waiting request.
+      if (w != null && w.processingRead()) {
         w.handedOffForRead = true;
       }
     }

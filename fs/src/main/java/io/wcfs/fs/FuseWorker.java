@@ -151,6 +151,11 @@ final class FuseWorker {
   boolean killSuidGid;
   /** This worker handed the leadership off for a backing read (FuseLoop.handOffForRead). */
   boolean handedOffForRead;
+
+  /** Whether the request in this worker's buffer is a READ (/dev/fuse transport). */
+  boolean processingRead() {
+    return mem.getInt(4) == FUSE_READ;
+  }
   /**
    * io_uring transport only: the channel whose send puts the reply into the current ring
    * entry (out header into its header area, the rest into its payload buffer); null on the

@@ -32,7 +32,7 @@ final class Leadership {
 
   /** Whether {@code thread} is the leader now. */
   boolean heldBy(Thread thread) {
-    return holderThread == thread;
+    return holder.get() != 0 && holderThread == thread; // holderThread outlives a release
   }
 
   boolean holds(long ticket) {

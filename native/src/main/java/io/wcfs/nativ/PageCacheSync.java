@@ -10,7 +10,9 @@ import java.util.concurrent.locks.ReentrantLock;
  * the flushed range, rounded out to whole pages; {@link #commit} merges the ranges noted since
  * the last commit, starts writeback of each merged range with one {@code
  * sync_file_range(SYNC_FILE_RANGE_WRITE)}, then waits for them and flushes the device's write
- * cache with one {@code fdatasync} of the cache file.
+ * cache with one {@code fdatasync} of the cache file. {@link #start} starts the ranges noted
+ * so far early (while an earlier commit waits for its fdatasync); the next commit waits for
+ * them.
  *
  * <p>Why not {@code msync(MS_SYNC)} per flushed range: on Linux every such msync is an fdatasync
  * of its range, device flush included, so a commit of n blocks cost about 2n device flushes
