@@ -146,8 +146,8 @@ final class Spill {
   }
 
   /**
-   * At mount: removes what a crash between a spill's create and unlink left in {@link
-   * #DIR} (empty files no one can have open now).
+   * At mount: removes what a crash left in {@link #DIR} (a spill file whose unlink was not
+   * durable yet, with what was copied into it: no one can have it open now).
    */
   void removeStrays() {
     List<String> names = new ArrayList<>();
