@@ -301,6 +301,74 @@ class PersistentMemoryTest {
   }
 
   @Test
+  @DisplayName("concurrent stores, starts and commits: no commit returns before an fdatasync"
+      + " that began after its stores")
+  void concurrentCommitsWaitForAnFdatasyncAfterTheirStores() throws Exception {
+    // A clock ticks after every store (a pwrite) and at every fdatasync's start; the newest
+    // start among the fdatasyncs that have ended bounds what the device holds: every store
+    // that ticked before it.
+    java.util.concurrent.atomic.AtomicLong clock = new java.util.concurrent.atomic.AtomicLong();
+    java.util.concurrent.atomic.AtomicLong durableUpTo =
+        new java.util.concurrent.atomic.AtomicLong();
+    ThreadLocal<long[]> lastStore = ThreadLocal.withInitial(() -> new long[1]);
+    CountingKernel kernel = new CountingKernel() {
+      @Override
+      public void pwrite(int fd, long address, long count, long offset)
+          throws NativeIOException {
+        LibC.pwrite(fd, address, count, offset);
+        lastStore.get()[0] = clock.incrementAndGet();
+      }
+
+      @Override
+      public int syncFileRange(int fd, long offset, long length, int flags) {
+        return 0;
+      }
+
+      @Override
+      public int fdatasync(int fd) {
+        long began = clock.incrementAndGet();
+        java.util.concurrent.locks.LockSupport.parkNanos(20_000); // a device flush
+        durableUpTo.accumulateAndGet(began, Math::max);
+        return 0;
+      }
+    };
+    List<Throwable> errors = java.util.Collections.synchronizedList(new ArrayList<>());
+    try (PersistentMemory pm = PersistentMemory.map(cacheFile(4 << 20), FlushStrategy.MSYNC,
+        true, kernel)) {
+      List<Thread> threads = new ArrayList<>();
+      for (int t = 0; t < 4; t++) {
+        long seed = t;
+        threads.add(new Thread(() -> {
+          Random r = new Random(seed);
+          try {
+            for (int i = 0; i < 400; i++) {
+              long at = r.nextInt(60) * CountingKernel.PAGE + 8 * seed;
+              pm.assign(at, i);
+              long stored = lastStore.get()[0];
+              pm.flush(at, 8);
+              if (r.nextBoolean()) {
+                pm.startCommit(); // as a commit waiting for another's device flush does
+              }
+              pm.commit();
+              if (durableUpTo.get() <= stored) {
+                throw new AssertionError("a commit returned before any fdatasync that began"
+                    + " after its store (tick " + stored + ") had ended");
+              }
+            }
+          } catch (Throwable e) {
+            errors.add(e);
+          }
+        }));
+      }
+      threads.forEach(Thread::start);
+      for (Thread th : threads) {
+        th.join(60_000);
+      }
+    }
+    assertTrue(errors.isEmpty(), () -> "first failure: " + errors.get(0));
+  }
+
+  @Test
   @DisplayName("a failed fdatasync fails that commit and every later one")
   void failedCommitIsSticky() throws IOException {
     CountingKernel failing = new CountingKernel() {
