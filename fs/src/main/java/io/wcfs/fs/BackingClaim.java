@@ -2,6 +2,7 @@ package io.wcfs.fs;
 
 import io.wcfs.core.CacheErrorException;
 import io.wcfs.core.WriteCache;
+import io.wcfs.nativ.FileLocks;
 import io.wcfs.nativ.LibC;
 import io.wcfs.nativ.NativeBuffer;
 import io.wcfs.nativ.NativeIOException;
@@ -263,7 +264,7 @@ final class BackingClaim implements AutoCloseable {
         long end = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(waitMs);
         while (System.nanoTime() < end) {
           sleep(Math.min(1000, TimeUnit.NANOSECONDS.toMillis(end - System.nanoTime()) + 1));
-          if (!LibC.tryOfdLockExclusive(fd)) {
+          if (!FileLocks.tryOfdLockExclusive(fd)) {
             throw new IOException("lost the lock on " + file + " while taking " + backing
                 + " over: " + whoOf(readRecord(fd, true)) + " holds it now");
           }
@@ -311,7 +312,7 @@ final class BackingClaim implements AutoCloseable {
         throw e;
       }
       try {
-        if (!LibC.tryOfdLockExclusive(fd)) {
+        if (!FileLocks.tryOfdLockExclusive(fd)) {
           throw new UsageException(heldMessage(backing, readRecord(fd, true), takeOver));
         }
         if (namesFile(dirFd, fd)) {
@@ -441,7 +442,7 @@ final class BackingClaim implements AutoCloseable {
       Record r = readRecord(fd, true);
       boolean locked;
       try {
-        locked = LibC.ofdLockedByOther(fd);
+        locked = FileLocks.ofdLockedByOther(fd);
       } catch (NativeIOException e) {
         locked = false;
       }
@@ -532,7 +533,7 @@ final class BackingClaim implements AutoCloseable {
       if (fd < 0) {
         fd = openClaimFile(dirFd);
       }
-      if (!LibC.tryOfdLockExclusive(fd)) {
+      if (!FileLocks.tryOfdLockExclusive(fd)) {
         Record r = readRecord(fd, true);
         if (r != null && (r.generation() != generation || !r.sameCache(me))) {
           lose("it was taken over by " + r.who());

@@ -2,6 +2,7 @@ package io.wcfs.fs;
 
 import io.wcfs.core.DirectoryBackingStore;
 import io.wcfs.core.WriteCache;
+import io.wcfs.nativ.FileLocks;
 import io.wcfs.nativ.LibC;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -52,7 +53,7 @@ final class Daemon {
         });
     int lockFd = LibC.open(spec.cacheFile().toString(), LibC.O_RDONLY, 0);
     try {
-      if (!LibC.tryLockExclusive(lockFd)) {
+      if (!FileLocks.tryLockExclusive(lockFd)) {
         throw new UsageException("cache " + spec.cacheFile() + " is in use by " + owner(spec)
             + "; unmount that first (wcfs umount MOUNTPOINT)");
       }
